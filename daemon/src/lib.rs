@@ -1,0 +1,15 @@
+//! Tsunagi (つなぎ): offline-first My Number card qualification checks for Japanese clinics.
+//!
+//! The crate holds the daemon's parts and the `tsunagi` CLI:
+//! - [`card`]: PC/SC and the JPKI application: read the user-authentication certificate,
+//!   verify the PIN, have the card sign a challenge. Never touches the individual number.
+//! - [`oqs`]: the client of the qualification system (オンライン資格確認等システム), speaking
+//!   its JSON message schema, and the classification of every answer.
+//! - [`check`]: one qualification check from card to answer.
+//! - [`rules`]: the ministry's rules as pure functions (the date is always an argument).
+//!
+//! I/O lives at the edges (`card`, `oqs`, the CLI); `rules` and the answer classification are
+//! pure and tested with tables.
+
+pub mod card;
+pub mod domain;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages Tsunagi builds and tests with (Debian/Ubuntu, run as root or
+# with sudo). Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  pkg-config
+  libpcsclite-dev      # the pcsc crate links libpcsclite
+  pcscd                # the real PC/SC daemon the tests talk to
+  vsmartcard-vpcd      # virtual reader slots that tests/vcard plugs into
+  opensc               # OpenSC's own JPKI driver checks the virtual card independently
+  opensc-pkcs11
+  fonts-ipafont-gothic # Japanese glyphs for the usage report's PNG chart
+)
+if [ "${1:-}" = "--build-only" ]; then
+  packages=(pkg-config libpcsclite-dev fonts-ipafont-gothic)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
