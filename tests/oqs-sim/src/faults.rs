@@ -1,0 +1,155 @@
+//! Fault injection, switchable at runtime from tests or the admin endpoint.
+//!
+//! [`Faults`] is a cheap clone handle over one shared state. Changing the mode to or from
+//! [`FaultMode::Refuse`] wakes the listener task (through a `watch` channel), which drops or
+//! rebinds the main listener. Until that task has run, connections that slip through are
+//! accepted and dropped at once, so a refused client never gets an answer either way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// How a malformed answer is malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MalformedKind {
+    /// A result envelope cut in the middle.
+    TruncatedJson,
+    /// Plain text with a JSON content type.
+    NotJson,
+    /// Numbers where the contract has strings.
+    WrongTypes,
+}
+
+/// The injected fault. JSON (admin endpoint) uses serde's default external tagging:
+/// `"None"`, `"Refuse"`, `{"ServerError":503}`, `{"Malformed":"NotJson"}`,
+/// `{"RateLimit":{"retry_after_secs":5}}`, `"SystemError"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultMode {
+    /// Normal operation.
+    None,
+    /// TCP connections are refused (the listener is closed).
+    Refuse,
+    /// Searches answer with this HTTP status and an HTML body.
+    ServerError(u16),
+    /// Searches answer HTTP 200 with a broken body.
+    Malformed(MalformedKind),
+    /// Searches answer HTTP 429 with `Retry-After`.
+    RateLimit {
+        /// Seconds in the `Retry-After` header.
+        retry_after_secs: u64,
+    },
+    /// Searches answer SegmentOfResult 9 with SIM-E0900.
+    SystemError,
+}
+
+/// The full fault state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FaultState {
+    pub(crate) mode: FaultMode,
+    pub(crate) delay: Duration,
+}
+
+/// Clone handle to the simulator's fault switches.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    tx: Arc<watch::Sender<FaultState>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Faults {
+    /// No fault, no delay.
+    pub fn new() -> Self {
+        let (tx, _rx) = watch::channel(FaultState {
+            mode: FaultMode::None,
+            delay: Duration::ZERO,
+        });
+        Self { tx: Arc::new(tx) }
+    }
+
+    /// Sets the fault mode (the delay is kept).
+    pub fn set_mode(&self, m: FaultMode) {
+        self.tx.send_modify(|s| s.mode = m);
+    }
+
+    /// Sets the delay applied before every answer on the main listener.
+    pub fn set_delay(&self, d: Duration) {
+        self.tx.send_modify(|s| s.delay = d);
+    }
+
+    /// Back to normal: no fault, no delay.
+    pub fn clear(&self) {
+        self.tx.send_modify(|s| {
+            s.mode = FaultMode::None;
+            s.delay = Duration::ZERO;
+        });
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> FaultMode {
+        self.tx.borrow().mode
+    }
+
+    /// The current delay.
+    pub fn delay(&self) -> Duration {
+        self.tx.borrow().delay
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<FaultState> {
+        self.tx.subscribe()
+    }
+}
+
+/// Body of `POST /_sim/faults` and answer of `GET /_sim/faults`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRequest {
+    /// New mode; absent keeps the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FaultMode>,
+    /// New delay in milliseconds; absent keeps the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn modes_round_trip_as_documented() {
+        let m: FaultMode = serde_json::from_str(r#"{"ServerError":503}"#).unwrap();
+        assert_eq!(m, FaultMode::ServerError(503));
+        let m: FaultMode = serde_json::from_str(r#"{"RateLimit":{"retry_after_secs":5}}"#).unwrap();
+        assert_eq!(
+            m,
+            FaultMode::RateLimit {
+                retry_after_secs: 5
+            }
+        );
+        let m: FaultMode = serde_json::from_str(r#"{"Malformed":"WrongTypes"}"#).unwrap();
+        assert_eq!(m, FaultMode::Malformed(MalformedKind::WrongTypes));
+        assert_eq!(
+            serde_json::to_string(&FaultMode::Refuse).unwrap(),
+            r#""Refuse""#
+        );
+    }
+
+    #[test]
+    fn clear_resets_mode_and_delay() {
+        let f = Faults::new();
+        let g = f.clone();
+        g.set_mode(FaultMode::SystemError);
+        g.set_delay(Duration::from_millis(5));
+        assert_eq!(f.mode(), FaultMode::SystemError);
+        f.clear();
+        assert_eq!(g.mode(), FaultMode::None);
+        assert_eq!(g.delay(), Duration::ZERO);
+    }
+}

@@ -1,0 +1,726 @@
+//! HTTP side: axum routes, request validation, and the listener loops.
+//!
+//! Routes of the main listener (wire.md §1–§3):
+//! * `POST /oqs-api-pro/MSA12020/ILI12020SV01/auth` — login.
+//! * `POST /oqs-api-pro/MSA01030/ILI01030SV01/search` — search by insurance data.
+//! * `POST /tsunagi-ext/v1/card-search` — search by card.
+//!
+//! Admin listener: `GET`/`POST /_sim/faults`.
+//!
+//! Decisions the contract left open:
+//! * Message-level errors are always HTTP 200 with SegmentOfResult 9, even when the body is
+//!   not JSON at all (SIM-E0001), so a client needs only one path for them.
+//! * Faults other than Refuse and Delay hit only the two search routes; login keeps working,
+//!   so a test sees the fault on the search it makes and not on the login before it.
+//! * The main listener is served by a hand-written accept loop: Refuse drops the listener and
+//!   aborts every open connection, and clearing it binds the same port again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use chrono::{NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use rand::RngCore;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::faults::{FaultMode, FaultRequest, Faults, MalformedKind};
+use crate::message::{
+    parse_yyyymmdd, yyyymmdd, ElderlyRecipientCertificateInfo, Envelope,
+    LimitApplicationCertificateRelatedInfo, LoginResponse, LoginTokens, QualificationResult,
+    ResultBody, ResultEnvelope, ResultHeader, ResultItem, ResultMessage, SearchInfo,
+};
+use crate::model::{InsuranceKey, InsurerNumber, Lookup, Person, Population, Qualification};
+use crate::registry::{CardOperation, CertRegistry, IdentityMethod};
+
+/// Login path.
+pub const LOGIN_PATH: &str = "/oqs-api-pro/MSA12020/ILI12020SV01/auth";
+/// Search-by-insurance-data path.
+pub const SEARCH_PATH: &str = "/oqs-api-pro/MSA01030/ILI01030SV01/search";
+/// Card-search path.
+pub const CARD_SEARCH_PATH: &str = "/tsunagi-ext/v1/card-search";
+/// Admin path for faults.
+pub const FAULTS_PATH: &str = "/_sim/faults";
+/// Response header with the simulator's own processing time.
+pub const PROCESSING_MICROS_HEADER: &str = "x-sim-processing-micros";
+
+/// State shared by all handlers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) population: Population,
+    pub(crate) registry: CertRegistry,
+    pub(crate) institutions: Vec<String>,
+    pub(crate) today: Option<NaiveDate>,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) tokens: Mutex<HashMap<String, (String, Instant)>>,
+    pub(crate) faults: Faults,
+    pub(crate) requests: AtomicU64,
+}
+
+impl Shared {
+    /// The simulator's JST wall clock: the real time of day, on the overridden date if any.
+    pub(crate) fn now_jst(&self) -> NaiveDateTime {
+        let real = Utc::now().naive_utc() + TimeDelta::hours(9);
+        match self.today {
+            Some(d) => d.and_time(real.time()),
+            None => real,
+        }
+    }
+}
+
+/// The main router.
+pub(crate) fn main_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(LOGIN_PATH, post(login))
+        .route(SEARCH_PATH, post(search))
+        .route(CARD_SEARCH_PATH, post(card_search))
+        .with_state(shared)
+}
+
+/// The admin router.
+pub(crate) fn admin_router(faults: Faults) -> Router {
+    Router::new()
+        .route(FAULTS_PATH, get(get_faults).post(post_faults))
+        .with_state(faults)
+}
+
+async fn get_faults(State(f): State<Faults>) -> Json<FaultRequest> {
+    Json(FaultRequest {
+        mode: Some(f.mode()),
+        delay_ms: Some(u64::try_from(f.delay().as_millis()).unwrap_or(u64::MAX)),
+    })
+}
+
+async fn post_faults(State(f): State<Faults>, body: Bytes) -> Response {
+    match serde_json::from_slice::<FaultRequest>(&body) {
+        Ok(req) => {
+            if let Some(m) = req.mode {
+                f.set_mode(m);
+            }
+            if let Some(ms) = req.delay_ms {
+                f.set_delay(Duration::from_millis(ms));
+            }
+            tracing::info!(mode = ?f.mode(), delay = ?f.delay(), "faults set");
+            get_faults(State(f)).await.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    delay(&s).await;
+    let fail = |status: StatusCode, msg: &str| {
+        let body = LoginResponse {
+            status: "1".into(),
+            msg: msg.into(),
+            result: None,
+        };
+        (status, Json(body)).into_response()
+    };
+    let code = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("MedicalInstitutionCode")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let Some(code) = code else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "MedicalInstitutionCode is required",
+        );
+    };
+    if !s.institutions.contains(&code) {
+        return fail(StatusCode::UNAUTHORIZED, "unknown institution");
+    }
+    let id_token = random_token();
+    s.tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id_token.clone(), (code, Instant::now() + s.token_lifetime));
+    let body = LoginResponse {
+        status: "0".into(),
+        msg: String::new(),
+        result: Some(LoginTokens {
+            access_token: random_token(),
+            refresh_token: random_token(),
+            id_token,
+            link_sys_char_cd: "1".into(),
+        }),
+    };
+    Json(body).into_response()
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Searches
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Insurance,
+    Card,
+}
+
+async fn search(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(s, headers, body, Operation::Insurance).await
+}
+
+async fn card_search(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(s, headers, body, Operation::Card).await
+}
+
+async fn delay(s: &Shared) {
+    let d = s.faults.delay();
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+async fn handle(s: Arc<Shared>, headers: HeaderMap, body: Bytes, op: Operation) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    delay(&s).await;
+    let started = Instant::now();
+    match s.faults.mode() {
+        FaultMode::ServerError(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let html = format!(
+                "<!DOCTYPE html><html><head><title>{status}</title></head>\
+                 <body><h1>{status}</h1><p>oqs-sim injected fault</p></body></html>"
+            );
+            return (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response();
+        }
+        FaultMode::RateLimit { retry_after_secs } => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after_secs.to_string())],
+                "rate limited",
+            )
+                .into_response();
+        }
+        FaultMode::Malformed(kind) => return malformed(kind),
+        FaultMode::None | FaultMode::Refuse | FaultMode::SystemError => {}
+    }
+    let token_institution = match authorize(&s, &headers) {
+        Some(i) => i,
+        None => {
+            let body = LoginResponse {
+                status: "1".into(),
+                msg: "unauthorized".into(),
+                result: None,
+            };
+            return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+        }
+    };
+    let now = s.now_jst();
+    let envelope = if s.faults.mode() == FaultMode::SystemError {
+        message_error(
+            now,
+            None,
+            "SIM-E0900",
+            "（模擬）システムエラーが発生しました。しばらくしてから再度照会してください。",
+        )
+    } else {
+        process(&s, &body, op, &token_institution, now)
+    };
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let mut resp = Json(envelope).into_response();
+    if let Ok(v) = HeaderValue::from_str(&micros.to_string()) {
+        resp.headers_mut().insert(PROCESSING_MICROS_HEADER, v);
+    }
+    resp
+}
+
+/// The institution the token was issued to, if the token is known and fresh.
+fn authorize(s: &Shared, headers: &HeaderMap) -> Option<String> {
+    let token = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let mut tokens = s.tokens.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    tokens.retain(|_, (_, exp)| *exp > now);
+    tokens.get(token).map(|(i, _)| i.clone())
+}
+
+fn malformed(kind: MalformedKind) -> Response {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match kind {
+        MalformedKind::TruncatedJson => {
+            let full = r#"{"XmlMsg":{"MessageHeader":{"SegmentOfResult":"1","CharacterCodeIdentifier":"0"},"MessageBody":{"ProcessingResultStatus":"1","QualificationValidity":"1","ResultList":[{"ResultOfQualificationConfirmation":{"InsurerNumber":"06139999","Name":"診療　太郎"}}]}}}"#;
+            (json, full[..full.len() / 2].to_owned()).into_response()
+        }
+        MalformedKind::NotJson => (json, "this is not JSON\n").into_response(),
+        MalformedKind::WrongTypes => {
+            let body = serde_json::json!({"XmlMsg":{
+                "MessageHeader":{"SegmentOfResult":1,"CharacterCodeIdentifier":0},
+                "MessageBody":{"ProcessingResultStatus":1,"QualificationValidity":1,
+                    "ResultList":[{"ResultOfQualificationConfirmation":{
+                        "InsurerNumber":6139999,"InsuredBranchNumber":0,"Birthdate":19800401}}]}}});
+            (json, body.to_string()).into_response()
+        }
+    }
+}
+
+/// A message-level error (SegmentOfResult 9).
+fn message_error(
+    now: NaiveDateTime,
+    echo: Option<&Echo>,
+    code: &str,
+    message: &str,
+) -> ResultEnvelope {
+    let mut header = ResultHeader {
+        process_execution_time: Some(now.format("%Y%m%d%H%M%S").to_string()),
+        segment_of_result: "9".into(),
+        error_code: Some(code.into()),
+        error_message: Some(message.into()),
+        character_code_identifier: Some("0".into()),
+        ..ResultHeader::default()
+    };
+    if let Some(e) = echo {
+        header.medical_institution_code = e.institution.clone();
+        header.qualification_confirmation_date = e.date.clone();
+        header.arbitrary_file_identifier = e.file_id.clone();
+    }
+    Envelope {
+        xml_msg: ResultMessage {
+            message_header: header,
+            message_body: None,
+        },
+    }
+}
+
+/// What the result header echoes from the request.
+#[derive(Default)]
+struct Echo {
+    institution: Option<String>,
+    date: Option<String>,
+    file_id: Option<String>,
+}
+
+/// A message-level rejection.
+struct Reject {
+    code: &'static str,
+    message: String,
+}
+
+fn e0003(message: impl Into<String>) -> Reject {
+    Reject {
+        code: "SIM-E0003",
+        message: message.into(),
+    }
+}
+
+/// An optional string field: absent or null is `None`; another type is an error.
+fn opt_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, Reject> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(e0003(format!("（模擬）{field} の型が不正です"))),
+    }
+}
+
+fn req_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Reject> {
+    opt_str(obj, field)?.ok_or_else(|| e0003(format!("（模擬）{field} がありません")))
+}
+
+fn process(
+    s: &Shared,
+    body: &[u8],
+    op: Operation,
+    token_institution: &str,
+    now: NaiveDateTime,
+) -> ResultEnvelope {
+    let mut echo = Echo::default();
+    match process_inner(s, body, op, token_institution, now, &mut echo) {
+        Ok(env) => env,
+        Err(r) => message_error(now, Some(&echo), r.code, &r.message),
+    }
+}
+
+fn process_inner(
+    s: &Shared,
+    body: &[u8],
+    op: Operation,
+    token_institution: &str,
+    now: NaiveDateTime,
+    echo: &mut Echo,
+) -> Result<ResultEnvelope, Reject> {
+    let e0001 = || Reject {
+        code: "SIM-E0001",
+        message: "（模擬）要求電文を解析できません".into(),
+    };
+    let root: Value = serde_json::from_slice(body).map_err(|_| e0001())?;
+    let msg = root
+        .get("XmlMsg")
+        .and_then(Value::as_object)
+        .ok_or_else(e0001)?;
+    let e0002 = |m: &str| Reject {
+        code: "SIM-E0002",
+        message: format!("（模擬）医療機関コード{m}"),
+    };
+    let empty = Map::new();
+    let header = match msg.get("MessageHeader") {
+        Some(Value::Object(h)) => h,
+        None => &empty,
+        Some(_) => return Err(e0003("（模擬）MessageHeader の型が不正です")),
+    };
+    let institution = match header.get("MedicalInstitutionCode") {
+        Some(Value::String(c)) => c,
+        None | Some(Value::Null) => return Err(e0002("がありません")),
+        Some(_) => return Err(e0002("の型が不正です")),
+    };
+    echo.institution = Some(institution.clone());
+    echo.file_id = opt_str(header, "ArbitraryFileIdentifier")?.map(str::to_owned);
+    if institution.len() != 10 || !institution.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(e0002("は10桁の数字で指定してください"));
+    }
+    if !s.institutions.contains(institution) || institution != token_institution {
+        return Err(e0002("が登録されていません"));
+    }
+    let date_text = req_str(header, "QualificationConfirmationDate")?;
+    let date = parse_yyyymmdd(date_text)
+        .ok_or_else(|| e0003("（模擬）資格確認日の形式が不正です（yyyyMMdd）"))?;
+    echo.date = Some(date_text.to_owned());
+    let body = match msg.get("MessageBody") {
+        Some(Value::Object(b)) => b,
+        None => return Err(e0003("（模擬）MessageBody がありません")),
+        Some(_) => return Err(e0003("（模擬）MessageBody の型が不正です")),
+    };
+    let mut result_header = ResultHeader {
+        process_execution_time: Some(now.format("%Y%m%d%H%M%S").to_string()),
+        qualification_confirmation_date: Some(date_text.to_owned()),
+        medical_institution_code: Some(institution.clone()),
+        arbitrary_file_identifier: echo.file_id.clone(),
+        reference_classification: None,
+        segment_of_result: "1".into(),
+        character_code_identifier: Some("0".into()),
+        ..ResultHeader::default()
+    };
+    let result_body = match op {
+        Operation::Insurance => {
+            result_header.reference_classification = Some("2".into());
+            insurance_search(s, body, date, now)?
+        }
+        Operation::Card => {
+            result_header.reference_classification = Some("1".into());
+            card_search_body(s, body, institution, date, now)?
+        }
+    };
+    Ok(Envelope {
+        xml_msg: ResultMessage {
+            message_header: result_header,
+            message_body: Some(result_body),
+        },
+    })
+}
+
+fn insurance_search(
+    s: &Shared,
+    body: &Map<String, Value>,
+    date: NaiveDate,
+    now: NaiveDateTime,
+) -> Result<ResultBody, Reject> {
+    let info = match body.get("QualificationConfirmSearchInfo") {
+        Some(Value::Object(i)) => i,
+        None => return Err(e0003("（模擬）QualificationConfirmSearchInfo がありません")),
+        Some(_) => {
+            return Err(e0003(
+                "（模擬）QualificationConfirmSearchInfo の型が不正です",
+            ))
+        }
+    };
+    let insurer_text = req_str(info, "InsurerNumber")?;
+    let insurer = InsurerNumber::from_wire(insurer_text)
+        .map_err(|_| e0003("（模擬）保険者番号の桁数が不正です"))?;
+    let symbol = opt_str(info, "InsuredCardSymbol")?.filter(|s| !s.is_empty());
+    if symbol.is_some_and(|s| s.chars().count() > 20) {
+        return Err(e0003("（模擬）被保険者証記号が長すぎます"));
+    }
+    let number = req_str(info, "InsuredIdentificationNumber")?;
+    if number.is_empty() || number.chars().count() > 20 {
+        return Err(e0003("（模擬）被保険者証番号の桁数が不正です"));
+    }
+    let branch = opt_str(info, "InsuredBranchNumber")?.filter(|s| !s.is_empty());
+    if branch.is_some_and(|b| b.len() != 2 || !b.bytes().all(|c| c.is_ascii_digit())) {
+        return Err(e0003("（模擬）被保険者証枝番は2桁の数字で指定してください"));
+    }
+    let birth_text = req_str(info, "Birthdate")?;
+    let birthdate = parse_yyyymmdd(birth_text)
+        .ok_or_else(|| e0003("（模擬）生年月日の形式が不正です（yyyyMMdd）"))?;
+    let consent = opt_str(info, "LimitApplicationCertificateRelatedConsFlg")?;
+    if consent.is_some_and(|c| c != "0" && c != "1") {
+        return Err(e0003("（模擬）限度額適用認定証提供同意フラグが不正です"));
+    }
+    let echo_info = SearchInfo {
+        insurer_number: insurer_text.to_owned(),
+        insured_card_symbol: symbol.map(str::to_owned),
+        insured_identification_number: number.to_owned(),
+        insured_branch_number: branch.map(str::to_owned),
+        birthdate: birth_text.to_owned(),
+        limit_application_certificate_related_cons_flg: consent.map(str::to_owned),
+        arbitrary_identifier: opt_str(info, "ArbitraryIdentifier")?.map(str::to_owned),
+    };
+    if birthdate > date {
+        return Ok(ResultBody {
+            qualification_confirm_search_info: Some(echo_info),
+            processing_result_status: "2".into(),
+            processing_result_code: Some("SIM-E1001".into()),
+            processing_result_message: Some(
+                "（模擬）検索条件が不正です（生年月日が未来日付です）".into(),
+            ),
+            ..ResultBody::default()
+        });
+    }
+    let key = InsuranceKey {
+        insurer,
+        symbol: symbol.map(str::to_owned),
+        number: number.to_owned(),
+        branch: branch.map(str::to_owned),
+        birthdate,
+    };
+    let lookup = s.population.lookup_by_insurance(&key, date);
+    let mut body = lookup_body(&lookup, consent == Some("1"), now);
+    body.qualification_confirm_search_info = Some(echo_info);
+    Ok(body)
+}
+
+fn card_search_body(
+    s: &Shared,
+    body: &Map<String, Value>,
+    institution: &str,
+    date: NaiveDate,
+    now: NaiveDateTime,
+) -> Result<ResultBody, Reject> {
+    let auth = match body.get("TsunagiCardAuthentication") {
+        Some(Value::Object(a)) => a,
+        None => return Err(e0003("（模擬）TsunagiCardAuthentication がありません")),
+        Some(_) => return Err(e0003("（模擬）TsunagiCardAuthentication の型が不正です")),
+    };
+    let method = match req_str(auth, "IdentityMethod")? {
+        "1" => IdentityMethod::Pin,
+        "2" => IdentityMethod::Visual,
+        _ => return Err(e0003("（模擬）本人確認方法が不正です")),
+    };
+    let b64 = |field: &str| -> Result<Option<Vec<u8>>, Reject> {
+        opt_str(auth, field)?
+            .map(|t| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map_err(|_| e0003(format!("（模擬）{field} の形式が不正です（base64）")))
+            })
+            .transpose()
+    };
+    let certificate_der = b64("Certificate")?
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| e0003("（模擬）Certificate がありません"))?;
+    let challenge = b64("Challenge")?;
+    let signature = b64("Signature")?;
+    if method == IdentityMethod::Pin && (challenge.is_none() || signature.is_none()) {
+        return Err(e0003(
+            "（模擬）暗証番号方式では Challenge と Signature が必要です",
+        ));
+    }
+    let consent = opt_str(auth, "LimitApplicationCertificateRelatedConsFlg")?;
+    if consent.is_some_and(|c| c != "0" && c != "1") {
+        return Err(e0003("（模擬）限度額適用認定証提供同意フラグが不正です"));
+    }
+    let op = CardOperation {
+        method,
+        certificate_der,
+        challenge,
+        signature,
+    };
+    let card = match s.registry.verify(&op, institution, now) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(code = e.code(), "card refused");
+            return Ok(ResultBody {
+                processing_result_status: "2".into(),
+                processing_result_code: Some(e.code().into()),
+                processing_result_message: Some(e.message_ja().into()),
+                ..ResultBody::default()
+            });
+        }
+    };
+    let lookup = match &card.person_id {
+        Some(id) => s.population.lookup_by_person(id, date),
+        None => s.population.lookup_by_person("", date),
+    };
+    let mut body = lookup_body(&lookup, consent != Some("0"), now);
+    if let Some(w) = card.warning {
+        body.processing_result_code = Some(w.code().into());
+        body.processing_result_message = Some(w.message_ja().into());
+    }
+    Ok(body)
+}
+
+fn lookup_body(lookup: &Lookup<'_>, consent: bool, now: NaiveDateTime) -> ResultBody {
+    let list: Vec<ResultItem> = lookup
+        .records
+        .iter()
+        .map(|(p, q)| ResultItem {
+            result: record(p, q, consent, now),
+        })
+        .collect();
+    ResultBody {
+        processing_result_status: "1".into(),
+        qualification_validity: Some(lookup.validity.code().into()),
+        result_list: (!list.is_empty()).then_some(list),
+        ..ResultBody::default()
+    }
+}
+
+/// One `ResultOfQualificationConfirmation`.
+pub(crate) fn record(
+    p: &Person,
+    q: &Qualification,
+    consent: bool,
+    now: NaiveDateTime,
+) -> QualificationResult {
+    let limit = q.limit.as_ref().filter(|_| consent);
+    QualificationResult {
+        insured_card_classification: Some(q.card_classification.clone()),
+        insurer_number: Some(q.insurer.wire()),
+        insured_card_symbol: q.symbol.clone(),
+        insured_identification_number: Some(q.number.clone()),
+        insured_branch_number: q.branch.clone(),
+        personal_family_classification: Some(q.personal_family.code().into()),
+        insured_name: q.insured_name.clone(),
+        name: Some(p.name.clone()),
+        name_kana: Some(p.kana.clone()),
+        sex1: Some(p.sex.code().into()),
+        birthdate: Some(yyyymmdd(p.birthdate)),
+        address: p.address.clone(),
+        post_number: p.post_number.clone(),
+        qualification_date: Some(yyyymmdd(q.qualification_date)),
+        disqualification_date: q.disqualification.as_ref().map(|d| yyyymmdd(d.date)),
+        insured_certificate_issuance_date: q.card_issued.map(yyyymmdd),
+        insured_card_valid_date: Some(yyyymmdd(q.qualification_date)),
+        insured_card_expiration_date: q.card_expires.map(yyyymmdd),
+        insured_partial_contribution_ratio: q.ratio.map(|r| r.code().into()),
+        preschool_classification: q.preschool.then(|| "1".into()),
+        reason_of_loss: q.disqualification.as_ref().map(|d| d.reason.code().into()),
+        insurer_name: Some(q.insurer_name.clone()),
+        elderly_recipient_certificate_info: q.elderly.as_ref().map(|e| {
+            ElderlyRecipientCertificateInfo {
+                elderly_recipient_certificate_date: Some(yyyymmdd(e.issued)),
+                elderly_recipient_valid_start_date: Some(yyyymmdd(e.valid_from)),
+                elderly_recipient_valid_end_date: Some(yyyymmdd(e.valid_until)),
+                elderly_recipient_contribution_ratio: Some(e.ratio.code().into()),
+            }
+        }),
+        limit_application_certificate_related_cons_flg: limit.map(|_| "1".into()),
+        limit_application_certificate_related_cons_time: limit
+            .map(|_| now.format("%Y%m%d%H%M%S").to_string()),
+        limit_application_certificate_related_info: limit.map(|l| {
+            LimitApplicationCertificateRelatedInfo {
+                limit_application_certificate_classification: Some(l.classification.clone()),
+                limit_application_certificate_classification_flag: Some(l.bracket.clone()),
+                limit_application_certificate_date: Some(yyyymmdd(l.issued)),
+                limit_application_certificate_valid_start_date: Some(yyyymmdd(l.valid_from)),
+                limit_application_certificate_valid_end_date: Some(yyyymmdd(l.valid_until)),
+            }
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listener loops
+
+/// Serves the main router on `listener` until `shutdown` turns true, closing the listener
+/// and every connection while the fault mode is Refuse and binding `addr` again after.
+pub(crate) async fn run_main(
+    mut listener: Option<TcpListener>,
+    addr: SocketAddr,
+    router: Router,
+    faults: Faults,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut modes = faults.subscribe();
+    loop {
+        if let Some(l) = listener.take() {
+            // Listening: runs until Refuse or shutdown. Dropping `conns` aborts every open
+            // connection, so pooled keep-alive connections die with the listener.
+            let mut conns = JoinSet::new();
+            loop {
+                if modes.borrow_and_update().mode == FaultMode::Refuse {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    r = modes.changed() => if r.is_err() { return },
+                    acc = l.accept() => match acc {
+                        Ok((stream, _)) => {
+                            // The mode may have changed since the watch was last read.
+                            if faults.mode() == FaultMode::Refuse {
+                                continue;
+                            }
+                            conns.spawn(serve_connection(stream, router.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    },
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+            drop(l);
+            drop(conns);
+            tracing::info!(%addr, "refusing connections");
+        }
+        // Refusing: wait until the mode changes away from Refuse, then bind again.
+        while modes.borrow_and_update().mode == FaultMode::Refuse {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                r = modes.changed() => if r.is_err() { return },
+            }
+        }
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(%addr, "listening again");
+                    listener = Some(l);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "rebind failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let svc = hyper_util::service::TowerToHyperService::new(router);
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, svc)
+        .await
+    {
+        tracing::debug!(error = %e, "connection ended with error");
+    }
+}
