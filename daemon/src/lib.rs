@@ -7,9 +7,17 @@
 //!   its JSON message schema, and the classification of every answer.
 //! - [`check`]: one qualification check from card to answer.
 //! - [`rules`]: the ministry's rules as pure functions (the date is always an argument).
+//! - [`report`]: the usage-rate report (マイナ保険証利用率) beside the national figures.
+//! - [`cli`], [`cli_rules`]: the staff-facing commands.
 //!
 //! I/O lives at the edges (`card`, `oqs`, the CLI); `rules` and the answer classification are
 //! pure and tested with tables.
 
 pub mod card;
+pub mod check;
+pub mod cli;
+pub mod cli_rules;
 pub mod domain;
+pub mod oqs;
+pub mod report;
+pub mod rules;

@@ -1,6 +1,67 @@
-//! `tsunagi`: the CLI arrives with the check workflow; this first step ships the card path.
+//! `tsunagi`: parse, dispatch, map the result to an exit code (0 ok, 1 not confirmed, 2 error).
 
-fn main() {
-    eprintln!("tsunagi: まだコマンドはありません（カード読取部のみ）。");
-    std::process::exit(2);
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tsunagi::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("tsunagi: {message}");
+            2
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+fn run(cli: Cli) -> Result<i32, String> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = match cli.command {
+        Command::Check(args) => runtime()?
+            .block_on(cli::check::check(&args, &mut out))
+            .map_err(|e| e.message),
+        Command::Readers(args) => cli::check::readers(&args, &mut out).map_err(|e| e.message),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => runtime()?
+            .block_on(cli::demo::run(&args, &mut out))
+            .map_err(|e| e.message),
+        Command::Rules(cmd) => {
+            let today = tsunagi::check::now_jst().date_naive();
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            let mut input = stdin.lock();
+            tsunagi::cli_rules::run_rules(&cmd, today, &mut out, &mut input, interactive)
+                .map_err(|e| e.message_ja())
+        }
+        Command::Report(cmd) => {
+            let today = tsunagi::check::now_jst().date_naive();
+            tsunagi::cli_rules::run_report(&cmd, today, &mut out).map_err(|e| e.message_ja())
+        }
+    };
+    let _ = out.flush();
+    result
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("実行環境を起動できません: {e}"))
+}
+
+/// Logs go to stderr, English, filtered by `TSUNAGI_LOG` (default: warnings only, so the
+/// operator's Japanese output stays readable).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TSUNAGI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -94,6 +94,11 @@ pub enum CardError {
 }
 
 impl CardError {
+    /// Whether the card left the reader.
+    pub fn is_removed(&self) -> bool {
+        matches!(self, CardError::Removed)
+    }
+
     /// The message for reception staff: what happened and what to do now.
     pub fn message_ja(&self) -> String {
         match self {

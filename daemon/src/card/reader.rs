@@ -183,9 +183,31 @@ impl Transport for PcscTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardError> {
         // 256 data bytes plus the status word, the most a short APDU answers.
         let mut buf = [0u8; 258];
-        self.card
-            .transmit(command, &mut buf)
-            .map(<[u8]>::to_vec)
-            .map_err(CardError::from_pcsc)
+        match self.card.transmit(command, &mut buf) {
+            Ok(answer) if answer.len() >= 2 => Ok(answer.to_vec()),
+            Ok(_) => Err(self.diagnose(None)),
+            Err(e) => Err(self.diagnose(Some(e))),
+        }
+    }
+}
+
+impl PcscTransport {
+    /// Tells a card pulled out mid-exchange from other failures. pcscd reports a vanished
+    /// card inconsistently (an empty answer, "not transacted", "removed") and notices the
+    /// removal only at its next poll, so the card's presence is asked a few times.
+    fn diagnose(&self, error: Option<pcsc::Error>) -> CardError {
+        for _ in 0..5 {
+            match self.card.status2_owned() {
+                Ok(status) if status.status().contains(pcsc::Status::PRESENT) => {}
+                Ok(_) => return CardError::Removed,
+                Err(e) if CardError::from_pcsc(e).is_removed() => return CardError::Removed,
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match error {
+            Some(e) => CardError::from_pcsc(e),
+            None => CardError::TruncatedResponse,
+        }
     }
 }

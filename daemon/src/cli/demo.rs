@@ -1,0 +1,194 @@
+//! `tsunagi demo`: a scripted tour for newcomers, with the simulator and virtual cards
+//! in-process (no reader, no pcscd). It runs the same check code as `tsunagi check`; only the
+//! transport (a virtual card instead of pcscd) and the PIN source (a script) differ.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oqs_sim::scenario::{self, Scenario};
+use oqs_sim::Simulator;
+use tsunagi_vcard::card::VirtualCard;
+
+use crate::card::{CardError, Pin, PinEntry, Transport};
+use crate::check::{self, now_jst};
+use crate::domain::IdentityMethod;
+use crate::oqs::{OqsClient, OqsConfig};
+
+use super::check::CommandError;
+use super::render;
+use super::DemoArgs;
+
+/// A virtual card used directly, as if it sat on a reader.
+#[derive(Debug)]
+pub struct VirtualTransport(pub VirtualCard);
+
+impl Transport for VirtualTransport {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardError> {
+        Ok(self.0.transmit(command))
+    }
+}
+
+/// PINs typed by the script instead of a patient; what the operator would see is collected.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptedPins {
+    pins: Arc<Mutex<VecDeque<String>>>,
+    /// Messages the operator would have seen during PIN entry.
+    pub shown: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedPins {
+    /// The patient will type these PINs, in order.
+    pub fn new(pins: &[&str]) -> Self {
+        Self {
+            pins: Arc::new(Mutex::new(pins.iter().map(|p| p.to_string()).collect())),
+            shown: Arc::default(),
+        }
+    }
+
+    fn show(&self, message: String) {
+        if let Ok(mut shown) = self.shown.lock() {
+            shown.push(message);
+        }
+    }
+}
+
+impl PinEntry for ScriptedPins {
+    fn pin(&mut self, tries_left: u8) -> Option<Pin> {
+        let next = self.pins.lock().ok()?.pop_front()?;
+        self.show(format!("（患者さんが暗証番号を入力：残り{tries_left}回）"));
+        Pin::parse(&next)
+    }
+
+    fn confirm_last_try(&mut self) -> bool {
+        self.show("残り1回のため入力を見送りました。".into());
+        false
+    }
+
+    fn wrong_pin(&mut self, tries_left: u8) {
+        self.show(CardError::WrongPin { tries_left }.message_ja());
+    }
+}
+
+struct Step {
+    title: &'static str,
+    card: &'static str,
+    method: IdentityMethod,
+    pins: &'static [&'static str],
+}
+
+const TOUR: &[Step] = &[
+    Step {
+        title: "有効な資格（目視で本人確認）",
+        card: "valid-employee",
+        method: IdentityMethod::Visual,
+        pins: &[],
+    },
+    Step {
+        title: "有効な資格（暗証番号で本人確認、カードが署名）",
+        card: "valid-dependant",
+        method: IdentityMethod::Pin,
+        pins: &["1234"],
+    },
+    Step {
+        title: "資格（無効）：退職などで資格を喪失している",
+        card: "lost",
+        method: IdentityMethod::Visual,
+        pins: &[],
+    },
+    Step {
+        title: "資格情報なし：新しい保険の登録がまだ",
+        card: "no-coverage",
+        method: IdentityMethod::Visual,
+        pins: &[],
+    },
+    Step {
+        title: "暗証番号の入力間違い（1回間違えてから正しく入力）",
+        card: "kouki",
+        method: IdentityMethod::Pin,
+        pins: &["0000", "1234"],
+    },
+    Step {
+        title: "顔写真のない乳幼児のカードを目視で確認しようとした",
+        card: "infant",
+        method: IdentityMethod::Visual,
+        pins: &[],
+    },
+];
+
+/// Runs the tour. Returns the exit code.
+pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
+    let io = |e: std::io::Error| CommandError {
+        message: format!("出力に失敗しました: {e}"),
+    };
+    writeln!(
+        out,
+        "つなぎ デモ：模擬の資格確認システムと仮想マイナンバーカードで、受付での確認を体験します。"
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "（実在の人物・番号ではありません。カードリーダーは不要です）\n"
+    )
+    .map_err(io)?;
+    let today = now_jst().date_naive();
+    let scenario: Scenario = scenario::standard(today).map_err(|e| CommandError {
+        message: format!("デモの準備に失敗しました: {e}"),
+    })?;
+    let sim = Simulator::start(scenario.sim_config())
+        .await
+        .map_err(|e| CommandError {
+            message: format!("模擬の資格確認システムを起動できません: {e}"),
+        })?;
+    let client = OqsClient::new(OqsConfig {
+        base_url: sim.base_url(),
+        institution_code: scenario.institution_code.clone(),
+        timeout: Duration::from_secs(3),
+    })
+    .map_err(|e| CommandError {
+        message: e.message_ja(),
+    })?;
+    for (n, step) in TOUR.iter().enumerate() {
+        writeln!(out, "━━ {}. {} ━━", n + 1, step.title).map_err(io)?;
+        let Some(profile) = scenario.card(step.card) else {
+            return Err(CommandError {
+                message: format!("デモ用カード {} がありません", step.card),
+            });
+        };
+        let mut card = VirtualCard::new(profile.clone());
+        card.power_on();
+        let pins = ScriptedPins::new(step.pins);
+        writeln!(out, "本人確認の方法: {}", step.method.label_ja()).map_err(io)?;
+        let outcome = check::run(
+            VirtualTransport(card),
+            step.method,
+            today,
+            now_jst(),
+            &client,
+            &scenario.institution_code,
+            Box::new(pins.clone()),
+        )
+        .await;
+        if let Ok(shown) = pins.shown.lock() {
+            for line in shown.iter() {
+                writeln!(out, "{line}").map_err(io)?;
+            }
+        }
+        match outcome {
+            Ok(outcome) => render::outcome_text(&outcome, today, out).map_err(io)?,
+            Err(e) => writeln!(out, "{}", e.message_ja()).map_err(io)?,
+        }
+        writeln!(out).map_err(io)?;
+        if args.pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+        }
+    }
+    writeln!(
+        out,
+        "デモは以上です。実機では `tsunagi check --method visual|pin` で同じ確認を行います。"
+    )
+    .map_err(io)?;
+    sim.shutdown().await;
+    Ok(0)
+}

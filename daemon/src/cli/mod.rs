@@ -1,0 +1,110 @@
+//! The `tsunagi` command line: parsing and dispatch. Operator output is Japanese; `--json`
+//! output has stable English field names for programs.
+//!
+//! Exit codes: 0 confirmed / done, 1 not confirmed (invalid, not found, refused), 2 error.
+
+pub mod check;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod render;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::domain::IdentityMethod;
+
+/// Tsunagi (つなぎ): My Number card qualification checks that keep working offline.
+#[derive(Debug, Parser)]
+#[command(name = "tsunagi", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the qualification of the next card placed on the reader (資格確認).
+    Check(CheckArgs),
+    /// List card readers and whether a card is in each.
+    Readers(ReadersArgs),
+    /// Run a scripted tour with a built-in simulator and virtual cards (no hardware needed).
+    #[cfg(feature = "demo")]
+    Demo(DemoArgs),
+    /// Staff helpers that answer rule questions (資格確認書, 免除, 書類).
+    #[command(subcommand)]
+    Rules(crate::cli_rules::RulesCommand),
+    /// Reports (マイナ保険証 usage rate).
+    #[command(subcommand)]
+    Report(crate::cli_rules::ReportCommand),
+}
+
+/// Where the qualification system is and who we are to it.
+#[derive(Debug, Args)]
+pub struct OqsArgs {
+    /// Base URL of the qualification system (or of oqs-sim).
+    #[arg(long, env = "TSUNAGI_OQS_URL", default_value = "http://127.0.0.1:8931")]
+    pub oqs_url: String,
+    /// This facility's 10-digit 医療機関コード.
+    #[arg(long = "institution", env = "TSUNAGI_INSTITUTION_CODE")]
+    pub institution_code: Option<String>,
+    /// Time budget for one query, in milliseconds (reception is never held longer).
+    #[arg(long, env = "TSUNAGI_OQS_TIMEOUT_MS", default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
+/// `tsunagi check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Identity method: `visual` (目視) or `pin` (暗証番号).
+    #[arg(long, value_parser = parse_method)]
+    pub method: IdentityMethod,
+    /// Use this reader (default: the first reader with a card).
+    #[arg(long)]
+    pub reader: Option<String>,
+    /// Print the result as JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+    /// Visit date (YYYY-MM-DD) the qualification is checked for; default today in Japan.
+    #[arg(long)]
+    pub visit_date: Option<chrono::NaiveDate>,
+    /// Seconds to wait for a card to be placed.
+    #[arg(long, default_value_t = 30)]
+    pub card_wait: u64,
+    /// Allow spending the last remaining PIN try without asking (for non-interactive use,
+    /// only after the patient agreed).
+    #[arg(long)]
+    pub confirm_last_try: bool,
+    /// The qualification system.
+    #[command(flatten)]
+    pub oqs: OqsArgs,
+}
+
+impl CheckArgs {
+    /// How long to wait for a card.
+    pub fn card_wait(&self) -> Duration {
+        Duration::from_secs(self.card_wait)
+    }
+}
+
+/// `tsunagi readers`.
+#[derive(Debug, Args)]
+pub struct ReadersArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tsunagi demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Pause between steps in milliseconds, to read along.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
+}
+
+fn parse_method(s: &str) -> Result<IdentityMethod, String> {
+    s.parse::<IdentityMethod>().map_err(|e| e.message_ja())
+}
