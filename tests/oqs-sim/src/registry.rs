@@ -213,18 +213,20 @@ impl CertRegistry {
         self.cards.get(&serial)
     }
 
-    /// Checks a card operation for `institution` at JST wall time `now`.
+    /// Checks a card operation for `institution` at JST wall time `now`, asked as of
+    /// `visit_date`.
     pub fn verify(
         &self,
         op: &CardOperation,
         institution: &str,
         now: NaiveDateTime,
+        visit_date: NaiveDate,
     ) -> Result<VerifiedCard, CardError> {
         let cert = Certificate::from_der(&op.certificate_der).map_err(|_| CardError::NotFromCa)?;
         self.check_chain(&cert)?;
         if op.method == IdentityMethod::Pin {
             let challenge = op.challenge.as_deref().ok_or(CardError::StaleChallenge)?;
-            check_challenge(challenge, institution, now)?;
+            check_challenge(challenge, institution, now, visit_date)?;
             let key = public_key(&cert).ok_or(CardError::NotFromCa)?;
             let sig = op
                 .signature
@@ -321,10 +323,16 @@ pub fn expiry_status(
 }
 
 /// Checks `TSUNAGI-CHALLENGE/1 <institution> <yyyyMMddHHmmss JST> <32 lowercase hex>`.
+///
+/// A challenge is fresh when it was made within the tolerance of `now` (a check at the
+/// counter), or when it was made on the visit date asked about and the question comes within
+/// the after-the-fact window (事後確認: up to the end of the month after the visit, R20) — a
+/// proof the card made at an offline visit, presented once the line is back.
 pub fn check_challenge(
     challenge: &[u8],
     institution: &str,
     now: NaiveDateTime,
+    visit_date: NaiveDate,
 ) -> Result<(), CardError> {
     let text = std::str::from_utf8(challenge).map_err(|_| CardError::StaleChallenge)?;
     let parts: Vec<&str> = text.split(' ').collect();
@@ -340,10 +348,27 @@ pub fn check_challenge(
     }
     let at = NaiveDateTime::parse_from_str(time, "%Y%m%d%H%M%S")
         .map_err(|_| CardError::StaleChallenge)?;
-    if (at - now).abs() > TimeDelta::minutes(CHALLENGE_TOLERANCE_MINUTES) {
-        return Err(CardError::StaleChallenge);
+    let tolerance = TimeDelta::minutes(CHALLENGE_TOLERANCE_MINUTES);
+    if (at - now).abs() <= tolerance {
+        return Ok(());
     }
-    Ok(())
+    let made_at_the_visit = at.date() == visit_date && at <= now + tolerance;
+    if made_at_the_visit && now.date() <= end_of_next_month(visit_date) {
+        return Ok(());
+    }
+    Err(CardError::StaleChallenge)
+}
+
+fn end_of_next_month(date: NaiveDate) -> NaiveDate {
+    use chrono::Datelike;
+    let (y, m) = if date.month() >= 11 {
+        (date.year() + 1, date.month() - 10)
+    } else {
+        (date.year(), date.month() + 2)
+    };
+    NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(NaiveDate::MAX)
 }
 
 #[cfg(test)]
@@ -393,16 +418,31 @@ mod tests {
         let now = NaiveDateTime::parse_from_str("20261126101500", "%Y%m%d%H%M%S").unwrap();
         let nonce = "0123456789abcdef0123456789abcdef";
         let ok = format!("{CHALLENGE_PREFIX} 1319900017 20261126102400 {nonce}");
-        assert_eq!(check_challenge(ok.as_bytes(), "1319900017", now), Ok(()));
+        let today = now.date();
+        assert_eq!(
+            check_challenge(ok.as_bytes(), "1319900017", now, today),
+            Ok(())
+        );
+        // A proof made at an offline visit, asked about later within the window.
+        let visit = d("2026-11-02");
+        let offline = format!("{CHALLENGE_PREFIX} 1319900017 20261102093000 {nonce}");
+        assert_eq!(
+            check_challenge(offline.as_bytes(), "1319900017", now, visit),
+            Ok(())
+        );
+        // …but not for another visit date, and not after the end of the next month.
+        assert!(check_challenge(offline.as_bytes(), "1319900017", now, today).is_err());
+        let late = NaiveDateTime::parse_from_str("20270101000000", "%Y%m%d%H%M%S").unwrap();
+        assert!(check_challenge(offline.as_bytes(), "1319900017", late, visit).is_err());
         let other = format!("{CHALLENGE_PREFIX} 1319900025 20261126101500 {nonce}");
-        let stale = format!("{CHALLENGE_PREFIX} 1319900017 20261126100400 {nonce}");
+        let stale = format!("{CHALLENGE_PREFIX} 1319900017 20261125235500 {nonce}");
         let upper = format!(
             "{CHALLENGE_PREFIX} 1319900017 20261126101500 {}",
             nonce.to_uppercase()
         );
         for bad in [other, stale, upper, "garbage".to_owned()] {
             assert_eq!(
-                check_challenge(bad.as_bytes(), "1319900017", now),
+                check_challenge(bad.as_bytes(), "1319900017", now, today),
                 Err(CardError::StaleChallenge),
                 "{bad}"
             );

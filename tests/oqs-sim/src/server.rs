@@ -549,7 +549,7 @@ fn card_search_body(
         challenge,
         signature,
     };
-    let card = match s.registry.verify(&op, institution, now) {
+    let card = match s.registry.verify(&op, institution, now, date) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(code = e.code(), "card refused");
