@@ -18,6 +18,8 @@ pub mod check;
 pub mod cli;
 pub mod cli_rules;
 pub mod domain;
+pub mod ledger;
 pub mod oqs;
+pub mod reconcile;
 pub mod report;
 pub mod rules;

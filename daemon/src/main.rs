@@ -26,6 +26,17 @@ fn run(cli: Cli) -> Result<i32, String> {
         Command::Check(args) => runtime()?
             .block_on(cli::check::check(&args, &mut out))
             .map_err(|e| e.message),
+        Command::Pending(args) => cli::ledger::pending(&args, &mut out).map_err(|e| e.message),
+        Command::Show(args) => cli::ledger::show(&args, &mut out).map_err(|e| e.message),
+        Command::Reconcile(args) => runtime()?
+            .block_on(cli::ledger::reconcile(&args, &mut out))
+            .map_err(|e| e.message),
+        Command::Declare(args) => runtime()?
+            .block_on(cli::ledger::declare(&args, &mut out))
+            .map_err(|e| e.message),
+        Command::Status(args) => runtime()?
+            .block_on(cli::ledger::status(&args, &mut out))
+            .map_err(|e| e.message),
         Command::Readers(args) => cli::check::readers(&args, &mut out).map_err(|e| e.message),
         #[cfg(feature = "demo")]
         Command::Demo(args) => runtime()?

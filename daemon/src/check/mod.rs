@@ -8,6 +8,8 @@
 //! Offline capture and reconciliation build on this module in a later step; today a
 //! transport failure is reported to the operator with what to do now.
 
+pub mod capture;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};

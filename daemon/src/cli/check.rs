@@ -20,7 +20,8 @@ pub struct CommandError {
 }
 
 impl CommandError {
-    fn new(message: impl Into<String>) -> Self {
+    /// A message for staff.
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }
@@ -103,6 +104,11 @@ pub async fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Command
     .await;
     match outcome {
         Ok(outcome) => {
+            if let Some(dir) = &args.data_dir {
+                if let Some(code) = record(dir, args, &outcome, visit_date, now, out).await? {
+                    return Ok(code);
+                }
+            }
             if args.json {
                 let json = render::outcome_json(&outcome, visit_date);
                 writeln!(out, "{json}").map_err(io_error)?;
@@ -122,7 +128,82 @@ pub async fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Command
     }
 }
 
-fn io_error(e: std::io::Error) -> CommandError {
+/// Exit code of a check captured for 事後確認.
+pub const EXIT_CAPTURED: i32 = 3;
+
+/// Records the check in the ledger: a check answered at reception as a record, one the
+/// qualification system could not answer as a capture. Returns the exit code when the check
+/// was captured (the caller prints the answer otherwise).
+async fn record(
+    dir: &std::path::Path,
+    args: &CheckArgs,
+    outcome: &check::CheckOutcome,
+    visit_date: chrono::NaiveDate,
+    now: chrono::DateTime<chrono::FixedOffset>,
+    out: &mut dyn Write,
+) -> Result<Option<i32>, CommandError> {
+    use crate::check::capture::{captured, instructions_ja, VisitContext};
+    use crate::ledger::event::CheckEvent;
+    use crate::reconcile::answered;
+    let visit = VisitContext {
+        visit_date,
+        facility: args.facility,
+        first_visit: args.first_visit,
+        next_visit: args.next_visit,
+        last_known: None,
+    };
+    let reason = match &outcome.answer {
+        Err(e) if e.is_transient() => Some(render::query_error_name(e)),
+        _ => None,
+    };
+    let ledger = open_ledger(dir)?;
+    let id = crate::ledger::new_check_id();
+    let capture = captured(outcome, &visit, reason, now);
+    let store = |e: crate::ledger::LedgerError| CommandError::new(e.message_ja());
+    ledger
+        .record(&id, visit_date, &CheckEvent::Captured(capture.clone()))
+        .await
+        .map_err(store)?;
+    match &outcome.answer {
+        Ok(answer) => {
+            let event = answered(crate::ledger::event::Via::Card, answer, now);
+            ledger
+                .record(&id, visit_date, &CheckEvent::Answered(event))
+                .await
+                .map_err(store)?;
+            Ok(None)
+        }
+        Err(e) if e.is_transient() => {
+            let lines = instructions_ja(&capture);
+            if args.json {
+                let v = serde_json::json!({
+                    "status": "captured",
+                    "check_id": id,
+                    "error": render::query_error_name(e),
+                    "method": outcome.evidence.method.as_str(),
+                    "visit_date": visit_date.to_string(),
+                    "instructions_ja": lines,
+                });
+                writeln!(out, "{v}").map_err(io_error)?;
+            } else {
+                writeln!(out, "オフライン受付（確認ID: {id}）").map_err(io_error)?;
+                for l in lines {
+                    writeln!(out, "・{l}").map_err(io_error)?;
+                }
+            }
+            Ok(Some(EXIT_CAPTURED))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Opens the ledger, with the message staff see if it cannot be.
+pub fn open_ledger(dir: &std::path::Path) -> Result<crate::ledger::Ledger, CommandError> {
+    crate::ledger::Ledger::open(dir).map_err(|e| CommandError::new(e.message_ja()))
+}
+
+/// An output failure.
+pub fn io_error(e: std::io::Error) -> CommandError {
     CommandError::new(format!("出力に失敗しました: {e}"))
 }
 

@@ -6,6 +6,7 @@
 pub mod check;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod ledger;
 pub mod render;
 
 use std::time::Duration;
@@ -33,6 +34,16 @@ pub enum Command {
     /// Run a scripted tour with a built-in simulator and virtual cards (no hardware needed).
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+    /// List checks waiting for 事後確認, with their deadlines.
+    Pending(ledger::PendingArgs),
+    /// Show one check with all it knows.
+    Show(ledger::ShowArgs),
+    /// Confirm captured checks with the qualification system now.
+    Reconcile(ledger::ReconcileArgs),
+    /// Record a 被保険者資格申立書 for a captured check.
+    Declare(ledger::DeclareArgs),
+    /// Online / degraded / offline, queue size, overdue count.
+    Status(ledger::StatusArgs),
     /// Staff helpers that answer rule questions (資格確認書, 免除, 書類).
     #[command(subcommand)]
     Rules(crate::cli_rules::RulesCommand),
@@ -80,6 +91,19 @@ pub struct CheckArgs {
     /// The qualification system.
     #[command(flatten)]
     pub oqs: OqsArgs,
+    /// Where checks are recorded. With it, a check the qualification system cannot answer
+    /// is captured for 事後確認 instead of failing.
+    #[arg(long, env = "TSUNAGI_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Facility type: medical, dental, pharmacy, judo, ahaki, home-nursing.
+    #[arg(long, env = "TSUNAGI_FACILITY", default_value = "medical", value_parser = parse_facility)]
+    pub facility: crate::domain::FacilityType,
+    /// The patient's first visit (初診・初検): a 申立書 is needed if the check is captured.
+    #[arg(long)]
+    pub first_visit: bool,
+    /// The next booked visit (YYYY-MM-DD), when 柔整・あはき confirm a captured check.
+    #[arg(long)]
+    pub next_visit: Option<chrono::NaiveDate>,
 }
 
 impl CheckArgs {
@@ -103,6 +127,11 @@ pub struct DemoArgs {
     /// Pause between steps in milliseconds, to read along.
     #[arg(long, default_value_t = 0)]
     pub pause_ms: u64,
+}
+
+fn parse_facility(s: &str) -> Result<crate::domain::FacilityType, String> {
+    s.parse::<crate::domain::FacilityType>()
+        .map_err(|e| e.message_ja())
 }
 
 fn parse_method(s: &str) -> Result<IdentityMethod, String> {

@@ -1,0 +1,91 @@
+//! Offline capture (オフライン受付): when the qualification system does not answer, the check
+//! is written to the ledger — durably, before the operator is told — with what the card
+//! proved, so it can be confirmed afterwards as of the visit date; and the operator is told
+//! what to do now (R13 co-payment, R14 申立書).
+
+use base64::Engine;
+use chrono::{DateTime, FixedOffset, NaiveDate};
+
+use super::CheckOutcome;
+use crate::domain::FacilityType;
+use crate::ledger::event::{Captured, CardRecord, KnownInsurance};
+use crate::rules::copay::{copay_when_check_fails, CopayRatio};
+
+/// What reception knows about the visit besides the card.
+#[derive(Debug, Clone)]
+pub struct VisitContext {
+    /// The visit date.
+    pub visit_date: NaiveDate,
+    /// The facility type.
+    pub facility: FacilityType,
+    /// First visit (初診・初検).
+    pub first_visit: bool,
+    /// The next booked visit.
+    pub next_visit: Option<NaiveDate>,
+    /// Earlier confirmed data of the patient, if the clinic holds any.
+    pub last_known: Option<KnownInsurance>,
+}
+
+/// The capture event of a card check; `reason` is `None` for a check answered at reception.
+pub fn captured(
+    outcome: &CheckOutcome,
+    visit: &VisitContext,
+    reason: Option<&str>,
+    now: DateTime<FixedOffset>,
+) -> Captured {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    Captured {
+        visit_date: visit.visit_date,
+        facility: visit.facility,
+        first_visit: visit.first_visit,
+        next_visit: visit.next_visit,
+        card: Some(CardRecord {
+            method: outcome.evidence.method,
+            certificate: b64(&outcome.evidence.certificate_der),
+            challenge: outcome.challenge.as_ref().map(|c| b64(c.as_bytes())),
+            signature: outcome.evidence.signature.as_deref().map(b64),
+            serial: outcome.certificate.serial_hex.clone(),
+        }),
+        document: None,
+        reason: reason.map(str::to_string),
+        last_known: visit.last_known.clone(),
+        captured_at: now,
+    }
+}
+
+/// What the operator must do now, in Japanese, one instruction per line.
+pub fn instructions_ja(c: &Captured) -> Vec<String> {
+    let mut lines = vec![
+        "資格確認システムにつながらないため、この確認を記録しました。回線が戻りしだい自動で事後確認します。"
+            .to_string(),
+    ];
+    let last_ratio = c
+        .last_known
+        .as_ref()
+        .and_then(|k| k.copay_tenths)
+        .and_then(CopayRatio::from_tenths);
+    let copay = c
+        .last_known
+        .as_ref()
+        .and_then(|k| copay_when_check_fails(k.birth_date, c.visit_date, last_ratio).ok());
+    match copay {
+        Some(i) => lines.push(format!("窓口負担: {}", i.note_ja)),
+        None => lines.push(
+            "窓口負担: 通常の負担割合（前回確認した情報がなければ3割）で受け付けてください。10割にはしません。"
+                .into(),
+        ),
+    }
+    if c.facility.is_ryouyouhi() {
+        lines.push(
+            "柔整・あはき: 資格は後日（次回施術時など、当月中）に必ず確認してください。確認できるまで申請はできません。"
+                .into(),
+        );
+    }
+    if c.first_visit && c.last_known.is_none() {
+        lines.push(
+            "初めての来院です。被保険者資格申立書（氏名・生年月日・住所・電話番号・保険者名など）を記入してもらってください（tsunagi declare で記録できます）。"
+                .into(),
+        );
+    }
+    lines
+}

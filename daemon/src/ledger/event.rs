@@ -1,0 +1,189 @@
+//! What can happen to a check (確認イベント): the payloads the daemon writes into the store.
+//!
+//! Events are facts, never edits: an answer that arrives twice is two equal facts, and the
+//! fold decides what they mean together. Field names are stable: stored events outlive
+//! releases.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{FacilityType, IdentityMethod, InsurerNumber};
+use crate::rules::claim::Moushitatesho;
+use crate::rules::documents::DocumentKind;
+
+/// Why a check was captured instead of answered.
+pub type CaptureReason = String;
+
+/// One event of a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CheckEvent {
+    /// The check was taken while the qualification system did not answer (オフライン受付).
+    Captured(Captured),
+    /// The qualification system answered (at reception, or when reconciling).
+    Answered(Answered),
+    /// A 被保険者資格申立書 was taken.
+    Declared {
+        /// Its fields.
+        moushitatesho: Moushitatesho,
+    },
+    /// A reconciliation attempt failed; it will be retried.
+    AttemptFailed {
+        /// The kind of failure (kebab-case).
+        error: String,
+        /// When.
+        at: DateTime<FixedOffset>,
+    },
+    /// The claim basis was decided (事後確認 done, or 不詳 claim).
+    Resolved(Resolved),
+    /// A staff note.
+    Annotated {
+        /// The note.
+        note: String,
+    },
+}
+
+/// A captured check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Captured {
+    /// 受診日 / 施術日.
+    pub visit_date: NaiveDate,
+    /// The facility type.
+    pub facility: FacilityType,
+    /// First treatment (初診・初検) or a later one.
+    pub first_visit: bool,
+    /// The next booked visit, if known (柔整・あはき confirm then).
+    pub next_visit: Option<NaiveDate>,
+    /// What the card proved, if a card was read.
+    pub card: Option<CardRecord>,
+    /// A document shown instead of (or with) the card.
+    pub document: Option<DocumentRecord>,
+    /// Why it was captured offline (the query error, kebab-case); `None` when the
+    /// qualification system answered at reception.
+    pub reason: Option<CaptureReason>,
+    /// The patient's data from an earlier confirmed check, if the clinic holds any.
+    pub last_known: Option<KnownInsurance>,
+    /// When.
+    pub captured_at: DateTime<FixedOffset>,
+}
+
+/// The card's part of a check, kept to query later as of the visit date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardRecord {
+    /// How identity was confirmed.
+    pub method: IdentityMethod,
+    /// The user-authentication certificate, base64 DER.
+    pub certificate: String,
+    /// The signed challenge, base64 (PIN method).
+    pub challenge: Option<String>,
+    /// The card's signature over it, base64 (PIN method).
+    pub signature: Option<String>,
+    /// Certificate serial (hex), for display.
+    pub serial: String,
+}
+
+/// A document the patient presented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    /// Which.
+    pub kind: DocumentKind,
+    /// Its own expiry, if printed.
+    pub expires: Option<NaiveDate>,
+    /// The numbers on it.
+    pub numbers: Option<NumbersRecord>,
+    /// Birth date on it.
+    pub birth_date: Option<NaiveDate>,
+}
+
+/// Insurance numbers as written on a card or answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumbersRecord {
+    /// 保険者番号.
+    pub insurer: InsurerNumber,
+    /// 記号.
+    pub symbol: Option<String>,
+    /// 番号.
+    pub number: String,
+    /// 枝番.
+    pub branch: Option<String>,
+}
+
+/// Earlier confirmed data of the patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownInsurance {
+    /// The numbers.
+    pub numbers: NumbersRecord,
+    /// 生年月日.
+    pub birth_date: NaiveDate,
+    /// The co-payment in tenths (1–3), if confirmed.
+    pub copay_tenths: Option<u8>,
+}
+
+/// How the answer was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// With the captured certificate (and signature).
+    Card,
+    /// By the insurance numbers (Web API search).
+    Insurance,
+}
+
+/// What the qualification system said, as of the visit date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerStatus {
+    /// 有効.
+    Confirmed,
+    /// 資格（無効）.
+    Invalid,
+    /// 資格情報なし.
+    NotFound,
+    /// 複数該当.
+    Multiple,
+    /// The card was refused (expired beyond grace, revoked, bad signature): no answer can come
+    /// by card; the numbers must be asked for.
+    CardRefused,
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answered {
+    /// By card or by numbers.
+    pub via: Via,
+    /// The outcome.
+    pub status: AnswerStatus,
+    /// The qualification's numbers (confirmed or invalid).
+    pub numbers: Option<NumbersRecord>,
+    /// A newer qualification exists (資格（無効）・新しい資格あり).
+    pub newer_exists: bool,
+    /// Birth date from the answer.
+    pub birth_date: Option<NaiveDate>,
+    /// The co-payment in percent, if the answer gave one.
+    pub ratio_percent: Option<u8>,
+    /// When.
+    pub answered_at: DateTime<FixedOffset>,
+}
+
+/// The decided claim basis (R15, R17), as text fields for the claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// `current`, `old`, `fushou`.
+    pub basis: String,
+    /// The insurer number field of the claim.
+    pub insurer_number: String,
+    /// 記号 field.
+    pub symbol: Option<String>,
+    /// 番号 field.
+    pub number: String,
+    /// 枝番 field.
+    pub branch: Option<String>,
+    /// 摘要欄 text (不詳).
+    pub tekiyo: Option<String>,
+    /// Where a 不詳 claim goes.
+    pub payer: Option<String>,
+    /// Staff summary.
+    pub summary_ja: String,
+    /// When.
+    pub at: DateTime<FixedOffset>,
+}

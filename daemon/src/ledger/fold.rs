@@ -1,0 +1,174 @@
+//! The state of a check (確認の状態): a pure fold over its events, in store order
+//! (hybrid-logical time, then device). Two devices holding the same events compute the same
+//! state; an event seen twice changes nothing.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::event::{AnswerStatus, Answered, Captured, CheckEvent, Resolved};
+use crate::rules::claim::Moushitatesho;
+use crate::rules::deadlines::{follow_up, FollowUpFacts, Treatment};
+
+/// Where a check stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Answered online at reception; nothing to do.
+    Done,
+    /// Captured offline; waiting for the qualification system (事後確認待ち).
+    Waiting,
+    /// Answered, but the claim basis needs staff (several matches, no 申立書, 柔整・あはき
+    /// not confirmed).
+    NeedsStaff,
+    /// The claim basis is decided.
+    Resolved,
+}
+
+/// The folded state of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckState {
+    /// The check id.
+    pub id: String,
+    /// The capture (or online check) that opened it.
+    pub captured: Captured,
+    /// The 申立書, if taken.
+    pub declaration: Option<Moushitatesho>,
+    /// Every answer, in order.
+    pub answers: Vec<Answered>,
+    /// Failed reconciliation attempts.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The claim basis, once decided: the first decision wins, later ones are duplicates
+    /// from another device and change nothing.
+    pub resolution: Option<Resolved>,
+    /// Staff notes.
+    pub notes: Vec<String>,
+}
+
+impl CheckState {
+    /// The visit date.
+    pub fn visit_date(&self) -> NaiveDate {
+        self.captured.visit_date
+    }
+
+    /// Whether it was taken offline.
+    pub fn was_captured_offline(&self) -> bool {
+        self.captured.reason.is_some()
+    }
+
+    /// The most telling answer: a confirmation beats an invalid, which beats anything else
+    /// (an answer by numbers after a refused card adds information, it does not erase it).
+    pub fn best_answer(&self) -> Option<&Answered> {
+        let rank = |a: &Answered| match a.status {
+            AnswerStatus::Confirmed => 5,
+            AnswerStatus::Invalid => 4,
+            AnswerStatus::Multiple => 3,
+            AnswerStatus::NotFound => 2,
+            AnswerStatus::CardRefused => 1,
+        };
+        // max_by_key keeps the last of equals: the latest answer of the best kind.
+        self.answers.iter().max_by_key(|a| rank(a))
+    }
+
+    /// Where it stands.
+    pub fn phase(&self) -> Phase {
+        if self.resolution.is_some() {
+            return Phase::Resolved;
+        }
+        if !self.was_captured_offline()
+            && self
+                .answers
+                .iter()
+                .any(|a| a.status == AnswerStatus::Confirmed)
+        {
+            return Phase::Done;
+        }
+        match self.best_answer().map(|a| a.status) {
+            None => Phase::Waiting,
+            Some(AnswerStatus::Multiple) => Phase::NeedsStaff,
+            Some(_) if self.captured.facility.is_ryouyouhi() => Phase::NeedsStaff,
+            Some(_) => Phase::Waiting,
+        }
+    }
+
+    /// Whether the check still waits for 事後確認.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase(), Phase::Waiting | Phase::NeedsStaff)
+    }
+
+    /// The 事後確認 deadline (R16, R17, R20), if one applies.
+    pub fn due(&self) -> Option<NaiveDate> {
+        let facts = FollowUpFacts {
+            facility: self.captured.facility,
+            visit: self.captured.visit_date,
+            treatment: if self.captured.first_visit {
+                Treatment::First
+            } else {
+                Treatment::Later
+            },
+            next_visit: self.captured.next_visit,
+            data_already_held: self.captured.last_known.is_some(),
+        };
+        follow_up(&facts).ok().map(|f| f.due)
+    }
+
+    /// Open and past its deadline on `today`.
+    pub fn is_overdue(&self, today: NaiveDate) -> bool {
+        self.is_open() && self.due().is_some_and(|due| today > due)
+    }
+}
+
+/// Folds one check's events. `None` when the events hold no capture (a check is opened by
+/// its capture; stray events of an unknown check are kept in the store but not shown).
+pub fn fold<'a>(id: &str, events: impl IntoIterator<Item = &'a CheckEvent>) -> Option<CheckState> {
+    let mut state: Option<CheckState> = None;
+    let mut pending = Vec::new();
+    for event in events {
+        match (event, state.as_mut()) {
+            (CheckEvent::Captured(c), None) => {
+                state = Some(CheckState {
+                    id: id.to_string(),
+                    captured: c.clone(),
+                    declaration: None,
+                    answers: Vec::new(),
+                    attempts: 0,
+                    last_error: None,
+                    resolution: None,
+                    notes: Vec::new(),
+                });
+            }
+            // A second capture of the same check (a replay from another device) adds nothing.
+            (CheckEvent::Captured(_), Some(_)) => {}
+            (other, None) => pending.push(other),
+            (other, Some(s)) => apply(s, other),
+        }
+    }
+    let mut state = state?;
+    for e in pending {
+        apply(&mut state, e);
+    }
+    Some(state)
+}
+
+fn apply(s: &mut CheckState, event: &CheckEvent) {
+    match event {
+        CheckEvent::Captured(_) => {}
+        CheckEvent::Answered(a) => {
+            if !s.answers.contains(a) {
+                s.answers.push(a.clone());
+            }
+        }
+        CheckEvent::Declared { moushitatesho } => s.declaration = Some(moushitatesho.clone()),
+        CheckEvent::AttemptFailed { error, .. } => {
+            s.attempts += 1;
+            s.last_error = Some(error.clone());
+        }
+        CheckEvent::Resolved(r) => {
+            if s.resolution.is_none() {
+                s.resolution = Some(r.clone());
+            }
+        }
+        CheckEvent::Annotated { note } => s.notes.push(note.clone()),
+    }
+}

@@ -1,0 +1,137 @@
+//! The check ledger (確認台帳): checks as events in the store, and their folded state.
+//!
+//! - [`event`]: what the daemon writes (captured, answered, declared, resolved, …);
+//! - [`fold`]: the pure fold of a check's events into its state, phase and deadline;
+//! - [`Ledger`]: the adapter to `tsunagi-sync`'s store (one document per visit month).
+
+pub mod event;
+pub mod fold;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use tsunagi_sync::store::StoreConfig;
+use tsunagi_sync::{Month, Store, StoreError};
+
+use event::CheckEvent;
+use fold::CheckState;
+
+/// Why the ledger failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event could not be encoded.
+    #[error("event encoding: {0}")]
+    Encode(String),
+    /// No check has this id.
+    #[error("no check {0}")]
+    NotFound(String),
+}
+
+impl LedgerError {
+    /// The message for staff.
+    pub fn message_ja(&self) -> String {
+        match self {
+            LedgerError::Store(StoreError::Db(e)) if e.to_string().contains("lock") => {
+                "データを開けません。別の tsunagi（tsunagid）が使用中です。".into()
+            }
+            LedgerError::Store(StoreError::Corrupt { path, .. }) => format!(
+                "保存データが破損しています（{path}）。`tsunagid` を起動すると破損部分を退避して復旧します。"
+            ),
+            LedgerError::Store(e) => format!("保存データの読み書きに失敗しました: {e}"),
+            LedgerError::Encode(e) => format!("記録を作れませんでした: {e}"),
+            LedgerError::NotFound(id) => format!("確認 {id} は見つかりません。"),
+        }
+    }
+}
+
+/// The checks of this device (and of its peers, once synced).
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+}
+
+/// A new check id (ULID: sortable by creation time, unique across devices).
+pub fn new_check_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir`; a damaged database is set aside and a fresh one started.
+    pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        let (store, aside) = Store::open_or_recover(&StoreConfig::new(dir))?;
+        if let Some(aside) = aside {
+            tracing::error!(aside = %aside.display(), "the store was damaged and set aside");
+        }
+        Ok(Self { store })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records `event` of check `id` (visit in `visit_date`'s month) and waits until it is on
+    /// disk.
+    pub async fn record(
+        &self,
+        id: &str,
+        visit_date: NaiveDate,
+        event: &CheckEvent,
+    ) -> Result<(), LedgerError> {
+        let payload =
+            serde_json::to_value(event).map_err(|e| LedgerError::Encode(e.to_string()))?;
+        self.store
+            .append_durable(id, Month::of(visit_date), payload)
+            .await?;
+        Ok(())
+    }
+
+    /// Every check of a month, in order of creation.
+    pub fn checks(&self, month: Month) -> Result<Vec<CheckState>, LedgerError> {
+        let month_events = self.store.events(month)?;
+        let mut by_check: BTreeMap<String, Vec<CheckEvent>> = BTreeMap::new();
+        for (id, e) in month_events.events {
+            match serde_json::from_value::<CheckEvent>(e.payload) {
+                Ok(ev) => by_check.entry(e.check_id).or_default().push(ev),
+                Err(err) => {
+                    tracing::warn!(event = %id, error = %err, "event of an unknown kind kept but not folded")
+                }
+            }
+        }
+        Ok(by_check
+            .iter()
+            .filter_map(|(id, events)| fold::fold(id, events))
+            .collect())
+    }
+
+    /// Every check of every month still held.
+    pub fn all_checks(&self) -> Result<Vec<CheckState>, LedgerError> {
+        let mut out = Vec::new();
+        for month in self.store.months()? {
+            out.extend(self.checks(month)?);
+        }
+        Ok(out)
+    }
+
+    /// Checks waiting for 事後確認 (or for staff).
+    pub fn open_checks(&self) -> Result<Vec<CheckState>, LedgerError> {
+        Ok(self
+            .all_checks()?
+            .into_iter()
+            .filter(CheckState::is_open)
+            .collect())
+    }
+
+    /// One check by id.
+    pub fn check(&self, id: &str) -> Result<CheckState, LedgerError> {
+        self.all_checks()?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| LedgerError::NotFound(id.to_string()))
+    }
+}

@@ -1,0 +1,260 @@
+//! 事後確認 against the real simulator over HTTP, with the real store on disk: checks
+//! captured while the line is down are confirmed when it returns, each to the right claim
+//! basis (R15, R17); two reconcilers on one ledger converge; failures back off.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use base64::Engine;
+use oqs_sim::scenario::{self, Scenario};
+use oqs_sim::{FaultMode, Simulator};
+use tsunagi::check::now_jst;
+use tsunagi::domain::{FacilityType, IdentityMethod, InsurerNumber};
+use tsunagi::ledger::event::{Captured, CardRecord, CheckEvent, KnownInsurance, NumbersRecord};
+use tsunagi::ledger::fold::Phase;
+use tsunagi::ledger::{new_check_id, Ledger};
+use tsunagi::oqs::{OqsClient, OqsConfig};
+use tsunagi::reconcile::{ReconcileConfig, Reconciler};
+use tsunagi::rules::claim::Moushitatesho;
+
+struct Case {
+    card: &'static str,
+    facility: FacilityType,
+    last_known: bool,
+    declared: bool,
+}
+
+fn capture(s: &Scenario, case: &Case) -> Captured {
+    let now = now_jst();
+    let profile = s.card(case.card).unwrap();
+    // A patient without any coverage on record has no numbers to remember.
+    let last_known = case
+        .last_known
+        .then(|| s.insurance_of(case.card))
+        .flatten()
+        .map(|key| KnownInsurance {
+            numbers: NumbersRecord {
+                insurer: InsurerNumber::parse(&key.insurer.wire()).unwrap(),
+                symbol: key.symbol.clone(),
+                number: key.number.clone(),
+                branch: key.branch.clone(),
+            },
+            birth_date: key.birthdate,
+            copay_tenths: Some(3),
+        });
+    Captured {
+        visit_date: now.date_naive(),
+        facility: case.facility,
+        first_visit: !case.last_known,
+        next_visit: None,
+        card: Some(CardRecord {
+            method: IdentityMethod::Visual,
+            certificate: base64::engine::general_purpose::STANDARD
+                .encode(&profile.auth_certificate_der),
+            challenge: None,
+            signature: None,
+            serial: String::new(),
+        }),
+        document: None,
+        reason: Some("unreachable".into()),
+        last_known,
+        captured_at: now,
+    }
+}
+
+async fn capture_all(ledger: &Ledger, s: &Scenario, cases: &[Case]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for case in cases {
+        let id = new_check_id();
+        let c = capture(s, case);
+        let visit = c.visit_date;
+        ledger
+            .record(&id, visit, &CheckEvent::Captured(c))
+            .await
+            .unwrap();
+        if case.declared {
+            let m = Moushitatesho {
+                name: Some("申立　花子".into()),
+                address: Some("東京都架空区1-2-3".into()),
+                phone: Some("03-0000-0000".into()),
+                ..Moushitatesho::default()
+            };
+            ledger
+                .record(&id, visit, &CheckEvent::Declared { moushitatesho: m })
+                .await
+                .unwrap();
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+fn client(base_url: String, s: &Scenario) -> OqsClient {
+    OqsClient::new(OqsConfig {
+        base_url,
+        institution_code: s.institution_code.clone(),
+        timeout: Duration::from_millis(1500),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_checks_reconcile_to_the_right_claim_basis() {
+    let s = scenario::standard(now_jst().date_naive()).unwrap();
+    let sim = Simulator::start(s.sim_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let cases = [
+        Case {
+            card: "valid-employee",
+            facility: FacilityType::Medical,
+            last_known: false,
+            declared: false,
+        },
+        // Lost coverage; the clinic holds the old numbers: 旧資格請求.
+        Case {
+            card: "lost",
+            facility: FacilityType::Medical,
+            last_known: true,
+            declared: false,
+        },
+        // Nothing found, 申立書 taken: 不詳, 7-filled.
+        Case {
+            card: "no-coverage",
+            facility: FacilityType::Dental,
+            last_known: false,
+            declared: true,
+        },
+        // Nothing found and no 申立書: staff must take one.
+        Case {
+            card: "no-coverage",
+            facility: FacilityType::Pharmacy,
+            last_known: false,
+            declared: false,
+        },
+        // 柔整: no 不詳 claim exists; stays open until confirmed.
+        Case {
+            card: "no-coverage",
+            facility: FacilityType::Judo,
+            last_known: false,
+            declared: true,
+        },
+        // Revoked card, but the clinic knows the numbers: confirmed by numbers.
+        Case {
+            card: "revoked",
+            facility: FacilityType::Medical,
+            last_known: true,
+            declared: false,
+        },
+    ];
+    let ids = capture_all(&ledger, &s, &cases).await;
+
+    // The line is down: every query fails, is recorded, and backs off.
+    sim.faults().set_mode(FaultMode::Refuse);
+    let reconciler = Reconciler::new(
+        ledger.clone(),
+        client(sim.base_url(), &s),
+        ReconcileConfig::default(),
+    );
+    let report = reconciler.run_pass(now_jst(), false).await.unwrap();
+    assert_eq!(
+        report.failed,
+        cases.len(),
+        "every check has a card to ask with: {report:?}"
+    );
+    let again = reconciler.run_pass(now_jst(), false).await.unwrap();
+    assert_eq!(again.backing_off, report.failed, "{again:?}");
+    let failing = ledger.check(&ids[0]).unwrap();
+    assert_eq!(failing.attempts, 1);
+    assert_eq!(failing.last_error.as_deref(), Some("unreachable"));
+    assert_eq!(failing.phase(), Phase::Waiting);
+
+    // The line is back.
+    sim.faults().clear();
+    let report = reconciler.run_pass(now_jst(), true).await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+
+    let basis = |i: usize| {
+        ledger
+            .check(&ids[i])
+            .unwrap()
+            .resolution
+            .map(|r| (r.basis, r.insurer_number))
+    };
+    let valid = s.insurance_of("valid-employee").unwrap();
+    assert_eq!(
+        basis(0),
+        Some(("current".into(), valid.insurer.wire().trim().to_string()))
+    );
+    let lost = ledger.check(&ids[1]).unwrap();
+    assert_eq!(lost.resolution.as_ref().unwrap().basis, "old", "{lost:?}");
+    let fushou = ledger.check(&ids[2]).unwrap().resolution.unwrap();
+    assert_eq!(fushou.basis, "fushou");
+    assert_eq!(fushou.insurer_number, "77777777");
+    assert!(fushou.number.chars().all(|c| c == '7'));
+    assert!(fushou.tekiyo.unwrap().contains("東京都架空区1-2-3"));
+    let no_declaration = ledger.check(&ids[3]).unwrap();
+    assert_eq!(no_declaration.phase(), Phase::Waiting);
+    assert!(no_declaration.resolution.is_none());
+    let judo = ledger.check(&ids[4]).unwrap();
+    assert_eq!(judo.phase(), Phase::NeedsStaff);
+    assert!(judo.resolution.is_none(), "no 7-filled 療養費 claim");
+    let revoked = ledger.check(&ids[5]).unwrap();
+    assert_eq!(
+        revoked.resolution.as_ref().unwrap().basis,
+        "current",
+        "{revoked:?}"
+    );
+    assert_eq!(ledger.open_checks().unwrap().len(), 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reconcilers_on_one_ledger_converge() {
+    let s = scenario::standard(now_jst().date_naive()).unwrap();
+    let sim = Simulator::start(s.sim_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let cases: Vec<Case> = ["valid-employee", "kouki", "kokuho", "lost", "no-coverage"]
+        .into_iter()
+        .cycle()
+        .take(20)
+        .map(|card| Case {
+            card,
+            facility: FacilityType::Medical,
+            last_known: true,
+            declared: true,
+        })
+        .collect();
+    let ids = capture_all(&ledger, &s, &cases).await;
+    let a = Reconciler::new(
+        ledger.clone(),
+        client(sim.base_url(), &s),
+        ReconcileConfig::default(),
+    );
+    let b = Reconciler::new(
+        ledger.clone(),
+        client(sim.base_url(), &s),
+        ReconcileConfig::default(),
+    );
+    let (ra, rb) = tokio::join!(a.run_pass(now_jst(), true), b.run_pass(now_jst(), true));
+    ra.unwrap();
+    rb.unwrap();
+    // Everything is decided once; a third pass finds nothing to do.
+    for id in &ids {
+        let c = ledger.check(id).unwrap();
+        assert_eq!(c.phase(), Phase::Resolved, "{c:?}");
+    }
+    let first: Vec<_> = ids
+        .iter()
+        .map(|id| ledger.check(id).unwrap().resolution.unwrap().basis)
+        .collect();
+    let third = a.run_pass(now_jst(), true).await.unwrap();
+    assert_eq!(third.examined, 0);
+    let after: Vec<_> = ids
+        .iter()
+        .map(|id| ledger.check(id).unwrap().resolution.unwrap().basis)
+        .collect();
+    assert_eq!(first, after);
+    sim.shutdown().await;
+}
