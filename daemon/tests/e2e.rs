@@ -42,6 +42,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 struct World {
     sim: SimHandle,
     card: Option<AttachedCard>,
+    data_dir: Option<std::path::PathBuf>,
     _pcscd: PcscdSession,
 }
 
@@ -54,6 +55,7 @@ impl World {
         Self {
             sim,
             card: None,
+            data_dir: None,
             _pcscd: pcscd,
         }
     }
@@ -77,9 +79,13 @@ impl World {
             .env("TSUNAGI_OQS_URL", self.sim.base_url())
             .env("TSUNAGI_INSTITUTION_CODE", &scenario().institution_code)
             .env("TSUNAGI_OQS_TIMEOUT_MS", "1500")
+            .env_remove("TSUNAGI_DATA_DIR")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(dir) = &self.data_dir {
+            cmd.env("TSUNAGI_DATA_DIR", dir);
+        }
         run(cmd, stdin)
     }
 
@@ -497,4 +503,113 @@ fn fault_rate_limited() {
 #[test]
 fn fault_system_error() {
     fault_case(FaultMode::SystemError, None, "system-error");
+}
+
+#[test]
+fn offline_capture_then_reconcile_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    w.data_dir = Some(dir.path().to_path_buf());
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    let mut ids = Vec::new();
+    for (card, method, pin) in [
+        ("valid-employee", "visual", ""),
+        ("valid-dependant", "pin", "1234\n"),
+        ("lost", "visual", ""),
+        ("no-coverage", "visual", ""),
+    ] {
+        w.card = None; // the previous card leaves the reader
+        w = w.card(card);
+        let r = w.check(method, pin, &["--json", "--first-visit"]);
+        assert_eq!(r.code, 3, "{card}: {r:?}");
+        let v = json(&r);
+        assert_eq!(v["status"], "captured", "{r:?}");
+        let lines = v["instructions_ja"].to_string();
+        assert!(lines.contains("3割"), "co-payment instruction: {r:?}");
+        assert!(
+            lines.contains("申立書"),
+            "first visit needs a 申立書: {r:?}"
+        );
+        ids.push(v["check_id"].as_str().unwrap().to_string());
+    }
+    // Text mode tells the operator too.
+    let r = w.check("visual", "", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.contains("オフライン受付"), "{r:?}");
+    ids.push(
+        r.stdout
+            .split("確認ID: ")
+            .nth(1)
+            .unwrap()
+            .split('）')
+            .next()
+            .unwrap()
+            .to_string(),
+    );
+
+    let r = w.tsunagi(
+        &[
+            "declare",
+            &ids[3],
+            "--name",
+            "申立　花子",
+            "--address",
+            "東京都架空区1-2-3",
+            "--phone",
+            "03-0000-0000",
+            "--birth-date",
+            "1990-01-02",
+            "--sex",
+            "female",
+        ],
+        "",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = w.tsunagi(&["pending", "--json"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json(&r).as_array().unwrap().len(), 5, "{r:?}");
+    let r = w.tsunagi(&["status", "--json"], "");
+    assert_eq!(json(&r)["line"], "offline", "{r:?}");
+    assert_eq!(json(&r)["queue"], 5, "{r:?}");
+
+    // The line comes back.
+    w.sim.faults().clear();
+    let r = w.tsunagi(&["reconcile", "--now", "--json"], "");
+    assert_eq!(r.code, 0, "{r:?}");
+    // The fifth (no coverage, no 申立書 yet) waits for staff.
+    assert_eq!(json(&r)["resolved"], 4, "{r:?}");
+    assert_eq!(json(&r)["needs_staff"], 1, "{r:?}");
+    let basis = |id: &str| {
+        let r = w.tsunagi(&["show", id, "--json"], "");
+        assert_eq!(r.code, 0, "{r:?}");
+        json(&r)["resolution"].clone()
+    };
+    assert_eq!(basis(&ids[0])["basis"], "current");
+    assert_eq!(
+        basis(&ids[1])["basis"],
+        "current",
+        "the PIN proof made offline is accepted later"
+    );
+    assert_eq!(basis(&ids[2])["basis"], "old");
+    let fushou = basis(&ids[3]);
+    assert_eq!(fushou["basis"], "fushou");
+    assert_eq!(fushou["insurer_number"], "77777777");
+    let r = w.tsunagi(&["show", &ids[3]], "");
+    assert!(
+        r.stdout.contains("摘要欄") && r.stdout.contains("東京都架空区1-2-3"),
+        "{r:?}"
+    );
+    let r = w.tsunagi(&["pending"], "");
+    assert!(
+        r.stdout.contains("1件") && r.stdout.contains(&ids[4]),
+        "{r:?}"
+    );
+    let r = w.tsunagi(&["show", &ids[4]], "");
+    assert!(
+        r.stdout.contains("資格情報なし") && r.stdout.contains("申立書"),
+        "{r:?}"
+    );
+    let r = w.tsunagi(&["status", "--json"], "");
+    assert_eq!(json(&r)["line"], "online", "{r:?}");
+    assert_eq!(json(&r)["queue"], 1, "{r:?}");
 }

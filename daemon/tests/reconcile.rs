@@ -194,7 +194,7 @@ async fn captured_checks_reconcile_to_the_right_claim_basis() {
     assert!(fushou.number.chars().all(|c| c == '7'));
     assert!(fushou.tekiyo.unwrap().contains("東京都架空区1-2-3"));
     let no_declaration = ledger.check(&ids[3]).unwrap();
-    assert_eq!(no_declaration.phase(), Phase::Waiting);
+    assert_eq!(no_declaration.phase(), Phase::NeedsStaff);
     assert!(no_declaration.resolution.is_none());
     let judo = ledger.check(&ids[4]).unwrap();
     assert_eq!(judo.phase(), Phase::NeedsStaff);

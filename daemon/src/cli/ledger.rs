@@ -321,9 +321,11 @@ pub async fn declare(args: &DeclareArgs, out: &mut dyn Write) -> Result<i32, Com
         Some("employee" | "社保") => Some(InsuranceType::Employee),
         Some("kokuho" | "国保") => Some(InsuranceType::Kokuho),
         Some("late-elderly" | "後期") => Some(InsuranceType::LateElderly),
-        Some(other) => return Err(CommandError::new(format!(
+        Some(other) => {
+            return Err(CommandError::new(format!(
             "保険の種類「{other}」が分かりません。employee・kokuho・late-elderly のいずれかです。"
-        ))),
+        )))
+        }
     };
     let copay = match args.copay {
         None => None,

@@ -71,6 +71,16 @@ impl CheckState {
         self.answers.iter().max_by_key(|a| rank(a))
     }
 
+    /// Whether the clinic holds numbers for the patient (earlier data or a document).
+    pub fn knows_numbers(&self) -> bool {
+        self.captured.last_known.is_some()
+            || self
+                .captured
+                .document
+                .as_ref()
+                .is_some_and(|d| d.numbers.is_some())
+    }
+
     /// Where it stands.
     pub fn phase(&self) -> Phase {
         if self.resolution.is_some() {
@@ -88,6 +98,12 @@ impl CheckState {
             None => Phase::Waiting,
             Some(AnswerStatus::Multiple) => Phase::NeedsStaff,
             Some(_) if self.captured.facility.is_ryouyouhi() => Phase::NeedsStaff,
+            // Nothing found and nothing else to claim with: a 申立書 must be taken (R14, R15).
+            Some(AnswerStatus::NotFound | AnswerStatus::CardRefused)
+                if self.declaration.is_none() && !self.knows_numbers() =>
+            {
+                Phase::NeedsStaff
+            }
             Some(_) => Phase::Waiting,
         }
     }
@@ -170,5 +186,108 @@ fn apply(s: &mut CheckState, event: &CheckEvent) {
             }
         }
         CheckEvent::Annotated { note } => s.notes.push(note.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::domain::FacilityType;
+    use crate::ledger::event::Via;
+
+    fn t() -> chrono::DateTime<chrono::FixedOffset> {
+        chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00+09:00").unwrap()
+    }
+
+    fn captured(facility: FacilityType) -> CheckEvent {
+        CheckEvent::Captured(Captured {
+            visit_date: NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
+            facility,
+            first_visit: true,
+            next_visit: None,
+            card: None,
+            document: None,
+            reason: Some("timeout".into()),
+            last_known: None,
+            captured_at: t(),
+        })
+    }
+
+    fn answer(status: AnswerStatus) -> CheckEvent {
+        CheckEvent::Answered(Answered {
+            via: Via::Card,
+            status,
+            numbers: None,
+            newer_exists: false,
+            birth_date: None,
+            ratio_percent: None,
+            answered_at: t(),
+        })
+    }
+
+    fn resolved(basis: &str) -> CheckEvent {
+        CheckEvent::Resolved(Resolved {
+            basis: basis.into(),
+            insurer_number: "77777777".into(),
+            symbol: None,
+            number: "7".into(),
+            branch: None,
+            tekiyo: None,
+            payer: None,
+            summary_ja: String::new(),
+            at: t(),
+        })
+    }
+
+    #[test]
+    fn replays_change_nothing_and_the_first_decision_wins() {
+        let events = [
+            captured(FacilityType::Medical),
+            answer(AnswerStatus::NotFound),
+            answer(AnswerStatus::NotFound),
+            captured(FacilityType::Dental),
+            resolved("fushou"),
+            resolved("old"),
+        ];
+        let s = fold("c", &events).unwrap();
+        assert_eq!(s.answers.len(), 1);
+        assert_eq!(s.captured.facility, FacilityType::Medical);
+        assert_eq!(s.resolution.unwrap().basis, "fushou");
+        // Events seen before the capture (another device's order) still count.
+        let late = [
+            answer(AnswerStatus::Confirmed),
+            captured(FacilityType::Medical),
+        ];
+        assert_eq!(fold("c", &late).unwrap().answers.len(), 1);
+        assert!(fold("c", &[answer(AnswerStatus::Confirmed)]).is_none());
+    }
+
+    #[test]
+    fn phases() {
+        let waiting = fold("c", &[captured(FacilityType::Medical)]).unwrap();
+        assert_eq!(waiting.phase(), Phase::Waiting);
+        let today = waiting.visit_date();
+        assert!(waiting.due().is_some_and(|d| d >= today));
+        assert!(!waiting.is_overdue(today));
+        assert!(waiting.is_overdue(NaiveDate::from_ymd_opt(2027, 6, 1).unwrap()));
+        let multiple = fold(
+            "c",
+            &[
+                captured(FacilityType::Medical),
+                answer(AnswerStatus::Multiple),
+            ],
+        )
+        .unwrap();
+        assert_eq!(multiple.phase(), Phase::NeedsStaff);
+        let judo = fold(
+            "c",
+            &[captured(FacilityType::Judo), answer(AnswerStatus::NotFound)],
+        )
+        .unwrap();
+        assert_eq!(judo.phase(), Phase::NeedsStaff);
+        let done = fold("c", &[captured(FacilityType::Medical), resolved("current")]).unwrap();
+        assert_eq!(done.phase(), Phase::Resolved);
+        assert!(!done.is_overdue(NaiveDate::from_ymd_opt(2027, 6, 1).unwrap()));
     }
 }
