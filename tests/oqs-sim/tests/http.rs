@@ -575,9 +575,25 @@ async fn card_search_rejects_forgeries_and_stale_challenges() {
         .card(&card_request(cert, Some(&ch), Some(&sig), today()))
         .await;
     assert_eq!(person_error(&r), "SIM-E1102");
-    // Stale (20 minutes old), future, and for another institution.
+    // A proof made earlier on the visit date is accepted (事後確認 of an offline check).
+    // (Just after midnight "20 minutes ago" is yesterday: stay on the visit date.)
+    let start_of_day = now.date().and_hms_opt(0, 0, 0).unwrap();
+    let earlier = challenge_at(
+        "1319900017",
+        (now - TimeDelta::minutes(20)).max(start_of_day),
+    );
+    let r = sim
+        .card(&card_request(
+            cert,
+            Some(&earlier),
+            Some(&sign(&key, &earlier)),
+            today(),
+        ))
+        .await;
+    assert_eq!(validity(&r), "1");
+    // Stale (made the day before the visit), future, and for another institution.
     for ch in [
-        challenge_at("1319900017", now - TimeDelta::minutes(20)),
+        challenge_at("1319900017", now - TimeDelta::days(1)),
         challenge_at("1319900017", now + TimeDelta::minutes(20)),
         challenge_at("1319900025", now),
         b"hello".to_vec(),
