@@ -138,6 +138,9 @@ struct MonthDoc {
     incremental_bytes: u64,
     snapshot_bytes: u64,
     events: usize,
+    /// check id → ids of its events, so one check is read without opening the whole month.
+    /// `None` until the month is first read in full, and again after a peer's merge.
+    index: Option<HashMap<String, Vec<String>>>,
 }
 
 struct Inner {
@@ -384,6 +387,7 @@ impl Store {
             incremental_bytes,
             snapshot_bytes,
             events,
+            index: None,
         })
     }
 
@@ -402,7 +406,7 @@ impl Store {
             payload,
         };
         let signed = SignedEvent::sign(&event, &self.inner.device)?;
-        self.insert_verified(month, &signed, true)
+        self.insert_verified(month, &signed, true, check_id)
     }
 
     /// Writes an event from a peer (or a replay), after checking its signature and clock.
@@ -418,7 +422,7 @@ impl Store {
             .into());
         }
         self.inner.clock.observe(event.at)?;
-        self.insert_verified(event.month, signed, false)
+        self.insert_verified(event.month, signed, false, &event.check_id)
     }
 
     fn insert_verified(
@@ -426,6 +430,7 @@ impl Store {
         month: Month,
         signed: &SignedEvent,
         create_key: bool,
+        check_id: &str,
     ) -> Result<EventId, StoreError> {
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
@@ -456,6 +461,12 @@ impl Store {
         m.next_seq += 1;
         m.incremental_bytes += chunk.len() as u64;
         m.events += 1;
+        if let Some(index) = m.index.as_mut() {
+            index
+                .entry(check_id.to_string())
+                .or_default()
+                .push(id.0.clone());
+        }
         Ok(id)
     }
 
@@ -490,6 +501,7 @@ impl Store {
         m.next_seq += 1;
         m.incremental_bytes += chunk.len() as u64;
         m.events = m.doc.keys(ROOT).count();
+        m.index = None;
         Ok(())
     }
 
@@ -530,73 +542,73 @@ impl Store {
 
     /// The verified events of `month`, ordered by (time, device).
     pub fn events(&self, month: Month) -> Result<MonthEvents, StoreError> {
+        let (doc, key) = self.readable(month)?;
+        let mut m = lock(&doc);
+        let keys: Vec<String> = m.doc.keys(ROOT).collect();
+        let out = decode_all(&m.doc, month, key.as_ref(), &keys);
+        let mut index: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, e) in &out.events {
+            index
+                .entry(e.check_id.clone())
+                .or_default()
+                .push(id.0.clone());
+        }
+        m.index = Some(index);
+        Ok(out)
+    }
+
+    /// The verified events of one check, ordered like [`Store::events`]. Reads only that
+    /// check's events once the month has been read in full.
+    pub fn check_events(&self, month: Month, check_id: &str) -> Result<MonthEvents, StoreError> {
+        let (doc, key) = self.readable(month)?;
+        let has_index = lock(&doc).index.is_some();
+        if !has_index {
+            self.events(month)?;
+        }
+        let m = lock(&doc);
+        let keys = m
+            .index
+            .as_ref()
+            .and_then(|i| i.get(check_id))
+            .cloned()
+            .unwrap_or_default();
+        Ok(decode_all(&m.doc, month, key.as_ref(), &keys))
+    }
+
+    /// The month holding a check, among the months whose index is built (after a full
+    /// read); `None` if no such check is known.
+    pub fn month_of_check(&self, check_id: &str) -> Result<Option<Month>, StoreError> {
+        for month in self.months()? {
+            let doc = self.month_doc(month)?;
+            let has_index = lock(&doc).index.is_some();
+            if !has_index {
+                self.events(month)?;
+            }
+            if lock(&doc)
+                .index
+                .as_ref()
+                .is_some_and(|i| i.contains_key(check_id))
+            {
+                return Ok(Some(month));
+            }
+        }
+        Ok(None)
+    }
+
+    fn readable(
+        &self,
+        month: Month,
+    ) -> Result<(Arc<Mutex<MonthDoc>>, Option<[u8; 32]>), StoreError> {
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
         }
         let doc = self.month_doc(month)?;
-        let mut out = MonthEvents::default();
         let key = match self.inner.keys.get(month) {
             Ok(k) => Some(k),
             Err(SealError::NoKey(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let m = lock(&doc);
-        for stored in m.doc.keys(ROOT) {
-            let reject = |reason: String| Rejected {
-                stored_as: stored.clone(),
-                reason,
-            };
-            let value = match m.doc.get(ROOT, stored.as_str()) {
-                Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
-                    ScalarValue::Bytes(b) => b.clone(),
-                    _ => {
-                        out.rejected.push(reject("not a sealed value".into()));
-                        continue;
-                    }
-                },
-                _ => {
-                    out.rejected.push(reject("not a sealed value".into()));
-                    continue;
-                }
-            };
-            let Some(key) = key.as_ref() else {
-                out.rejected
-                    .push(reject(SealError::NoKey(month).to_string()));
-                continue;
-            };
-            let result = seal::open(key, stored.as_bytes(), &value)
-                .map_err(StoreError::from)
-                .and_then(|plain| Ok(SignedEvent::from_bytes(&plain)?))
-                .and_then(|signed| {
-                    let id = signed.id();
-                    if id.0 != stored {
-                        return Err(EventError::WrongId {
-                            stored: stored.clone(),
-                            actual: id.0,
-                        }
-                        .into());
-                    }
-                    let event = signed.verify()?;
-                    if event.month != month {
-                        return Err(EventError::WrongMonth {
-                            event: event.month,
-                            document: month,
-                        }
-                        .into());
-                    }
-                    Ok((id, event))
-                });
-            match result {
-                Ok(e) => out.events.push(e),
-                Err(e) => {
-                    tracing::warn!(event = %stored, error = %e, "rejected a stored event");
-                    out.rejected.push(reject(e.to_string()));
-                }
-            }
-        }
-        out.events
-            .sort_by(|a, b| (a.1.at, &a.1.device, &a.0).cmp(&(b.1.at, &b.1.device, &b.0)));
-        Ok(out)
+        Ok((doc, key))
     }
 
     /// Months that hold data (loaded or on disk), oldest first.
@@ -733,6 +745,72 @@ impl Store {
             .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
             .unwrap_or(0))
     }
+}
+
+/// Opens, checks and orders the events stored under `keys`; what fails is reported.
+fn decode_all(
+    doc: &AutoCommit,
+    month: Month,
+    key: Option<&[u8; 32]>,
+    keys: &[String],
+) -> MonthEvents {
+    let mut out = MonthEvents::default();
+    for stored in keys {
+        let reject = |reason: String| Rejected {
+            stored_as: stored.clone(),
+            reason,
+        };
+        let value = match doc.get(ROOT, stored.as_str()) {
+            Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
+                ScalarValue::Bytes(b) => b.clone(),
+                _ => {
+                    out.rejected.push(reject("not a sealed value".into()));
+                    continue;
+                }
+            },
+            _ => {
+                out.rejected.push(reject("not a sealed value".into()));
+                continue;
+            }
+        };
+        let Some(key) = key else {
+            out.rejected
+                .push(reject(SealError::NoKey(month).to_string()));
+            continue;
+        };
+        let result = seal::open(key, stored.as_bytes(), &value)
+            .map_err(StoreError::from)
+            .and_then(|plain| Ok(SignedEvent::from_bytes(&plain)?))
+            .and_then(|signed| {
+                let id = signed.id();
+                if &id.0 != stored {
+                    return Err(EventError::WrongId {
+                        stored: stored.clone(),
+                        actual: id.0,
+                    }
+                    .into());
+                }
+                let event = signed.verify()?;
+                if event.month != month {
+                    return Err(EventError::WrongMonth {
+                        event: event.month,
+                        document: month,
+                    }
+                    .into());
+                }
+                Ok((id, event))
+            });
+        match result {
+            Ok(e) => out.events.push(e),
+            Err(e) => {
+                tracing::warn!(event = %stored, error = %e, "rejected a stored event");
+                out.rejected.push(reject(e.to_string()));
+            }
+        }
+    }
+    out.events
+        .sort_by(|a, b| (a.1.at, &a.1.device, &a.0).cmp(&(b.1.at, &b.1.device, &b.0)));
+    out
 }
 
 /// Brings a store written by an older release up to [`STORE_VERSION`], one step at a time.

@@ -277,3 +277,32 @@ async fn purge_leaves_no_trace_of_the_canary() {
     assert_eq!(store.months().unwrap(), vec![oct], "other months untouched");
     assert_eq!(store.events(oct).unwrap().events.len(), 1);
 }
+
+#[tokio::test]
+async fn one_check_is_read_alone_and_the_index_follows_new_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for n in 0..10 {
+        store
+            .append(&format!("c{n}"), nov(), json!({"n": n}))
+            .unwrap();
+    }
+    assert_eq!(store.month_of_check("c3").unwrap(), Some(nov()));
+    assert_eq!(store.month_of_check("nope").unwrap(), None);
+    store.append("c3", nov(), json!({"n": "again"})).unwrap();
+    let c3 = store.check_events(nov(), "c3").unwrap();
+    assert_eq!(c3.events.len(), 2);
+    assert!(c3.events.iter().all(|(_, e)| e.check_id == "c3"));
+    // A peer's document invalidates the index; it is rebuilt on the next read.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path());
+    other
+        .keys()
+        .install(nov(), store.keys().get(nov()).unwrap())
+        .unwrap();
+    other.append("c3", nov(), json!({"n": "peer"})).unwrap();
+    store
+        .merge_changes(nov(), &other.export_month(nov()).unwrap())
+        .unwrap();
+    assert_eq!(store.check_events(nov(), "c3").unwrap().events.len(), 3);
+}

@@ -127,11 +127,17 @@ impl Ledger {
             .collect())
     }
 
-    /// One check by id.
+    /// One check by id. Reads only that check's events once its month has been read.
     pub fn check(&self, id: &str) -> Result<CheckState, LedgerError> {
-        self.all_checks()?
+        let not_found = || LedgerError::NotFound(id.to_string());
+        let month = self.store.month_of_check(id)?.ok_or_else(not_found)?;
+        let events: Vec<CheckEvent> = self
+            .store
+            .check_events(month, id)?
+            .events
             .into_iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| LedgerError::NotFound(id.to_string()))
+            .filter_map(|(_, e)| serde_json::from_value(e.payload).ok())
+            .collect();
+        fold::fold(id, &events).ok_or_else(not_found)
     }
 }
