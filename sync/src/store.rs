@@ -143,6 +143,8 @@ struct MonthDoc {
     index: Option<HashMap<String, Vec<String>>>,
 }
 
+type SharedDoc = Arc<Mutex<MonthDoc>>;
+
 struct Inner {
     db: sled::Db,
     chunks: sled::Tree,
@@ -598,7 +600,7 @@ impl Store {
     fn readable(
         &self,
         month: Month,
-    ) -> Result<(Arc<Mutex<MonthDoc>>, Option<[u8; 32]>), StoreError> {
+    ) -> Result<(SharedDoc, Option<[u8; 32]>), StoreError> {
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
         }
