@@ -1,0 +1,129 @@
+//! Shared helpers of the store benchmarks: realistic payloads, percentiles, bench dirs.
+
+// Each bench binary uses a subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+
+/// A small deterministic generator (xorshift64*), so payloads vary between checks without
+/// pulling a seeded RNG into the bench and every run writes the same bytes.
+#[derive(Debug)]
+pub struct Gen(u64);
+
+impl Gen {
+    /// A generator from a seed (0 is mapped to a fixed non-zero state).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next_u64() >> 24) as u8).collect()
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+const FAMILY: [(&str, &str); 6] = [
+    ("山田", "ヤマダ"),
+    ("佐藤", "サトウ"),
+    ("鈴木", "スズキ"),
+    ("高橋", "タカハシ"),
+    ("田中", "タナカ"),
+    ("渡辺", "ワタナベ"),
+];
+const GIVEN: [(&str, &str); 6] = [
+    ("太郎", "タロウ"),
+    ("花子", "ハナコ"),
+    ("一郎", "イチロウ"),
+    ("美咲", "ミサキ"),
+    ("健太", "ケンタ"),
+    ("陽子", "ヨウコ"),
+];
+
+/// A `captured` payload as the daemon writes it after a card read: certificate serial, a
+/// 256-byte (RSA-2048) signature in base64, the challenge, method, visit date, facility and
+/// the patient's self-declaration. About 600 bytes of JSON.
+pub fn captured_payload(n: u64) -> serde_json::Value {
+    let mut g = Gen::new(n + 1);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (family, family_kana) = FAMILY[g.below(FAMILY.len() as u64) as usize];
+    let (given, given_kana) = GIVEN[g.below(GIVEN.len() as u64) as usize];
+    let day = 1 + g.below(28);
+    serde_json::json!({
+        "type": "captured",
+        "cert_serial": format!("{:016X}", g.next_u64()),
+        "signature": b64.encode(g.bytes(256)),
+        "challenge": b64.encode(g.bytes(32)),
+        "method": "face",
+        "visit_date": format!("2025-04-{day:02}"),
+        "facility": "1312345678",
+        "declaration": {
+            "name": format!("{family} {given}"),
+            "kana": format!("{family_kana} {given_kana}"),
+            "address": format!("東京都千代田区神田{}丁目{}-{}", 1 + g.below(3), 1 + g.below(20), 1 + g.below(30)),
+            "phone": format!("03-{:04}-{:04}", g.below(10_000), g.below(10_000)),
+        },
+    })
+}
+
+/// The directory benches write into: `TSUNAGI_BENCH_DIR`, else the system temp dir.
+pub fn bench_parent() -> PathBuf {
+    std::env::var_os("TSUNAGI_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// Latency statistics of a sorted sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+/// Nearest-rank percentiles of `samples` (sorted in place).
+pub fn stats(samples: &mut [Duration]) -> Stats {
+    samples.sort_unstable();
+    let at = |q: f64| -> Duration {
+        if samples.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+        samples[rank - 1]
+    };
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+/// A duration in milliseconds with three decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
