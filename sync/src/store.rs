@@ -147,7 +147,15 @@ type SharedDoc = Arc<Mutex<MonthDoc>>;
 
 struct Inner {
     db: sled::Db,
+    /// sled's log file, fsynced after each flush: sled itself only uses sync_file_range on
+    /// Linux, which does not reach the disk's cache nor the file's size.
+    db_file: std::fs::File,
+    /// Appends so far, and appends known to be on disk: flushes are shared (group commit).
+    written: std::sync::atomic::AtomicU64,
+    synced: std::sync::atomic::AtomicU64,
+    sync_lock: tokio::sync::Mutex<()>,
     chunks: sled::Tree,
+    snapshots: sled::Tree,
     meta: sled::Tree,
     aggregates: sled::Tree,
     quarantine: sled::Tree,
@@ -268,6 +276,16 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 chunks: db.open_tree("chunks")?,
+                snapshots: db.open_tree("snapshots")?,
+                db_file: std::fs::File::open(db_path.join("db")).map_err(|source| {
+                    StoreError::Dir {
+                        path: db_path.join("db").display().to_string(),
+                        source,
+                    }
+                })?,
+                written: std::sync::atomic::AtomicU64::new(0),
+                synced: std::sync::atomic::AtomicU64::new(0),
+                sync_lock: tokio::sync::Mutex::new(()),
                 aggregates: db.open_tree("aggregates")?,
                 quarantine: db.open_tree("quarantine")?,
                 meta,
@@ -349,6 +367,22 @@ impl Store {
         let mut incremental_bytes = 0;
         let mut snapshot_bytes = 0;
         let prefix = month.to_string().into_bytes();
+        let snapshot_key = chunk_key(month, KIND_SNAPSHOT, 0);
+        if let Some(value) = self.inner.snapshots.get(&snapshot_key)? {
+            match unframe(&value)
+                .map_err(str::to_string)
+                .and_then(|p| AutoCommit::load(p).map_err(|e| e.to_string()))
+            {
+                Ok(d) => {
+                    doc = d;
+                    snapshot_bytes = value.len() as u64;
+                }
+                Err(e) => {
+                    self.quarantine(&snapshot_key, &value, &e)?;
+                    self.inner.snapshots.remove(&snapshot_key)?;
+                }
+            }
+        }
         for item in self.inner.chunks.scan_prefix(&prefix) {
             let (key, value) = item?;
             let kind = key.get(prefix.len()).copied();
@@ -463,6 +497,9 @@ impl Store {
         m.next_seq += 1;
         m.incremental_bytes += chunk.len() as u64;
         m.events += 1;
+        self.inner
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(index) = m.index.as_mut() {
             index
                 .entry(check_id.to_string())
@@ -504,6 +541,9 @@ impl Store {
         m.incremental_bytes += chunk.len() as u64;
         m.events = m.doc.keys(ROOT).count();
         m.index = None;
+        self.inner
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
@@ -514,15 +554,39 @@ impl Store {
         Ok(m.doc.save())
     }
 
-    /// Makes every write so far durable. Concurrent callers share sled's flushes.
+    /// Makes every write so far durable. Concurrent callers share one flush (group commit):
+    /// a caller whose writes a flush already covered returns without another.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let mine = self.inner.written.load(Ordering::SeqCst);
+        let _turn = self.inner.sync_lock.lock().await;
+        if self.inner.synced.load(Ordering::SeqCst) >= mine && mine > 0 {
+            return Ok(());
+        }
+        let target = self.inner.written.load(Ordering::SeqCst);
         self.inner.db.flush_async().await?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.inner.db_file.sync_data())
+            .await
+            .map_err(|e| StoreError::Document(format!("fsync task failed: {e}")))?
+            .map_err(|source| StoreError::Dir {
+                path: "db".into(),
+                source,
+            })?;
+        self.inner.synced.fetch_max(target, Ordering::SeqCst);
         Ok(())
     }
 
     /// Makes every write so far durable, blocking.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
+        self.inner
+            .db_file
+            .sync_data()
+            .map_err(|source| StoreError::Dir {
+                path: "db".into(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -597,10 +661,7 @@ impl Store {
         Ok(None)
     }
 
-    fn readable(
-        &self,
-        month: Month,
-    ) -> Result<(SharedDoc, Option<[u8; 32]>), StoreError> {
+    fn readable(&self, month: Month) -> Result<(SharedDoc, Option<[u8; 32]>), StoreError> {
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
         }
@@ -643,6 +704,13 @@ impl Store {
         let mut m = lock(&doc);
         let snapshot = m.doc.save();
         let prefix = month.to_string().into_bytes();
+        // The snapshot lives in its own tree, so appends never rewrite its node. It is made
+        // durable before the chunks it covers go: a crash in between leaves both, and loading
+        // a change twice is a no-op.
+        self.inner
+            .snapshots
+            .insert(chunk_key(month, KIND_SNAPSHOT, 0), frame(&snapshot))?;
+        self.flush_blocking()?;
         let mut batch = sled::Batch::default();
         let mut chunks = 0;
         for item in self.inner.chunks.scan_prefix(&prefix) {
@@ -650,9 +718,8 @@ impl Store {
             batch.remove(key);
             chunks += 1;
         }
-        batch.insert(chunk_key(month, KIND_SNAPSHOT, 0), frame(&snapshot));
         self.inner.chunks.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.flush_blocking()?;
         m.saved_heads = m.doc.get_heads();
         m.snapshot_bytes = snapshot.len() as u64;
         m.incremental_bytes = 0;
@@ -683,7 +750,10 @@ impl Store {
             self.inner.quarantine.remove(item?.0)?;
         }
         self.inner.chunks.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.inner
+            .snapshots
+            .remove(chunk_key(month, KIND_SNAPSHOT, 0))?;
+        self.flush_blocking()?;
         self.inner.keys.destroy(month)?;
         Ok(())
     }
@@ -692,6 +762,10 @@ impl Store {
         for month in self.purged_months()? {
             let prefix = month.to_string().into_bytes();
             let leftover = self.inner.chunks.scan_prefix(&prefix).next().is_some()
+                || self
+                    .inner
+                    .snapshots
+                    .contains_key(chunk_key(month, KIND_SNAPSHOT, 0))?
                 || self.inner.keys.get(month).is_ok();
             if leftover {
                 tracing::warn!(%month, "finishing an interrupted purge");
