@@ -48,6 +48,12 @@ pub enum StoreError {
         /// What sled said.
         detail: String,
     },
+    /// Another process (a running tsunagid, another command) has the store open.
+    #[error("store at {path} is in use by another process")]
+    InUse {
+        /// The database directory.
+        path: String,
+    },
     /// The database failed during an operation.
     #[error("store I/O failed: {0}")]
     Db(#[from] sled::Error),
@@ -239,6 +245,11 @@ impl Store {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sled_config.open()));
         let db = match opened {
             Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::InUse {
+                    path: db_path.display().to_string(),
+                })
+            }
             Ok(Err(e)) => {
                 return Err(StoreError::Corrupt {
                     path: db_path.display().to_string(),
@@ -300,6 +311,22 @@ impl Store {
         store.finish_interrupted_purges()?;
         store.inner.db.flush()?;
         Ok(store)
+    }
+
+    /// Opens the store, waiting up to `patience` while another process has it open.
+    pub fn open_waiting(
+        config: &StoreConfig,
+        patience: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match Self::open(config) {
+                Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens the store; if the database is damaged, moves it aside (kept for inspection) and

@@ -306,3 +306,28 @@ async fn one_check_is_read_alone_and_the_index_follows_new_events() {
         .unwrap();
     assert_eq!(store.check_events(nov(), "c3").unwrap().events.len(), 3);
 }
+
+#[test]
+fn a_store_in_use_is_reported_not_mistaken_for_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    first.append("c1", nov(), json!({})).unwrap();
+    first.flush_blocking().unwrap();
+    assert!(matches!(
+        Store::open(&StoreConfig::new(dir.path())),
+        Err(StoreError::InUse { .. })
+    ));
+    // Recovery must never move a store that is merely in use.
+    assert!(matches!(
+        Store::open_or_recover(&StoreConfig::new(dir.path())),
+        Err(StoreError::InUse { .. })
+    ));
+    let waiting = std::thread::spawn({
+        let dir = dir.path().to_path_buf();
+        move || Store::open_waiting(&StoreConfig::new(&dir), std::time::Duration::from_secs(10))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(first);
+    let second = waiting.join().unwrap().unwrap();
+    assert_eq!(second.events(nov()).unwrap().events.len(), 1);
+}

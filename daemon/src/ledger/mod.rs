@@ -36,8 +36,8 @@ impl LedgerError {
     /// The message for staff.
     pub fn message_ja(&self) -> String {
         match self {
-            LedgerError::Store(StoreError::Db(e)) if e.to_string().contains("lock") => {
-                "データを開けません。別の tsunagi（tsunagid）が使用中です。".into()
+            LedgerError::Store(StoreError::InUse { .. }) => {
+                "記録データを別の tsunagi（tsunagid など）が使用中です。少し待ってからもう一度実行してください。".into()
             }
             LedgerError::Store(StoreError::Corrupt { path, .. }) => format!(
                 "保存データが破損しています（{path}）。`tsunagid` を起動すると破損部分を退避して復旧します。"
@@ -61,12 +61,26 @@ pub fn new_check_id() -> String {
 }
 
 impl Ledger {
-    /// Opens the ledger in `dir`; a damaged database is set aside and a fresh one started.
+    /// Opens the ledger in `dir`, waiting a few seconds if another process has it open; a
+    /// damaged database is set aside and a fresh one started.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        let (store, aside) = Store::open_or_recover(&StoreConfig::new(dir))?;
-        if let Some(aside) = aside {
-            tracing::error!(aside = %aside.display(), "the store was damaged and set aside");
-        }
+        Self::open_waiting(dir, std::time::Duration::from_secs(5))
+    }
+
+    /// Like [`Ledger::open`], waiting up to `patience` for another process to let go.
+    pub fn open_waiting(dir: &Path, patience: std::time::Duration) -> Result<Self, LedgerError> {
+        let config = StoreConfig::new(dir);
+        let store = match Store::open_waiting(&config, patience) {
+            Ok(store) => store,
+            Err(StoreError::Corrupt { .. }) => {
+                let (store, aside) = Store::open_or_recover(&config)?;
+                if let Some(aside) = aside {
+                    tracing::error!(aside = %aside.display(), "the store was damaged and set aside");
+                }
+                store
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Self { store })
     }
 
