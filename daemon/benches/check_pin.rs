@@ -105,7 +105,7 @@ fn main() {
                 IdentityMethod::Pin,
                 today,
                 now_jst(),
-                &client,
+                Some(&client),
                 &scenario.institution_code,
                 Box::new(Always1234),
             ))

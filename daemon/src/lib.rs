@@ -23,3 +23,4 @@ pub mod oqs;
 pub mod reconcile;
 pub mod report;
 pub mod rules;
+pub mod service;

@@ -9,6 +9,7 @@
 //! transport failure is reported to the operator with what to do now.
 
 pub mod capture;
+pub mod health;
 
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,8 @@ pub struct CheckOutcome {
 }
 
 /// Runs one check: reads the card (on a blocking thread) and asks the qualification system
-/// as of `visit_date`.
+/// as of `visit_date` — unless `client` is `None` (known offline), when the answer is
+/// `Unreachable` at once.
 ///
 /// Cancel safety: not cancel-safe once the card task started; dropping the future leaves the
 /// card task to finish on its own thread.
@@ -102,7 +104,7 @@ pub async fn run<T: Transport + 'static>(
     method: IdentityMethod,
     visit_date: NaiveDate,
     now: DateTime<FixedOffset>,
-    client: &OqsClient,
+    client: Option<&OqsClient>,
     institution_code: &str,
     mut pin_entry: Box<dyn PinEntry + Send>,
 ) -> Result<CheckOutcome, CheckError> {
@@ -128,7 +130,12 @@ pub async fn run<T: Transport + 'static>(
         file_id: format!("tsunagi-{}", now.format("%Y%m%d%H%M%S")),
     };
     let asked = Instant::now();
-    let answer = client.query_by_card(&query).await;
+    // No client: the line is known to be down (the breaker is open); capture at once
+    // instead of holding reception for the whole time budget.
+    let answer = match client {
+        Some(client) => client.query_by_card(&query).await,
+        None => Err(QueryError::Unreachable),
+    };
     let oqs = asked.elapsed();
     let timings = CheckTimings {
         total: started.elapsed(),

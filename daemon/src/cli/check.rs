@@ -92,12 +92,17 @@ pub async fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Command
     .map_err(|e| CommandError::new(e.to_string()))?
     .map_err(|e| CommandError::new(e.message_ja()))?;
     let entry = TerminalPinEntry::new(args.confirm_last_try);
+    // When tsunagid says the line is down, capture at once instead of waiting out the budget.
+    let known_offline = args.data_dir.as_deref().is_some_and(|dir| {
+        crate::service::read_status(dir, Duration::from_secs(60))
+            .is_some_and(|s| s.line == crate::check::health::LineState::Offline)
+    });
     let outcome = check::run(
         transport,
         args.method,
         visit_date,
         now,
-        &client,
+        (!known_offline).then_some(&client),
         &institution,
         Box::new(entry),
     )

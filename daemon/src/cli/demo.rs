@@ -165,7 +165,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
             step.method,
             today,
             now_jst(),
-            &client,
+            Some(&client),
             &scenario.institution_code,
             Box::new(pins.clone()),
         )

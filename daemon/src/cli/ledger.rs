@@ -372,39 +372,43 @@ pub async fn declare(args: &DeclareArgs, out: &mut dyn Write) -> Result<i32, Com
     Ok(0)
 }
 
-/// `tsunagi status`.
+/// `tsunagi status`: from tsunagid's status file while it runs, else asked directly.
 pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
-    let ledger = open_ledger(&args.dir.data_dir)?;
-    let today = now_jst().date_naive();
-    let open = ledger.open_checks().map_err(ledger_error)?;
-    let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
-    let (client, _) = oqs_client(&args.oqs)?;
-    let line = match client.probe().await {
-        Ok(()) => "online",
-        Err(e) if e.is_transient() => "offline",
-        Err(_) => "degraded",
-    };
+    use crate::check::health::LineState;
+    let (line, queue, overdue, daemon) =
+        match crate::service::read_status(&args.dir.data_dir, std::time::Duration::from_secs(60)) {
+            Some(s) => (s.line, s.queue, s.overdue, true),
+            None => {
+                let ledger = open_ledger(&args.dir.data_dir)?;
+                let today = now_jst().date_naive();
+                let open = ledger.open_checks().map_err(ledger_error)?;
+                let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
+                let (client, _) = oqs_client(&args.oqs)?;
+                let line = match client.probe().await {
+                    Ok(()) => LineState::Online,
+                    Err(e) if e.is_transient() => LineState::Offline,
+                    Err(_) => LineState::Degraded,
+                };
+                (line, open.len(), overdue, false)
+            }
+        };
     if args.json {
         writeln!(
             out,
             "{}",
-            json!({"line": line, "queue": open.len(), "overdue": overdue})
+            json!({"line": line, "queue": queue, "overdue": overdue, "daemon": daemon})
         )
         .map_err(io_error)?;
     } else {
-        let label = match line {
-            "online" => "オンライン",
-            "offline" => "オフライン（資格確認システムにつながりません）",
-            _ => "一部障害（設定を確認してください）",
-        };
-        writeln!(out, "回線: {label}").map_err(io_error)?;
-        writeln!(
-            out,
-            "事後確認待ち: {}件（うち期限超過 {}件）",
-            open.len(),
-            overdue
-        )
-        .map_err(io_error)?;
+        writeln!(out, "回線: {}", line.label_ja()).map_err(io_error)?;
+        writeln!(out, "事後確認待ち: {queue}件（うち期限超過 {overdue}件）").map_err(io_error)?;
+        if !daemon {
+            writeln!(
+                out,
+                "（tsunagid は動いていません。事後確認は tsunagi reconcile で行えます）"
+            )
+            .map_err(io_error)?;
+        }
     }
     Ok(0)
 }

@@ -1,0 +1,211 @@
+//! `tsunagid`, the daemon (常駐サービス): keeps the line's health, drains captured checks when
+//! the qualification system answers, compacts month documents and ends months whose
+//! retention is over. It opens the store only for each pass, so `tsunagi` commands can use
+//! it in between, and writes its state to `status.json` for `tsunagi status` and the tray.
+
+pub mod config;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::check::health::{Health, LineState};
+use crate::check::now_jst;
+use crate::ledger::fold::CheckState;
+use crate::ledger::{Ledger, LedgerError};
+use crate::oqs::OqsClient;
+use crate::reconcile::{PassReport, Reconciler};
+use crate::rules::deadlines::retention_until;
+use config::ServiceConfig;
+use tsunagi_sync::Month;
+
+/// What `status.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// The line.
+    pub line: LineState,
+    /// Checks waiting for 事後確認 or staff.
+    pub queue: usize,
+    /// Of which past their deadline.
+    pub overdue: usize,
+    /// The last pass.
+    pub last_pass: Option<PassReport>,
+    /// When written (RFC 3339, JST).
+    pub updated_at: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+/// The status file in a data directory.
+pub fn status_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("status.json")
+}
+
+/// Reads the daemon's status if it was written within `fresh`.
+pub fn read_status(data_dir: &Path, fresh: Duration) -> Option<Status> {
+    let path = status_path(data_dir);
+    let age = std::fs::metadata(&path)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    if age > fresh {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn write_status(data_dir: &Path, status: &Status) {
+    let path = status_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    let result = serde_json::to_vec_pretty(status)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot write status.json");
+    }
+}
+
+/// Months whose retention is over on `today` (R20): the end of the month after the visit
+/// month plus `extra_months`, and no check of the month still open.
+pub fn months_to_purge(
+    months: &[(Month, Vec<CheckState>)],
+    today: NaiveDate,
+    extra_months: u32,
+) -> Vec<Month> {
+    months
+        .iter()
+        .filter(|(month, checks)| {
+            let unresolved = checks.iter().any(CheckState::is_open);
+            retention_until(month.last_day(), unresolved, extra_months)
+                .is_some_and(|end| today > end)
+        })
+        .map(|(m, _)| *m)
+        .collect()
+}
+
+/// Counts kept after a month is purged (no personal data).
+pub fn aggregate(checks: &[CheckState]) -> serde_json::Value {
+    let count = |f: &dyn Fn(&CheckState) -> bool| checks.iter().filter(|c| f(c)).count();
+    serde_json::json!({
+        "checks": checks.len(),
+        "by_card": count(&|c| c.captured.card.is_some()),
+        "pin": count(&|c| c.captured.card.as_ref().is_some_and(|k| k.method == crate::domain::IdentityMethod::Pin)),
+        "captured_offline": count(&|c| c.was_captured_offline()),
+        "fushou": count(&|c| c.resolution.as_ref().is_some_and(|r| r.basis == "fushou")),
+        "old": count(&|c| c.resolution.as_ref().is_some_and(|r| r.basis == "old")),
+    })
+}
+
+/// One maintenance pass over an open ledger: reconcile (when the line is up), retention,
+/// compaction. Returns the pass report and the queue.
+async fn pass(
+    ledger: &Ledger,
+    reconciler: Option<&Reconciler>,
+    config: &ServiceConfig,
+) -> Result<(Option<PassReport>, usize, usize), LedgerError> {
+    let now = now_jst();
+    let today = now.date_naive();
+    let report = match reconciler {
+        Some(r) => Some(r.run_pass(now, false).await?),
+        None => None,
+    };
+    let ledger = ledger.clone();
+    let extra = config.retention.extra_months;
+    tokio::task::spawn_blocking(move || {
+        let mut months = Vec::new();
+        for month in ledger.store().months()? {
+            months.push((month, ledger.checks(month)?));
+        }
+        for month in months_to_purge(&months, today, extra) {
+            let checks = months
+                .iter()
+                .find(|(m, _)| *m == month)
+                .map(|(_, c)| c.as_slice())
+                .unwrap_or_default();
+            tracing::info!(%month, "retention over: purging the month");
+            ledger.store().purge(month, &aggregate(checks))?;
+        }
+        for (month, _) in &months {
+            if ledger.store().needs_compaction(*month).unwrap_or(false) {
+                ledger.store().compact(*month)?;
+            }
+        }
+        let open: Vec<&CheckState> = months
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .filter(|c| c.is_open())
+            .collect();
+        let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
+        Ok::<_, LedgerError>((report, open.len(), overdue))
+    })
+    .await
+    .map_err(|e| LedgerError::Encode(e.to_string()))?
+}
+
+/// Runs the daemon until `shutdown` turns true. Every task it starts ends before it returns.
+pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::Receiver<bool>) {
+    let mut health = Health::new(config.health());
+    let mut next_pass = Instant::now();
+    let mut last = Status {
+        line: LineState::Online,
+        queue: 0,
+        overdue: 0,
+        last_pass: None,
+        updated_at: now_jst().to_rfc3339(),
+        pid: std::process::id(),
+    };
+    loop {
+        let now = Instant::now();
+        if health.probe_due(now) {
+            health.probed(now);
+            match client.probe().await {
+                Ok(()) => health.on_success(),
+                Err(e) if e.is_transient() => health.on_failure(Instant::now()),
+                Err(e) => {
+                    tracing::error!(error = %e, "the qualification system refuses this facility; check the settings");
+                    health.on_failure(Instant::now());
+                }
+            }
+        }
+        if Instant::now() >= next_pass {
+            next_pass = Instant::now() + config.reconcile_interval();
+            match Ledger::open_waiting(&config.data_dir, Duration::from_secs(2)) {
+                Ok(ledger) => {
+                    let reconciler = health.should_ask().then(|| {
+                        Reconciler::new(ledger.clone(), client.clone(), config.reconcile_config())
+                    });
+                    match pass(&ledger, reconciler.as_ref(), &config).await {
+                        Ok((report, queue, overdue)) => {
+                            if report.is_some_and(|r| r.failed > 0 && r.resolved == 0) {
+                                health.on_failure(Instant::now());
+                            }
+                            last.queue = queue;
+                            last.overdue = overdue;
+                            last.last_pass = report.or(last.last_pass);
+                        }
+                        Err(e) => tracing::error!(error = %e, "maintenance pass failed"),
+                    }
+                    // The store is let go here, so commands can use it until the next pass.
+                }
+                Err(e) => tracing::info!(error = %e, "store busy; next pass later"),
+            }
+        }
+        last.line = health.state();
+        last.updated_at = now_jst().to_rfc3339();
+        write_status(&config.data_dir, &last);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            tracing::info!("tsunagid stopping");
+            break;
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `tsunagid` as a process: it notices the line is down, drains captured checks once the
+//! simulator answers again, ends a month whose retention is over (a canary name leaves no
+//! trace in the data directory), and stops cleanly on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chrono::Months;
+use oqs_sim::scenario;
+use oqs_sim::{FaultMode, Simulator};
+use tsunagi::check::now_jst;
+use tsunagi::domain::{FacilityType, IdentityMethod};
+use tsunagi::ledger::event::{Captured, CardRecord, CheckEvent};
+use tsunagi::ledger::{new_check_id, Ledger};
+use tsunagi::rules::claim::Moushitatesho;
+use tsunagi::service::{read_status, Status};
+
+const CANARY: &str = "カナリア保存期間太郎";
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+fn wait_for(dir: &Path, what: &str, ok: impl Fn(&Status) -> bool) -> Status {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = read_status(dir, Duration::from_secs(5)) {
+            if ok(&s) {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "tsunagid never reported {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn tsunagid_drains_the_queue_and_ends_old_months() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let today = now_jst().date_naive();
+    let s = scenario::standard(today).unwrap();
+    let sim = rt.block_on(Simulator::start(s.sim_config())).unwrap();
+    sim.faults().set_mode(FaultMode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Two captured checks: today's, and one three months ago with a 申立書 (the canary).
+    let old_visit = today.checked_sub_months(Months::new(3)).unwrap();
+    {
+        let ledger = Ledger::open(&data).unwrap();
+        for (card, visit) in [("valid-employee", today), ("no-coverage", old_visit)] {
+            let cert = &s.card(card).unwrap().auth_certificate_der;
+            let id = new_check_id();
+            let c = Captured {
+                visit_date: visit,
+                facility: FacilityType::Medical,
+                first_visit: true,
+                next_visit: None,
+                card: Some(CardRecord {
+                    method: IdentityMethod::Visual,
+                    certificate: base64::engine::general_purpose::STANDARD.encode(cert),
+                    challenge: None,
+                    signature: None,
+                    serial: String::new(),
+                }),
+                document: None,
+                reason: Some("unreachable".into()),
+                last_known: None,
+                captured_at: now_jst(),
+            };
+            rt.block_on(ledger.record(&id, visit, &CheckEvent::Captured(c)))
+                .unwrap();
+            if visit == old_visit {
+                let m = Moushitatesho {
+                    name: Some(CANARY.into()),
+                    address: Some("架空県架空市1-1".into()),
+                    phone: Some("0120-000-000".into()),
+                    ..Moushitatesho::default()
+                };
+                rt.block_on(ledger.record(&id, visit, &CheckEvent::Declared { moushitatesho: m }))
+                    .unwrap();
+            }
+        }
+        // The canary is there (readable with the month key) before its month ends.
+        let old = ledger.checks(tsunagi_sync::Month::of(old_visit)).unwrap();
+        assert_eq!(
+            old[0].declaration.as_ref().unwrap().name.as_deref(),
+            Some(CANARY)
+        );
+    }
+
+    let config = dir.path().join("tsunagi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ninstitution_code = {:?}\n[oqs]\nurl = {:?}\ntimeout_ms = 1000\n\
+             [reconcile]\ninterval_secs = 1\n[health]\noffline_after = 1\nprobe_secs = 1\n",
+            data.display().to_string(),
+            s.institution_code,
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tsunagid"))
+        .arg("--config")
+        .arg(&config)
+        .env("TSUNAGI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+
+    let down = wait_for(&data, "offline", |s| {
+        s.line.label_ja().contains("オフライン")
+    });
+    assert_eq!(down.queue, 2, "{down:?}");
+    // While the daemon runs, commands still reach the ledger between its passes.
+    let pending = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(["pending", "--json"])
+        .env("TSUNAGI_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(pending.status.success(), "{pending:?}");
+
+    sim.faults().clear();
+    let up = wait_for(&data, "the queue drained", |s| s.queue == 0);
+    assert!(up.last_pass.is_some());
+
+    // Stop: SIGTERM ends it promptly and cleanly.
+    let pid = daemon.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = daemon.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tsunagid did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+
+    // The old month is gone with its key; its counts remain; today's check stays.
+    let hits = files_containing(&data, CANARY.as_bytes());
+    assert!(hits.is_empty(), "canary found in {hits:?}");
+    let ledger = Ledger::open(&data).unwrap();
+    let aggregates = ledger.store().aggregates().unwrap();
+    let old_month = tsunagi_sync::Month::of(old_visit);
+    assert_eq!(aggregates[&old_month]["checks"], 1, "{aggregates:?}");
+    assert_eq!(aggregates[&old_month]["fushou"], 1, "{aggregates:?}");
+    assert!(!ledger.store().keys().months().contains(&old_month));
+    let remaining = ledger.all_checks().unwrap();
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(remaining[0].resolution.as_ref().unwrap().basis, "current");
+    rt.block_on(sim.shutdown());
+}
