@@ -184,6 +184,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
             tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
         }
     }
+    offline_part(&scenario, &sim, &client, today, out).await?;
     writeln!(
         out,
         "デモは以上です。実機では `tsunagi check --method visual|pin` で同じ確認を行います。"
@@ -191,4 +192,117 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
     .map_err(io)?;
     sim.shutdown().await;
     Ok(0)
+}
+
+/// The line drops: two checks are captured; it returns: both are reconciled.
+async fn offline_part(
+    scenario: &Scenario,
+    sim: &oqs_sim::SimHandle,
+    client: &OqsClient,
+    today: chrono::NaiveDate,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    use crate::check::capture::{captured, instructions_ja, VisitContext};
+    use crate::ledger::event::CheckEvent;
+    use crate::ledger::Ledger;
+    use crate::reconcile::{ReconcileConfig, Reconciler};
+    use crate::rules::claim::Moushitatesho;
+
+    let fail = |m: String| CommandError { message: m };
+    let io = |e: std::io::Error| fail(format!("出力に失敗しました: {e}"));
+    let dir =
+        tempfile::tempdir().map_err(|e| fail(format!("一時ディレクトリを作れません: {e}")))?;
+    let ledger = Ledger::open(dir.path()).map_err(|e| fail(e.message_ja()))?;
+    writeln!(out, "━━ オフライン：回線が切れた ━━").map_err(io)?;
+    sim.faults().set_mode(oqs_sim::FaultMode::Refuse);
+    let mut ids = Vec::new();
+    for (card, first_visit) in [("valid-employee", false), ("no-coverage", true)] {
+        let Some(profile) = scenario.card(card) else {
+            return Err(fail(format!("デモ用カード {card} がありません")));
+        };
+        let mut virtual_card = VirtualCard::new(profile.clone());
+        virtual_card.power_on();
+        let outcome = check::run(
+            VirtualTransport(virtual_card),
+            IdentityMethod::Visual,
+            today,
+            now_jst(),
+            Some(client),
+            &scenario.institution_code,
+            Box::new(ScriptedPins::new(&[])),
+        )
+        .await
+        .map_err(|e| fail(e.message_ja()))?;
+        let reason = match &outcome.answer {
+            Err(e) => render::query_error_name(e),
+            Ok(_) => "demo",
+        };
+        let visit = VisitContext {
+            visit_date: today,
+            facility: crate::domain::FacilityType::Medical,
+            first_visit,
+            next_visit: None,
+            last_known: None,
+        };
+        let capture = captured(&outcome, &visit, Some(reason), now_jst());
+        let id = crate::ledger::new_check_id();
+        ledger
+            .record(&id, today, &CheckEvent::Captured(capture.clone()))
+            .await
+            .map_err(|e| fail(e.message_ja()))?;
+        writeln!(out, "オフライン受付（確認ID: {id}）").map_err(io)?;
+        for line in instructions_ja(&capture) {
+            writeln!(out, "・{line}").map_err(io)?;
+        }
+        if first_visit {
+            let m = Moushitatesho {
+                name: Some("見本　初子".into()),
+                address: Some("架空県架空市本町1-2-3".into()),
+                phone: Some("0120-000-000".into()),
+                ..Moushitatesho::default()
+            };
+            ledger
+                .record(&id, today, &CheckEvent::Declared { moushitatesho: m })
+                .await
+                .map_err(|e| fail(e.message_ja()))?;
+            writeln!(out, "（被保険者資格申立書を記録しました）").map_err(io)?;
+        }
+        writeln!(out).map_err(io)?;
+        ids.push(id);
+    }
+    writeln!(out, "━━ 回線が戻った：事後確認 ━━").map_err(io)?;
+    sim.faults().clear();
+    let reconciler = Reconciler::new(ledger.clone(), client.clone(), ReconcileConfig::default());
+    let report = reconciler
+        .run_pass(now_jst(), true)
+        .await
+        .map_err(|e| fail(e.message_ja()))?;
+    writeln!(
+        out,
+        "事後確認: {}件を確認し、{}件の請求根拠が決まりました。",
+        report.examined, report.resolved
+    )
+    .map_err(io)?;
+    for id in &ids {
+        let c = ledger.check(id).map_err(|e| fail(e.message_ja()))?;
+        match &c.resolution {
+            Some(r) => {
+                writeln!(out, "・{id}: {}", r.summary_ja).map_err(io)?;
+                writeln!(
+                    out,
+                    "    保険者番号 {}  記号 {}  番号 {}",
+                    r.insurer_number,
+                    r.symbol.as_deref().unwrap_or("—"),
+                    r.number
+                )
+                .map_err(io)?;
+                if let Some(t) = &r.tekiyo {
+                    writeln!(out, "    摘要欄: {t}").map_err(io)?;
+                }
+            }
+            None => writeln!(out, "・{id}: まだ決まっていません").map_err(io)?,
+        }
+    }
+    writeln!(out).map_err(io)?;
+    Ok(())
 }
