@@ -34,6 +34,9 @@ fn run(cli: Cli) -> Result<i32, String> {
         Command::Declare(args) => runtime()?
             .block_on(cli::ledger::declare(&args, &mut out))
             .map_err(|e| e.message),
+        Command::RecordDocument(args) => runtime()?
+            .block_on(cli::ledger::record_document(&args, &mut out))
+            .map_err(|e| e.message),
         Command::Status(args) => runtime()?
             .block_on(cli::ledger::status(&args, &mut out))
             .map_err(|e| e.message),

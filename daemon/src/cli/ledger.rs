@@ -412,3 +412,162 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
     }
     Ok(0)
 }
+
+/// `tsunagi record-document`: a document shown instead of a card read (資格確認書, the old
+/// 保険証 while valid, マイナポータル, 資格情報のお知らせ with the card).
+#[derive(Debug, Args)]
+pub struct RecordDocumentArgs {
+    /// Document kind: kakuninsho, hokensho, portal, oshirase, myna.
+    pub kind: String,
+    /// The document's own expiry (YYYY-MM-DD), when it has one.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Visit date (YYYY-MM-DD); default today in Japan.
+    #[arg(long)]
+    pub visit_date: Option<String>,
+    /// 資格情報のお知らせ shown together with the My Number card.
+    #[arg(long)]
+    pub with_card: bool,
+    /// 保険者番号 on the document (6 or 8 digits).
+    #[arg(long)]
+    pub insurer: Option<String>,
+    /// 記号.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// 番号.
+    #[arg(long)]
+    pub number: Option<String>,
+    /// 枝番.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// 生年月日 (YYYY-MM-DD).
+    #[arg(long)]
+    pub birth_date: Option<String>,
+    /// Facility type.
+    #[arg(long, env = "TSUNAGI_FACILITY", default_value = "medical")]
+    pub facility: String,
+    /// First visit (初診・初検).
+    #[arg(long)]
+    pub first_visit: bool,
+    /// JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+    /// The ledger.
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+/// `tsunagi record-document`: applies the document rules (R7–R11) on the visit date, and
+/// records an acceptable document as a check to confirm by its numbers.
+pub async fn record_document(
+    args: &RecordDocumentArgs,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    use crate::ledger::event::{Captured, DocumentRecord, NumbersRecord};
+    use crate::rules::calendar::parse_date;
+    use crate::rules::claim::InsuranceNumbers;
+    use crate::rules::documents::{document_validity, DocumentKind, PresentedDocument};
+    use crate::rules::settings::RuleSettings;
+
+    let bad = |m: String| CommandError::new(m);
+    let kind: DocumentKind = args
+        .kind
+        .parse()
+        .map_err(|e: crate::rules::documents::DocumentError| bad(e.message_ja()))?;
+    let date = |s: &Option<String>| -> Result<Option<NaiveDate>, CommandError> {
+        s.as_deref()
+            .map(|d| parse_date(d).map_err(|e| bad(e.message_ja())))
+            .transpose()
+    };
+    let now = now_jst();
+    let visit = date(&args.visit_date)?.unwrap_or_else(|| now.date_naive());
+    let expires = date(&args.expires)?;
+    let birth_date = date(&args.birth_date)?;
+    if birth_date.is_some_and(|b| b > visit) {
+        return Err(bad("生年月日が受診日より後になっています。".into()));
+    }
+    let facility: crate::domain::FacilityType = args
+        .facility
+        .parse()
+        .map_err(|e: crate::domain::DomainError| bad(e.message_ja()))?;
+    let numbers = match (&args.insurer, &args.number) {
+        (Some(i), Some(n)) => {
+            let checked =
+                InsuranceNumbers::new(i, args.symbol.as_deref(), n, args.branch.as_deref())
+                    .map_err(|e| bad(e.message_ja()))?;
+            Some(NumbersRecord {
+                insurer: checked.insurer().clone(),
+                symbol: checked.kigo().map(str::to_string),
+                number: checked.bango().to_string(),
+                branch: checked.edaban().map(str::to_string),
+            })
+        }
+        (None, None) => None,
+        _ => return Err(bad("保険者番号と番号は両方指定してください。".into())),
+    };
+    let insurance = numbers
+        .as_ref()
+        .map(|n| crate::rules::claim::InsuranceType::from_insurer(&n.insurer))
+        .unwrap_or(crate::rules::claim::InsuranceType::Unknown);
+    let verdict = document_validity(
+        &PresentedDocument {
+            kind,
+            expires,
+            with_card: args.with_card,
+            insurance,
+        },
+        visit,
+        &RuleSettings::default(),
+    )
+    .map_err(|e| bad(e.message_ja()))?;
+    if !verdict.acceptable {
+        if args.json {
+            writeln!(out, "{}", json!({"status": "refused", "reason_ja": verdict.reason_ja, "rule": verdict.rule.to_string()}))
+                .map_err(io_error)?;
+        } else {
+            writeln!(out, "この書類では受け付けられません: {}", verdict.reason_ja)
+                .map_err(io_error)?;
+            for r in &verdict.requirements {
+                writeln!(out, "・{}", r.label_ja()).map_err(io_error)?;
+            }
+        }
+        return Ok(1);
+    }
+    let ledger = open_ledger(&args.dir.data_dir)?;
+    let id = crate::ledger::new_check_id();
+    let capture = Captured {
+        visit_date: visit,
+        facility,
+        first_visit: args.first_visit,
+        next_visit: None,
+        card: None,
+        document: Some(DocumentRecord {
+            kind,
+            expires,
+            numbers,
+            birth_date,
+        }),
+        reason: Some("document".into()),
+        last_known: None,
+        captured_at: now,
+    };
+    ledger
+        .record(&id, visit, &CheckEvent::Captured(capture))
+        .await
+        .map_err(ledger_error)?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"status": "recorded", "check_id": id, "reason_ja": verdict.reason_ja})
+        )
+        .map_err(io_error)?;
+    } else {
+        writeln!(out, "{}を記録しました（確認ID: {id}）。", kind.label_ja()).map_err(io_error)?;
+        writeln!(out, "{}", verdict.reason_ja).map_err(io_error)?;
+        for r in &verdict.requirements {
+            writeln!(out, "・{}", r.label_ja()).map_err(io_error)?;
+        }
+    }
+    Ok(0)
+}

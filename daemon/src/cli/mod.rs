@@ -40,6 +40,8 @@ pub enum Command {
     Show(ledger::ShowArgs),
     /// Confirm captured checks with the qualification system now.
     Reconcile(ledger::ReconcileArgs),
+    /// Record a document shown instead of a card (資格確認書, 保険証, マイナポータル, お知らせ).
+    RecordDocument(ledger::RecordDocumentArgs),
     /// Record a 被保険者資格申立書 for a captured check.
     Declare(ledger::DeclareArgs),
     /// Online / degraded / offline, queue size, overdue count.
