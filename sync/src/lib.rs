@@ -7,6 +7,7 @@
 //! - [`seal`]: per-month keys and the AEAD that seals every event; deleting a month's key is
 //!   what makes its deletion real.
 //! - [`store`]: the month documents in sled, durable appends, compaction, retention, versions.
+//! - [`wal`]: the capture log that makes an acknowledged capture durable with one fsync.
 //!
 //! The store knows nothing of what an event means: the daemon defines the payloads and folds
 //! them into a check's state.
@@ -16,6 +17,7 @@ pub mod event;
 pub mod hlc;
 pub mod seal;
 pub mod store;
+pub mod wal;
 
 pub use device::{DeviceId, DeviceKey};
 pub use event::{Event, EventId, Month, SignedEvent};

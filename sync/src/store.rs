@@ -31,6 +31,8 @@ use crate::seal::{self, KeyRing, SealError};
 pub const STORE_VERSION: u32 = 1;
 
 const KIND_SNAPSHOT: u8 = 0;
+/// The capture log is emptied (after a durable sled flush) once it grows past this.
+const WAL_CHECKPOINT_BYTES: u64 = 1 << 20;
 const KIND_INCREMENTAL: u8 = 1;
 
 /// Why a store operation failed.
@@ -151,6 +153,20 @@ struct MonthDoc {
 
 type SharedDoc = Arc<Mutex<MonthDoc>>;
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A clean close leaves an empty capture log (best effort: on failure the log is
+        // replayed at the next open).
+        let (db, file) = (&self.db, &self.db_file);
+        if let Err(e) = self.wal.checkpoint(|| {
+            db.flush().map_err(std::io::Error::other)?;
+            file.sync_data()
+        }) {
+            tracing::warn!(error = %e, "capture log not emptied at close; it will be replayed");
+        }
+    }
+}
+
 struct Inner {
     db: sled::Db,
     /// sled's log file, fsynced after each flush: sled itself only uses sync_file_range on
@@ -160,6 +176,7 @@ struct Inner {
     written: std::sync::atomic::AtomicU64,
     synced: std::sync::atomic::AtomicU64,
     sync_lock: tokio::sync::Mutex<()>,
+    wal: crate::wal::Wal,
     chunks: sled::Tree,
     snapshots: sled::Tree,
     meta: sled::Tree,
@@ -263,6 +280,11 @@ impl Store {
                 })
             }
         };
+        let (wal, pending) =
+            crate::wal::Wal::open(&dir.join("wal.log")).map_err(|source| StoreError::Dir {
+                path: dir.join("wal.log").display().to_string(),
+                source,
+            })?;
         let meta = db.open_tree("meta")?;
         match meta.get("version")? {
             None => {
@@ -297,6 +319,7 @@ impl Store {
                 written: std::sync::atomic::AtomicU64::new(0),
                 synced: std::sync::atomic::AtomicU64::new(0),
                 sync_lock: tokio::sync::Mutex::new(()),
+                wal,
                 aggregates: db.open_tree("aggregates")?,
                 quarantine: db.open_tree("quarantine")?,
                 meta,
@@ -309,6 +332,17 @@ impl Store {
             }),
         };
         store.finish_interrupted_purges()?;
+        // Captures acknowledged from the log but not yet in their documents.
+        if !pending.is_empty() {
+            tracing::info!(records = pending.len(), "replaying the capture log");
+            for record in &pending {
+                if store.is_purged(record.month)? {
+                    continue;
+                }
+                store.insert_sealed(record.month, &record.id, record.sealed.clone(), None)?;
+            }
+            store.checkpoint()?;
+        }
         store.inner.db.flush()?;
         Ok(store)
     }
@@ -505,13 +539,26 @@ impl Store {
         };
         let id = signed.id();
         let sealed = seal::seal(&key, id.0.as_bytes(), &signed.to_bytes());
+        self.insert_sealed(month, &id.0, sealed, Some(check_id))?;
+        Ok(id)
+    }
+
+    /// Puts a sealed event into its month document and appends the change to sled (not
+    /// flushed). `check_id` keeps the index current; `None` (a replay) drops the index.
+    fn insert_sealed(
+        &self,
+        month: Month,
+        id: &str,
+        sealed: Vec<u8>,
+        check_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         let doc = self.month_doc(month)?;
         let mut m = lock(&doc);
-        if m.doc.get(ROOT, id.0.as_str()).ok().flatten().is_some() {
-            return Ok(id);
+        if m.doc.get(ROOT, id).ok().flatten().is_some() {
+            return Ok(());
         }
         m.doc
-            .put(ROOT, id.0.as_str(), ScalarValue::Bytes(sealed))
+            .put(ROOT, id, ScalarValue::Bytes(sealed))
             .map_err(|e| StoreError::Document(e.to_string()))?;
         m.doc.commit();
         let heads = m.saved_heads.clone();
@@ -527,13 +574,29 @@ impl Store {
         self.inner
             .written
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if let Some(index) = m.index.as_mut() {
-            index
+        match (check_id, m.index.as_mut()) {
+            (Some(check_id), Some(index)) => index
                 .entry(check_id.to_string())
                 .or_default()
-                .push(id.0.clone());
+                .push(id.to_string()),
+            (None, _) => m.index = None,
+            (Some(_), None) => {}
         }
-        Ok(id)
+        Ok(())
+    }
+
+    /// Empties the capture log after making sled durable (appends wait meanwhile).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.inner
+            .wal
+            .checkpoint(|| {
+                self.inner.db.flush().map_err(std::io::Error::other)?;
+                self.inner.db_file.sync_data()
+            })
+            .map_err(|source| StoreError::Dir {
+                path: "wal.log".into(),
+                source,
+            })
     }
 
     /// Merges a month's whole document from a peer ([`Store::export_month`]) and persists
@@ -626,11 +689,60 @@ impl Store {
     ) -> Result<EventId, StoreError> {
         let store = self.clone();
         let check_id = check_id.to_string();
-        let id = tokio::task::spawn_blocking(move || store.append(&check_id, month, payload))
-            .await
-            .map_err(|e| StoreError::Document(format!("append task failed: {e}")))??;
-        self.flush().await?;
+        let (id, ticket) =
+            tokio::task::spawn_blocking(move || store.append_logged(&check_id, month, payload))
+                .await
+                .map_err(|e| StoreError::Document(format!("append task failed: {e}")))??;
+        let log_error = |source| StoreError::Dir {
+            path: "wal.log".into(),
+            source,
+        };
+        self.inner.wal.sync(ticket).await.map_err(log_error)?;
+        if self.inner.wal.len() > WAL_CHECKPOINT_BYTES {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.checkpoint())
+                .await
+                .map_err(|e| StoreError::Document(format!("checkpoint task failed: {e}")))??;
+        }
         Ok(id)
+    }
+
+    /// Signs, seals and logs an event, then puts it in its document; the caller waits for
+    /// the log's fsync with the returned ticket.
+    fn append_logged(
+        &self,
+        check_id: &str,
+        month: Month,
+        payload: serde_json::Value,
+    ) -> Result<(EventId, u64), StoreError> {
+        if self.is_purged(month)? {
+            return Err(StoreError::Purged(month));
+        }
+        let event = Event {
+            check_id: check_id.to_string(),
+            month,
+            at: self.inner.clock.now(),
+            device: self.inner.device.id().clone(),
+            payload,
+        };
+        let signed = SignedEvent::sign(&event, &self.inner.device)?;
+        let key = self.inner.keys.get_or_create(month)?;
+        let id = signed.id();
+        let sealed = seal::seal(&key, id.0.as_bytes(), &signed.to_bytes());
+        let ticket = self
+            .inner
+            .wal
+            .append(&crate::wal::Record {
+                month,
+                id: id.0.clone(),
+                sealed: sealed.clone(),
+            })
+            .map_err(|source| StoreError::Dir {
+                path: "wal.log".into(),
+                source,
+            })?;
+        self.insert_sealed(month, &id.0, sealed, Some(check_id))?;
+        Ok((id, ticket))
     }
 
     /// The verified events of `month`, ordered by (time, device).
@@ -747,6 +859,9 @@ impl Store {
         }
         self.inner.chunks.apply_batch(batch)?;
         self.flush_blocking()?;
+        drop(m);
+        self.checkpoint()?;
+        let mut m = lock(&doc);
         m.saved_heads = m.doc.get_heads();
         m.snapshot_bytes = snapshot.len() as u64;
         m.incremental_bytes = 0;
@@ -761,6 +876,8 @@ impl Store {
     pub fn purge(&self, month: Month, aggregate: &serde_json::Value) -> Result<(), StoreError> {
         let bytes =
             serde_json::to_vec(aggregate).map_err(|e| StoreError::Document(e.to_string()))?;
+        // The log may hold the month's sealed events: empty it into sled first.
+        self.checkpoint()?;
         self.inner.aggregates.insert(month.to_string(), bytes)?;
         self.inner.db.flush()?;
         self.erase_month(month)
