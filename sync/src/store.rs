@@ -179,6 +179,10 @@ struct Inner {
     wal: crate::wal::Wal,
     chunks: sled::Tree,
     snapshots: sled::Tree,
+    /// Sealed event bodies, keyed `YYYY-MM` + event id. The documents hold only each
+    /// event's id and a digest of its body: sealed bytes do not compress, and keeping them
+    /// inside automerge cost several times their size in memory.
+    bodies: sled::Tree,
     meta: sled::Tree,
     aggregates: sled::Tree,
     quarantine: sled::Tree,
@@ -237,6 +241,26 @@ fn unframe(value: &[u8]) -> Result<&[u8], &'static str> {
         }
         _ => Err("unknown chunk framing"),
     }
+}
+
+fn body_key(month: Month, id: &str) -> Vec<u8> {
+    let mut key = month.to_string().into_bytes();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn digest(sealed: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(sealed)[..8].to_vec()
+}
+
+/// A month as a peer receives it: the document and the sealed bodies of its events.
+#[derive(Debug, Clone, Default)]
+pub struct MonthExport {
+    /// The automerge document (ids and digests).
+    pub document: Vec<u8>,
+    /// `(event id, sealed body)`.
+    pub bodies: Vec<(String, Vec<u8>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -310,6 +334,7 @@ impl Store {
             inner: Arc::new(Inner {
                 chunks: db.open_tree("chunks")?,
                 snapshots: db.open_tree("snapshots")?,
+                bodies: db.open_tree("bodies")?,
                 db_file: std::fs::File::open(db_path.join("db")).map_err(|source| {
                     StoreError::Dir {
                         path: db_path.join("db").display().to_string(),
@@ -557,8 +582,10 @@ impl Store {
         if m.doc.get(ROOT, id).ok().flatten().is_some() {
             return Ok(());
         }
+        let sum = digest(&sealed);
+        self.inner.bodies.insert(body_key(month, id), sealed)?;
         m.doc
-            .put(ROOT, id, ScalarValue::Bytes(sealed))
+            .put(ROOT, id, ScalarValue::Bytes(sum))
             .map_err(|e| StoreError::Document(e.to_string()))?;
         m.doc.commit();
         let heads = m.saved_heads.clone();
@@ -603,7 +630,17 @@ impl Store {
     /// what is new. The document is checked strictly first (automerge skips damaged parts
     /// silently otherwise); events inside are verified when read: a bad one is reported,
     /// never folded.
-    pub fn merge_changes(&self, month: Month, changes: &[u8]) -> Result<(), StoreError> {
+    pub fn merge_changes(&self, month: Month, export: &MonthExport) -> Result<(), StoreError> {
+        // Bodies first, never replacing one already here: a hostile peer cannot swap a good
+        // event for garbage; a body that does not match its entry is refused when read.
+        for (id, body) in &export.bodies {
+            let _ = self.inner.bodies.compare_and_swap(
+                body_key(month, id),
+                None as Option<&[u8]>,
+                Some(body.as_slice()),
+            )?;
+        }
+        let changes = export.document.as_slice();
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
         }
@@ -637,11 +674,19 @@ impl Store {
         Ok(())
     }
 
-    /// The month's whole document (what a new peer receives).
-    pub fn export_month(&self, month: Month) -> Result<Vec<u8>, StoreError> {
+    /// The month's whole document and event bodies (what a new peer receives).
+    pub fn export_month(&self, month: Month) -> Result<MonthExport, StoreError> {
         let doc = self.month_doc(month)?;
-        let mut m = lock(&doc);
-        Ok(m.doc.save())
+        let document = lock(&doc).doc.save();
+        let prefix = month.to_string().into_bytes();
+        let mut bodies = Vec::new();
+        for item in self.inner.bodies.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            if let Ok(id) = std::str::from_utf8(&k[prefix.len()..]) {
+                bodies.push((id.to_string(), v.to_vec()));
+            }
+        }
+        Ok(MonthExport { document, bodies })
     }
 
     /// Makes every write so far durable. Concurrent callers share one flush (group commit):
@@ -654,15 +699,12 @@ impl Store {
             return Ok(());
         }
         let target = self.inner.written.load(Ordering::SeqCst);
-        self.inner.db.flush_async().await?;
+        // sled's flush_async can hang when several run at once (spacejam/sled#1308, seen
+        // here under 8 concurrent reconcilers): flush blocking, one at a time.
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.inner.db_file.sync_data())
+        tokio::task::spawn_blocking(move || store.flush_blocking())
             .await
-            .map_err(|e| StoreError::Document(format!("fsync task failed: {e}")))?
-            .map_err(|source| StoreError::Dir {
-                path: "db".into(),
-                source,
-            })?;
+            .map_err(|e| StoreError::Document(format!("flush task failed: {e}")))??;
         self.inner.synced.fetch_max(target, Ordering::SeqCst);
         Ok(())
     }
@@ -750,7 +792,7 @@ impl Store {
         let (doc, key) = self.readable(month)?;
         let mut m = lock(&doc);
         let keys: Vec<String> = m.doc.keys(ROOT).collect();
-        let out = decode_all(&m.doc, month, key.as_ref(), &keys);
+        let out = decode_all(&m.doc, &self.inner.bodies, month, key.as_ref(), &keys);
         let mut index: HashMap<String, Vec<String>> = HashMap::new();
         for (id, e) in &out.events {
             index
@@ -762,14 +804,47 @@ impl Store {
         Ok(out)
     }
 
-    /// The verified events of one check, ordered like [`Store::events`]. Reads only that
-    /// check's events once the month has been read in full.
-    pub fn check_events(&self, month: Month, check_id: &str) -> Result<MonthEvents, StoreError> {
+    /// Builds the month's check index if it is missing, decoding one event at a time (never
+    /// holding the whole month's events).
+    fn ensure_index(&self, month: Month) -> Result<(), StoreError> {
         let (doc, key) = self.readable(month)?;
-        let has_index = lock(&doc).index.is_some();
-        if !has_index {
-            self.events(month)?;
+        let mut m = lock(&doc);
+        if m.index.is_some() {
+            return Ok(());
         }
+        let keys: Vec<String> = m.doc.keys(ROOT).collect();
+        let mut index: HashMap<String, Vec<String>> = HashMap::new();
+        for stored in keys {
+            match decode_one(&m.doc, &self.inner.bodies, month, key.as_ref(), &stored) {
+                Ok((id, event)) => index.entry(event.check_id).or_default().push(id.0),
+                Err(reason) => {
+                    tracing::warn!(event = %stored, %reason, "rejected a stored event")
+                }
+            }
+        }
+        m.index = Some(index);
+        Ok(())
+    }
+
+    /// The checks of a month, by id (sorted).
+    pub fn check_ids(&self, month: Month) -> Result<Vec<String>, StoreError> {
+        self.ensure_index(month)?;
+        let doc = self.month_doc(month)?;
+        let m = lock(&doc);
+        let mut ids: Vec<String> = m
+            .index
+            .as_ref()
+            .map(|i| i.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The verified events of one check, ordered like [`Store::events`]. Reads only that
+    /// check's events.
+    pub fn check_events(&self, month: Month, check_id: &str) -> Result<MonthEvents, StoreError> {
+        self.ensure_index(month)?;
+        let (doc, key) = self.readable(month)?;
         let m = lock(&doc);
         let keys = m
             .index
@@ -777,18 +852,20 @@ impl Store {
             .and_then(|i| i.get(check_id))
             .cloned()
             .unwrap_or_default();
-        Ok(decode_all(&m.doc, month, key.as_ref(), &keys))
+        Ok(decode_all(
+            &m.doc,
+            &self.inner.bodies,
+            month,
+            key.as_ref(),
+            &keys,
+        ))
     }
 
-    /// The month holding a check, among the months whose index is built (after a full
-    /// read); `None` if no such check is known.
+    /// The month holding a check; `None` if no such check is known.
     pub fn month_of_check(&self, check_id: &str) -> Result<Option<Month>, StoreError> {
         for month in self.months()? {
+            self.ensure_index(month)?;
             let doc = self.month_doc(month)?;
-            let has_index = lock(&doc).index.is_some();
-            if !has_index {
-                self.events(month)?;
-            }
             if lock(&doc)
                 .index
                 .as_ref()
@@ -894,6 +971,11 @@ impl Store {
             self.inner.quarantine.remove(item?.0)?;
         }
         self.inner.chunks.apply_batch(batch)?;
+        let mut bodies = sled::Batch::default();
+        for item in self.inner.bodies.scan_prefix(&prefix) {
+            bodies.remove(item?.0);
+        }
+        self.inner.bodies.apply_batch(bodies)?;
         self.inner
             .snapshots
             .remove(chunk_key(month, KIND_SNAPSHOT, 0))?;
@@ -970,67 +1052,72 @@ impl Store {
 /// Opens, checks and orders the events stored under `keys`; what fails is reported.
 fn decode_all(
     doc: &AutoCommit,
+    bodies: &sled::Tree,
     month: Month,
     key: Option<&[u8; 32]>,
     keys: &[String],
 ) -> MonthEvents {
     let mut out = MonthEvents::default();
     for stored in keys {
-        let reject = |reason: String| Rejected {
-            stored_as: stored.clone(),
-            reason,
-        };
-        let value = match doc.get(ROOT, stored.as_str()) {
-            Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
-                ScalarValue::Bytes(b) => b.clone(),
-                _ => {
-                    out.rejected.push(reject("not a sealed value".into()));
-                    continue;
-                }
-            },
-            _ => {
-                out.rejected.push(reject("not a sealed value".into()));
-                continue;
-            }
-        };
-        let Some(key) = key else {
-            out.rejected
-                .push(reject(SealError::NoKey(month).to_string()));
-            continue;
-        };
-        let result = seal::open(key, stored.as_bytes(), &value)
-            .map_err(StoreError::from)
-            .and_then(|plain| Ok(SignedEvent::from_bytes(&plain)?))
-            .and_then(|signed| {
-                let id = signed.id();
-                if &id.0 != stored {
-                    return Err(EventError::WrongId {
-                        stored: stored.clone(),
-                        actual: id.0,
-                    }
-                    .into());
-                }
-                let event = signed.verify()?;
-                if event.month != month {
-                    return Err(EventError::WrongMonth {
-                        event: event.month,
-                        document: month,
-                    }
-                    .into());
-                }
-                Ok((id, event))
-            });
-        match result {
+        match decode_one(doc, bodies, month, key, stored) {
             Ok(e) => out.events.push(e),
-            Err(e) => {
-                tracing::warn!(event = %stored, error = %e, "rejected a stored event");
-                out.rejected.push(reject(e.to_string()));
+            Err(reason) => {
+                tracing::warn!(event = %stored, %reason, "rejected a stored event");
+                out.rejected.push(Rejected {
+                    stored_as: stored.clone(),
+                    reason,
+                });
             }
         }
     }
     out.events
         .sort_by(|a, b| (a.1.at, &a.1.device, &a.0).cmp(&(b.1.at, &b.1.device, &b.0)));
     out
+}
+
+/// Opens and checks one stored event: its body must match the document's digest, open
+/// with the month key, carry its own id, verify, and belong to this month.
+fn decode_one(
+    doc: &AutoCommit,
+    bodies: &sled::Tree,
+    month: Month,
+    key: Option<&[u8; 32]>,
+    stored: &str,
+) -> Result<(EventId, Event), String> {
+    let sum = match doc.get(ROOT, stored) {
+        Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
+            ScalarValue::Bytes(b) => b.clone(),
+            _ => return Err("not an event entry".into()),
+        },
+        _ => return Err("not an event entry".into()),
+    };
+    let value = bodies
+        .get(body_key(month, stored))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "event body missing (not yet received)".to_string())?;
+    if digest(&value) != sum {
+        return Err("event body does not match its document entry".into());
+    }
+    let key = key.ok_or_else(|| SealError::NoKey(month).to_string())?;
+    let plain = seal::open(key, stored.as_bytes(), &value).map_err(|e| e.to_string())?;
+    let signed = SignedEvent::from_bytes(&plain).map_err(|e| e.to_string())?;
+    let id = signed.id();
+    if id.0 != stored {
+        return Err(EventError::WrongId {
+            stored: stored.to_string(),
+            actual: id.0,
+        }
+        .to_string());
+    }
+    let event = signed.verify().map_err(|e| e.to_string())?;
+    if event.month != month {
+        return Err(EventError::WrongMonth {
+            event: event.month,
+            document: month,
+        }
+        .to_string());
+    }
+    Ok((id, event))
 }
 
 /// Brings a store written by an older release up to [`STORE_VERSION`], one step at a time.

@@ -96,6 +96,15 @@ async fn the_same_event_twice_or_from_two_stores_converges() {
         eb.events.iter().map(|e| &e.0).collect::<Vec<_>>(),
         "same events in the same order on both devices"
     );
+    // A hostile peer cannot swap an event's body for another.
+    let mut hostile = b.export_month(nov()).unwrap();
+    for (_, body) in hostile.bodies.iter_mut() {
+        body.iter_mut().for_each(|x| *x ^= 0x55);
+    }
+    a.merge_changes(nov(), &hostile).unwrap();
+    let after = a.events(nov()).unwrap();
+    assert!(after.rejected.is_empty());
+    assert_eq!(after.events.len(), 2);
     // A signed event applied again is the same key: nothing new.
     let events = a.events(nov()).unwrap();
     let (_, first) = &events.events[0];
@@ -157,13 +166,21 @@ async fn bad_signatures_and_clocks_are_refused() {
             automerge::ScalarValue::Bytes(vec![1, 2, 3]),
         )
         .unwrap();
-    store.merge_changes(nov(), &forged.save()).unwrap();
+    let forged = tsunagi_sync::store::MonthExport {
+        document: forged.save(),
+        bodies: vec![("0000feedface".into(), b"not a sealed event".to_vec())],
+    };
+    store.merge_changes(nov(), &forged).unwrap();
     let events = store.events(nov()).unwrap();
     assert_eq!(events.events.len(), 1);
     assert_eq!(events.rejected.len(), 1);
     assert_eq!(events.rejected[0].stored_as, "0000feedface");
     // Garbage instead of changes is refused without harm.
-    assert!(store.merge_changes(nov(), b"not automerge").is_err());
+    let garbage = tsunagi_sync::store::MonthExport {
+        document: b"not automerge".to_vec(),
+        bodies: Vec::new(),
+    };
+    assert!(store.merge_changes(nov(), &garbage).is_err());
     assert_eq!(store.events(nov()).unwrap().events.len(), 1);
 }
 

@@ -7,7 +7,6 @@
 pub mod event;
 pub mod fold;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -105,40 +104,61 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every check of a month, in order of creation.
-    pub fn checks(&self, month: Month) -> Result<Vec<CheckState>, LedgerError> {
-        let month_events = self.store.events(month)?;
-        let mut by_check: BTreeMap<String, Vec<CheckEvent>> = BTreeMap::new();
-        for (id, e) in month_events.events {
-            match serde_json::from_value::<CheckEvent>(e.payload) {
-                Ok(ev) => by_check.entry(e.check_id).or_default().push(ev),
-                Err(err) => {
-                    tracing::warn!(event = %id, error = %err, "event of an unknown kind kept but not folded")
-                }
+    /// Folds every check of a month in turn and hands it to `f`, holding one check at a
+    /// time (a month can hold tens of thousands).
+    pub fn for_each_check(
+        &self,
+        month: Month,
+        mut f: impl FnMut(CheckState),
+    ) -> Result<(), LedgerError> {
+        for id in self.store.check_ids(month)? {
+            let events: Vec<CheckEvent> = self
+                .store
+                .check_events(month, &id)?
+                .events
+                .into_iter()
+                .filter_map(|(event_id, e)| match serde_json::from_value(e.payload) {
+                    Ok(ev) => Some(ev),
+                    Err(err) => {
+                        tracing::warn!(event = %event_id, error = %err, "event of an unknown kind kept but not folded");
+                        None
+                    }
+                })
+                .collect();
+            if let Some(state) = fold::fold(&id, &events) {
+                f(state);
             }
         }
-        Ok(by_check
-            .iter()
-            .filter_map(|(id, events)| fold::fold(id, events))
-            .collect())
+        Ok(())
+    }
+
+    /// Every check of a month, in order of creation.
+    pub fn checks(&self, month: Month) -> Result<Vec<CheckState>, LedgerError> {
+        let mut out = Vec::new();
+        self.for_each_check(month, |c| out.push(c))?;
+        Ok(out)
     }
 
     /// Every check of every month still held.
     pub fn all_checks(&self) -> Result<Vec<CheckState>, LedgerError> {
         let mut out = Vec::new();
         for month in self.store.months()? {
-            out.extend(self.checks(month)?);
+            self.for_each_check(month, |c| out.push(c))?;
         }
         Ok(out)
     }
 
     /// Checks waiting for 事後確認 (or for staff).
     pub fn open_checks(&self) -> Result<Vec<CheckState>, LedgerError> {
-        Ok(self
-            .all_checks()?
-            .into_iter()
-            .filter(CheckState::is_open)
-            .collect())
+        let mut out = Vec::new();
+        for month in self.store.months()? {
+            self.for_each_check(month, |c| {
+                if c.is_open() {
+                    out.push(c);
+                }
+            })?;
+        }
+        Ok(out)
     }
 
     /// One check by id. Reads only that check's events once its month has been read.

@@ -71,35 +71,69 @@ fn write_status(data_dir: &Path, status: &Status) {
     }
 }
 
+/// What a pass keeps of one month: counts, never the checks themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MonthSummary {
+    /// Checks.
+    pub checks: usize,
+    /// Checked with a card.
+    pub by_card: usize,
+    /// Of which with the PIN.
+    pub pin: usize,
+    /// Captured while offline.
+    pub captured_offline: usize,
+    /// Claimed as 不詳.
+    pub fushou: usize,
+    /// Claimed with the old qualification.
+    pub old: usize,
+    /// Still open.
+    pub open: usize,
+    /// Open and past the deadline.
+    pub overdue: usize,
+}
+
+impl MonthSummary {
+    /// Counts one check.
+    pub fn add(&mut self, c: &CheckState, today: NaiveDate) {
+        self.checks += 1;
+        if let Some(card) = &c.captured.card {
+            self.by_card += 1;
+            if card.method == crate::domain::IdentityMethod::Pin {
+                self.pin += 1;
+            }
+        }
+        if c.was_captured_offline() {
+            self.captured_offline += 1;
+        }
+        match c.resolution.as_ref().map(|r| r.basis.as_str()) {
+            Some("fushou") => self.fushou += 1,
+            Some("old") => self.old += 1,
+            _ => {}
+        }
+        if c.is_open() {
+            self.open += 1;
+            if c.is_overdue(today) {
+                self.overdue += 1;
+            }
+        }
+    }
+}
+
 /// Months whose retention is over on `today` (R20): the end of the month after the visit
 /// month plus `extra_months`, and no check of the month still open.
 pub fn months_to_purge(
-    months: &[(Month, Vec<CheckState>)],
+    months: &[(Month, MonthSummary)],
     today: NaiveDate,
     extra_months: u32,
 ) -> Vec<Month> {
     months
         .iter()
-        .filter(|(month, checks)| {
-            let unresolved = checks.iter().any(CheckState::is_open);
-            retention_until(month.last_day(), unresolved, extra_months)
+        .filter(|(month, summary)| {
+            retention_until(month.last_day(), summary.open > 0, extra_months)
                 .is_some_and(|end| today > end)
         })
         .map(|(m, _)| *m)
         .collect()
-}
-
-/// Counts kept after a month is purged (no personal data).
-pub fn aggregate(checks: &[CheckState]) -> serde_json::Value {
-    let count = |f: &dyn Fn(&CheckState) -> bool| checks.iter().filter(|c| f(c)).count();
-    serde_json::json!({
-        "checks": checks.len(),
-        "by_card": count(&|c| c.captured.card.is_some()),
-        "pin": count(&|c| c.captured.card.as_ref().is_some_and(|k| k.method == crate::domain::IdentityMethod::Pin)),
-        "captured_offline": count(&|c| c.was_captured_offline()),
-        "fushou": count(&|c| c.resolution.as_ref().is_some_and(|r| r.basis == "fushou")),
-        "old": count(&|c| c.resolution.as_ref().is_some_and(|r| r.basis == "old")),
-    })
 }
 
 /// One maintenance pass over an open ledger: reconcile (when the line is up), retention,
@@ -120,29 +154,29 @@ async fn pass(
     tokio::task::spawn_blocking(move || {
         let mut months = Vec::new();
         for month in ledger.store().months()? {
-            months.push((month, ledger.checks(month)?));
+            let mut summary = MonthSummary::default();
+            ledger.for_each_check(month, |c| summary.add(&c, today))?;
+            months.push((month, summary));
         }
         for month in months_to_purge(&months, today, extra) {
-            let checks = months
+            let summary = months
                 .iter()
                 .find(|(m, _)| *m == month)
-                .map(|(_, c)| c.as_slice())
+                .map(|(_, s)| *s)
                 .unwrap_or_default();
             tracing::info!(%month, "retention over: purging the month");
-            ledger.store().purge(month, &aggregate(checks))?;
+            let aggregate =
+                serde_json::to_value(summary).map_err(|e| LedgerError::Encode(e.to_string()))?;
+            ledger.store().purge(month, &aggregate)?;
         }
         for (month, _) in &months {
             if ledger.store().needs_compaction(*month).unwrap_or(false) {
                 ledger.store().compact(*month)?;
             }
         }
-        let open: Vec<&CheckState> = months
-            .iter()
-            .flat_map(|(_, c)| c.iter())
-            .filter(|c| c.is_open())
-            .collect();
-        let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
-        Ok::<_, LedgerError>((report, open.len(), overdue))
+        let open = months.iter().map(|(_, s)| s.open).sum();
+        let overdue = months.iter().map(|(_, s)| s.overdue).sum();
+        Ok::<_, LedgerError>((report, open, overdue))
     })
     .await
     .map_err(|e| LedgerError::Encode(e.to_string()))?
