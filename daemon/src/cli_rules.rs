@@ -123,9 +123,13 @@ pub struct UsageArgs {
     /// 対象月 YYYY-MM（既定: 先月）.
     #[arg(long)]
     pub month: Option<String>,
-    /// 自院の件数ファイル（年-月,マイナ保険証件数,オンライン資格確認件数）.
+    /// 自院の件数ファイル（年-月,マイナ保険証件数,オンライン資格確認件数）. Without it, the
+    /// counts come from the clinic's recorded checks (`--data-dir`).
     #[arg(long)]
-    pub counts: PathBuf,
+    pub counts: Option<PathBuf>,
+    /// The ledger of recorded checks (the counts of each month, kept after retention too).
+    #[arg(long, env = "TSUNAGI_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// 都道府県（東京都 / 東京 / 13）.
     #[arg(long)]
     pub prefecture: String,
@@ -182,6 +186,15 @@ pub enum CliError {
         /// The flag that answers it.
         flag: String,
     },
+    /// The ledger could not be read.
+    #[error("ledger: {message}")]
+    Ledger {
+        /// The message for staff.
+        message: String,
+    },
+    /// No source of counts was given.
+    #[error("no counts: neither --counts nor --data-dir")]
+    NoCounts,
     /// The counts file cannot be read.
     #[error("cannot read {path}: {source}")]
     CountsFile {
@@ -215,6 +228,8 @@ impl CliError {
             CliError::MissingAnswer { question, flag } => {
                 format!("次の質問に答えが必要です: {question}（--{flag} で指定できます）")
             }
+            CliError::Ledger { message } => message.clone(),
+            CliError::NoCounts => "件数がありません。--data-dir（記録した確認）か --counts（件数ファイル）を指定してください。".into(),
             CliError::CountsFile { path, .. } => format!(
                 "件数ファイル {} を読めません。パスを確認してください。",
                 path.display()
@@ -578,6 +593,44 @@ pub fn run_rules(
     }
 }
 
+/// The clinic's monthly counts from its recorded checks: マイナ保険証 (card) checks and all
+/// online checks, live months folded check by check, ended months from their kept counts.
+fn counts_from_ledger(
+    dir: &std::path::Path,
+    today: NaiveDate,
+) -> Result<Vec<(YearMonth, crate::rules::incentive::UsageCounts)>, CliError> {
+    use crate::service::MonthSummary;
+    let fail = |e: crate::ledger::LedgerError| CliError::Ledger {
+        message: e.message_ja(),
+    };
+    let ledger = crate::ledger::Ledger::open(dir).map_err(fail)?;
+    let mut out = Vec::new();
+    let mut push = |month: tsunagi_sync::Month, card: u64, total: u64| -> Result<(), CliError> {
+        let ym = YearMonth::parse(&month.to_string())?;
+        out.push((ym, crate::rules::incentive::UsageCounts { card, total }));
+        Ok(())
+    };
+    let aggregates = ledger.store().aggregates().map_err(|e| fail(e.into()))?;
+    for (month, counts) in &aggregates {
+        let n = |k: &str| {
+            counts
+                .get(k)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        push(*month, n("by_card"), n("checks"))?;
+    }
+    for month in ledger.store().months().map_err(|e| fail(e.into()))? {
+        let mut summary = MonthSummary::default();
+        ledger
+            .for_each_check(month, |c| summary.add(&c, today))
+            .map_err(fail)?;
+        push(month, summary.by_card as u64, summary.checks as u64)?;
+    }
+    out.sort_by_key(|(m, _)| *m);
+    Ok(out)
+}
+
 /// Runs a `report` command. Exit code 0 on success; errors → `Err`.
 pub fn run_report(
     cmd: &ReportCommand,
@@ -591,12 +644,18 @@ pub fn run_report(
                 None => YearMonth::of(today).plus(-1),
             };
             let facility: FacilityType = a.facility.trim().parse()?;
-            let text =
-                std::fs::read_to_string(&a.counts).map_err(|source| CliError::CountsFile {
-                    path: a.counts.clone(),
-                    source,
-                })?;
-            let counts = parse_counts(&text)?;
+            let counts = match (&a.counts, &a.data_dir) {
+                (Some(file), _) => {
+                    let text =
+                        std::fs::read_to_string(file).map_err(|source| CliError::CountsFile {
+                            path: file.clone(),
+                            source,
+                        })?;
+                    parse_counts(&text)?
+                }
+                (None, Some(dir)) => counts_from_ledger(dir, today)?,
+                (None, None) => return Err(CliError::NoCounts),
+            };
             let data = UsageData::october_2024().map_err(ReportError::from)?;
             let report = build_report(&data, &counts, month, facility, a.hospital, &a.prefecture)?;
             write!(out, "{}", render_table(&report))?;

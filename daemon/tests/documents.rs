@@ -90,5 +90,18 @@ fn documents_are_judged_recorded_and_confirmed_by_their_numbers() {
     let shown: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(shown["resolution"]["basis"], "current", "{text}");
     assert_eq!(shown["resolution"]["insurer_number"], insurer, "{text}");
+
+    // The usage report counts the recorded checks: one check this month, none by card.
+    let month = today.format("%Y-%m").to_string();
+    let (code, text) = run(&[
+        "report",
+        "usage",
+        "--month",
+        &month,
+        "--prefecture",
+        "東京都",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("0.00%"), "{text}");
     rt.block_on(sim.shutdown());
 }

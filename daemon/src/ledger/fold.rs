@@ -113,8 +113,16 @@ impl CheckState {
         matches!(self.phase(), Phase::Waiting | Phase::NeedsStaff)
     }
 
-    /// The 事後確認 deadline (R16, R17, R20), if one applies.
+    /// The 事後確認 deadline: for 柔整・あはき the next treatment in the month, else the end of
+    /// the month after (R17, R20); for facilities that claim by receipt, the claim
+    /// submission date (the 10th of the following month).
     pub fn due(&self) -> Option<NaiveDate> {
+        if !self.captured.facility.is_ryouyouhi() {
+            return Some(crate::rules::deadlines::claim_submission_deadline(
+                self.captured.visit_date,
+                crate::rules::settings::RuleSettings::default().claim_submission_day,
+            ));
+        }
         let facts = FollowUpFacts {
             facility: self.captured.facility,
             visit: self.captured.visit_date,

@@ -1,7 +1,7 @@
 //! R16, R17, R20: when a qualification that could not be checked online must be confirmed
 //! after the fact (事後確認), and how long a result is kept.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
 use super::calendar::{date_ja, end_of_month, end_of_nth_month_after};
 use super::RuleId;
@@ -95,6 +95,16 @@ pub fn retention_until(visit: NaiveDate, unresolved: bool, extra_months: u32) ->
     Some(end_of_nth_month_after(visit, 1 + extra_months))
 }
 
+/// The day a claim for `visit` is due: receipts (レセプト) of a month are submitted by the
+/// `submission_day` (the 10th, a setting) of the following month, so a captured check must
+/// be confirmed (or claimed as 不詳) by then.
+pub fn claim_submission_deadline(visit: NaiveDate, submission_day: u32) -> NaiveDate {
+    let first_of_next = end_of_month(visit).succ_opt().unwrap_or(NaiveDate::MAX);
+    first_of_next
+        .with_day(submission_day.clamp(1, 28))
+        .unwrap_or(first_of_next)
+}
+
 /// R16, R17, R20: the follow-up for a visit whose check failed.
 pub fn follow_up(facts: &FollowUpFacts) -> Result<FollowUp, DeadlineError> {
     if let Some(next) = facts.next_visit {
@@ -166,6 +176,25 @@ pub fn follow_up_state(due: NaiveDate, today: NaiveDate, confirmed: bool) -> Fol
         FollowUpState::Overdue
     } else {
         FollowUpState::Open
+    }
+}
+
+#[cfg(test)]
+mod claim_deadline_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn claims_are_due_on_the_tenth_of_the_next_month() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        for (visit, due) in [
+            ("2026-11-01", "2026-12-10"),
+            ("2026-11-30", "2026-12-10"),
+            ("2026-12-31", "2027-01-10"),
+            ("2027-01-31", "2027-02-10"),
+        ] {
+            assert_eq!(claim_submission_deadline(d(visit), 10), d(due), "{visit}");
+        }
     }
 }
 

@@ -36,6 +36,8 @@ impl Default for ClaimFieldLengths {
 /// Every date a rule depends on that the ministry has moved before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSettings {
+    /// Receipts of a month are submitted by this day of the following month.
+    pub claim_submission_day: u32,
     /// R2: cards applied for before the first birthday from this date carry no photo.
     pub infant_card_from: NaiveDate,
     /// R6: smartphone マイナ保険証 usable from this date.
@@ -67,6 +69,7 @@ pub struct RuleSettings {
 impl Default for RuleSettings {
     fn default() -> Self {
         Self {
+            claim_submission_day: 10,
             infant_card_from: ymd(2024, 12, 2),
             smartphone_from: ymd(2025, 9, 19),
             old_hokensho_last_day: ymd(2025, 12, 1),
