@@ -250,7 +250,8 @@ fn exemption_command() {
 fn usage(counts: &Path, png: Option<&Path>, prefecture: &str, month: &str) -> ReportCommand {
     ReportCommand::Usage(UsageArgs {
         month: Some(month.into()),
-        counts: counts.to_path_buf(),
+        counts: Some(counts.to_path_buf()),
+        data_dir: None,
         prefecture: prefecture.into(),
         facility: "medical".into(),
         hospital: false,
