@@ -183,6 +183,10 @@ struct Inner {
     /// event's id and a digest of its body: sealed bytes do not compress, and keeping them
     /// inside automerge cost several times their size in memory.
     bodies: sled::Tree,
+    /// Small documents, saved whole on each change: `devices` (this clinic's devices and
+    /// their public keys) and `settings` (shared settings).
+    small: sled::Tree,
+    small_lock: Mutex<()>,
     meta: sled::Tree,
     aggregates: sled::Tree,
     quarantine: sled::Tree,
@@ -241,6 +245,10 @@ fn unframe(value: &[u8]) -> Result<&[u8], &'static str> {
         }
         _ => Err("unknown chunk framing"),
     }
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn body_key(month: Month, id: &str) -> Vec<u8> {
@@ -335,6 +343,8 @@ impl Store {
                 chunks: db.open_tree("chunks")?,
                 snapshots: db.open_tree("snapshots")?,
                 bodies: db.open_tree("bodies")?,
+                small: db.open_tree("small_docs")?,
+                small_lock: Mutex::new(()),
                 db_file: std::fs::File::open(db_path.join("db")).map_err(|source| {
                     StoreError::Dir {
                         path: db_path.join("db").display().to_string(),
@@ -357,6 +367,7 @@ impl Store {
             }),
         };
         store.finish_interrupted_purges()?;
+        store.register_self()?;
         // Captures acknowledged from the log but not yet in their documents.
         if !pending.is_empty() {
             tracing::info!(records = pending.len(), "replaying the capture log");
@@ -888,6 +899,94 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         Ok((doc, key))
+    }
+
+    fn small_doc(&self, name: &str) -> Result<AutoCommit, StoreError> {
+        match self.inner.small.get(name)? {
+            Some(v) => match unframe(&v)
+                .map_err(str::to_string)
+                .and_then(|p| AutoCommit::load(p).map_err(|e| e.to_string()))
+            {
+                Ok(doc) => Ok(doc),
+                Err(e) => {
+                    // A damaged small document is set aside and rebuilt (from peers, or by
+                    // this device registering itself again).
+                    self.quarantine(name.as_bytes(), &v, &e)?;
+                    self.inner.small.remove(name)?;
+                    Ok(AutoCommit::new())
+                }
+            },
+            None => Ok(AutoCommit::new()),
+        }
+    }
+
+    fn change_small(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<(), StoreError> {
+        let _one_writer = lock(&self.inner.small_lock);
+        let mut doc = self.small_doc(name)?;
+        change(&mut doc).map_err(|e| StoreError::Document(e.to_string()))?;
+        doc.commit();
+        self.inner.small.insert(name, frame(&doc.save()))?;
+        self.flush_blocking()
+    }
+
+    fn small_map(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let doc = self.small_doc(name)?;
+        let mut out = BTreeMap::new();
+        for k in doc.keys(ROOT) {
+            if let Ok(Some((Value::Scalar(v), _))) = doc.get(ROOT, k.as_str()) {
+                if let ScalarValue::Str(text) = v.as_ref() {
+                    out.insert(k.clone(), text.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn register_self(&self) -> Result<(), StoreError> {
+        let id = self.inner.device.id().to_string();
+        if self.small_map("devices")?.contains_key(&id) {
+            return Ok(());
+        }
+        let record = serde_json::json!({
+            "public_key": hex_bytes(self.inner.device.verifying_key().as_bytes()),
+            "added_at": chrono::Utc::now().to_rfc3339(),
+        })
+        .to_string();
+        self.change_small("devices", |doc| doc.put(ROOT, id.as_str(), record.as_str()))
+    }
+
+    /// The devices of this clinic (device id → JSON with its public key), this one included.
+    pub fn devices(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        self.small_map("devices")
+    }
+
+    /// The shared settings.
+    pub fn settings(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        self.small_map("settings")
+    }
+
+    /// Sets a shared setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.change_small("settings", |doc| doc.put(ROOT, key, value))
+    }
+
+    /// A small document (`devices`, `settings`) as a peer receives it.
+    pub fn export_small(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.small_doc(name)?.save())
+    }
+
+    /// Merges a peer's small document (checked strictly first).
+    pub fn merge_small(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        automerge::Automerge::load_with_options(
+            bytes,
+            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
+        )
+        .map_err(|e| StoreError::Document(format!("peer document refused: {e}")))?;
+        self.change_small(name, |doc| doc.load_incremental(bytes).map(|_| ()))
     }
 
     /// Months that hold data (loaded or on disk), oldest first.

@@ -348,3 +348,36 @@ fn a_store_in_use_is_reported_not_mistaken_for_damage() {
     let second = waiting.join().unwrap().unwrap();
     assert_eq!(second.events(nov()).unwrap().events.len(), 1);
 }
+
+#[test]
+fn devices_and_settings_are_small_shared_documents() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = open(a_dir.path());
+    let b = open(b_dir.path());
+    let a_id = a.device().id().to_string();
+    assert!(
+        a.devices().unwrap().contains_key(&a_id),
+        "a device registers itself"
+    );
+    a.set_setting("retention.extra_months", "1").unwrap();
+    drop(a);
+    let a = open(a_dir.path());
+    assert_eq!(
+        a.devices().unwrap().len(),
+        1,
+        "registered once, across restarts"
+    );
+    assert_eq!(a.settings().unwrap()["retention.extra_months"], "1");
+    // Paired devices merge each other's documents.
+    b.merge_small("devices", &a.export_small("devices").unwrap())
+        .unwrap();
+    b.merge_small("settings", &a.export_small("settings").unwrap())
+        .unwrap();
+    let devices = b.devices().unwrap();
+    assert_eq!(devices.len(), 2);
+    assert!(devices[&a_id].contains("public_key"));
+    assert_eq!(b.settings().unwrap()["retention.extra_months"], "1");
+    assert!(b.merge_small("devices", b"garbage").is_err());
+    assert_eq!(b.devices().unwrap().len(), 2);
+}
