@@ -531,6 +531,17 @@ impl Store {
         month: Month,
         payload: serde_json::Value,
     ) -> Result<EventId, StoreError> {
+        let signed = self.sign_new(check_id, month, payload)?;
+        self.insert_verified(month, &signed, true, check_id)
+    }
+
+    /// A new event of this device, stamped by its clock and signed with its key.
+    fn sign_new(
+        &self,
+        check_id: &str,
+        month: Month,
+        payload: serde_json::Value,
+    ) -> Result<SignedEvent, StoreError> {
         let event = Event {
             check_id: check_id.to_string(),
             month,
@@ -538,8 +549,7 @@ impl Store {
             device: self.inner.device.id().clone(),
             payload,
         };
-        let signed = SignedEvent::sign(&event, &self.inner.device)?;
-        self.insert_verified(month, &signed, true, check_id)
+        Ok(SignedEvent::sign(&event, &self.inner.device)?)
     }
 
     /// Writes an event from a peer (or a replay), after checking its signature and clock.
@@ -771,14 +781,7 @@ impl Store {
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
         }
-        let event = Event {
-            check_id: check_id.to_string(),
-            month,
-            at: self.inner.clock.now(),
-            device: self.inner.device.id().clone(),
-            payload,
-        };
-        let signed = SignedEvent::sign(&event, &self.inner.device)?;
+        let signed = self.sign_new(check_id, month, payload)?;
         let key = self.inner.keys.get_or_create(month)?;
         let id = signed.id();
         let sealed = seal::seal(&key, id.0.as_bytes(), &signed.to_bytes());

@@ -288,17 +288,7 @@ async fn offline_part(
         match &c.resolution {
             Some(r) => {
                 writeln!(out, "・{id}: {}", r.summary_ja).map_err(io)?;
-                writeln!(
-                    out,
-                    "    保険者番号 {}  記号 {}  番号 {}",
-                    r.insurer_number,
-                    r.symbol.as_deref().unwrap_or("—"),
-                    r.number
-                )
-                .map_err(io)?;
-                if let Some(t) = &r.tekiyo {
-                    writeln!(out, "    摘要欄: {t}").map_err(io)?;
-                }
+                super::ledger::write_claim_fields(out, r, "    ").map_err(io)?;
             }
             None => writeln!(out, "・{id}: まだ決まっていません").map_err(io)?,
         }

@@ -258,20 +258,7 @@ pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
     }
     if let Some(r) = &c.resolution {
         writeln!(out, "請求の根拠: {}", r.summary_ja).map_err(io_error)?;
-        writeln!(
-            out,
-            "  保険者番号 {}  記号 {}  番号 {}",
-            r.insurer_number,
-            r.symbol.as_deref().unwrap_or("—"),
-            r.number
-        )
-        .map_err(io_error)?;
-        if let Some(t) = &r.tekiyo {
-            writeln!(out, "  摘要欄: {t}").map_err(io_error)?;
-        }
-        if let Some(p) = &r.payer {
-            writeln!(out, "  請求先: {p}").map_err(io_error)?;
-        }
+        write_claim_fields(out, r, "  ").map_err(io_error)?;
     }
     if let Some(m) = what_is_missing_ja(&c) {
         writeln!(out, "対応: {m}").map_err(io_error)?;
@@ -280,6 +267,28 @@ pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
         writeln!(out, "最後の照会エラー: {e}（{}回）", c.attempts).map_err(io_error)?;
     }
     Ok(0)
+}
+
+/// The claim's fields of a decided check, for staff.
+pub fn write_claim_fields(
+    out: &mut dyn Write,
+    r: &crate::ledger::event::Resolved,
+    indent: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{indent}保険者番号 {}  記号 {}  番号 {}",
+        r.insurer_number,
+        r.symbol.as_deref().unwrap_or("—"),
+        r.number
+    )?;
+    if let Some(t) = &r.tekiyo {
+        writeln!(out, "{indent}摘要欄: {t}")?;
+    }
+    if let Some(p) = &r.payer {
+        writeln!(out, "{indent}請求先: {p}")?;
+    }
+    Ok(())
 }
 
 /// `tsunagi reconcile`.
