@@ -156,7 +156,10 @@ type SharedDoc = Arc<Mutex<MonthDoc>>;
 impl Drop for Inner {
     fn drop(&mut self) {
         // A clean close leaves an empty capture log (best effort: on failure the log is
-        // replayed at the next open).
+        // replayed at the next open). Captures not yet in their documents stay in the log.
+        if !lock(&self.pending).is_empty() {
+            return;
+        }
         let (db, file) = (&self.db, &self.db_file);
         if let Err(e) = self.wal.checkpoint(|| {
             db.flush().map_err(std::io::Error::other)?;
@@ -187,6 +190,8 @@ struct Inner {
     /// their public keys) and `settings` (shared settings).
     small: sled::Tree,
     small_lock: Mutex<()>,
+    /// Captures acknowledged from the capture log, waiting to enter their documents.
+    pending: Mutex<Vec<(crate::wal::Record, String)>>,
     meta: sled::Tree,
     aggregates: sled::Tree,
     quarantine: sled::Tree,
@@ -345,6 +350,7 @@ impl Store {
                 bodies: db.open_tree("bodies")?,
                 small: db.open_tree("small_docs")?,
                 small_lock: Mutex::new(()),
+                pending: Mutex::new(Vec::new()),
                 db_file: std::fs::File::open(db_path.join("db")).map_err(|source| {
                     StoreError::Dir {
                         path: db_path.join("db").display().to_string(),
@@ -438,7 +444,23 @@ impl Store {
         Ok(self.inner.aggregates.contains_key(month.to_string())?)
     }
 
+    /// The month's document, with every acknowledged capture in it.
     fn month_doc(&self, month: Month) -> Result<Arc<Mutex<MonthDoc>>, StoreError> {
+        self.apply_pending()?;
+        self.month_doc_raw(month)
+    }
+
+    /// Puts acknowledged captures (already in the capture log) into their documents. Holds
+    /// the queue while doing so, so a reader that finds it empty sees them all.
+    fn apply_pending(&self) -> Result<(), StoreError> {
+        let mut pending = lock(&self.inner.pending);
+        for (record, check_id) in pending.drain(..) {
+            self.insert_sealed(record.month, &record.id, record.sealed, Some(&check_id))?;
+        }
+        Ok(())
+    }
+
+    fn month_doc_raw(&self, month: Month) -> Result<Arc<Mutex<MonthDoc>>, StoreError> {
         if let Some(doc) = lock(&self.inner.months).get(&month) {
             return Ok(doc.clone());
         }
@@ -598,7 +620,7 @@ impl Store {
         sealed: Vec<u8>,
         check_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        let doc = self.month_doc(month)?;
+        let doc = self.month_doc_raw(month)?;
         let mut m = lock(&doc);
         if m.doc.get(ROOT, id).ok().flatten().is_some() {
             return Ok(());
@@ -635,6 +657,7 @@ impl Store {
 
     /// Empties the capture log after making sled durable (appends wait meanwhile).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.apply_pending()?;
         self.inner
             .wal
             .checkpoint(|| {
@@ -752,15 +775,37 @@ impl Store {
     ) -> Result<EventId, StoreError> {
         let store = self.clone();
         let check_id = check_id.to_string();
-        let (id, ticket) =
-            tokio::task::spawn_blocking(move || store.append_logged(&check_id, month, payload))
-                .await
-                .map_err(|e| StoreError::Document(format!("append task failed: {e}")))??;
-        let log_error = |source| StoreError::Dir {
-            path: "wal.log".into(),
-            source,
-        };
-        self.inner.wal.sync(ticket).await.map_err(log_error)?;
+        // The capture is acknowledged once its record is in the fsynced capture log (one
+        // fsync shared with concurrent captures, on the same blocking thread); it enters its
+        // document right after, off the acknowledgement's path. Every read first puts
+        // acknowledged captures into their documents, so nothing reads around them.
+        let (ack, acked) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let logged =
+                store
+                    .log_new(&check_id, month, payload)
+                    .and_then(|(id, ticket, record)| {
+                        store.inner.wal.sync_blocking(ticket).map_err(|source| {
+                            StoreError::Dir {
+                                path: "wal.log".into(),
+                                source,
+                            }
+                        })?;
+                        lock(&store.inner.pending).push((record, check_id));
+                        Ok(id)
+                    });
+            let ok = logged.is_ok();
+            let _ = ack.send(logged);
+            if ok {
+                if let Err(e) = store.apply_pending() {
+                    // The capture is safe in the log; the next read or open retries.
+                    tracing::error!(error = %e, "a logged capture did not enter its document yet");
+                }
+            }
+        });
+        let id = acked
+            .await
+            .map_err(|e| StoreError::Document(format!("append task failed: {e}")))??;
         if self.inner.wal.len() > WAL_CHECKPOINT_BYTES {
             let store = self.clone();
             tokio::task::spawn_blocking(move || store.checkpoint())
@@ -770,35 +815,34 @@ impl Store {
         Ok(id)
     }
 
-    /// Signs, seals and logs an event, then puts it in its document; the caller waits for
-    /// the log's fsync with the returned ticket.
-    fn append_logged(
+    /// Signs, seals and logs a new event (not yet fsynced); returns its id, its ticket for
+    /// the log's fsync, and the record to put in its document.
+    fn log_new(
         &self,
         check_id: &str,
         month: Month,
         payload: serde_json::Value,
-    ) -> Result<(EventId, u64), StoreError> {
+    ) -> Result<(EventId, u64, crate::wal::Record), StoreError> {
         if self.is_purged(month)? {
             return Err(StoreError::Purged(month));
         }
         let signed = self.sign_new(check_id, month, payload)?;
         let key = self.inner.keys.get_or_create(month)?;
         let id = signed.id();
-        let sealed = seal::seal(&key, id.0.as_bytes(), &signed.to_bytes());
+        let record = crate::wal::Record {
+            month,
+            id: id.0.clone(),
+            sealed: seal::seal(&key, id.0.as_bytes(), &signed.to_bytes()),
+        };
         let ticket = self
             .inner
             .wal
-            .append(&crate::wal::Record {
-                month,
-                id: id.0.clone(),
-                sealed: sealed.clone(),
-            })
+            .append(&record)
             .map_err(|source| StoreError::Dir {
                 path: "wal.log".into(),
                 source,
             })?;
-        self.insert_sealed(month, &id.0, sealed, Some(check_id))?;
-        Ok((id, ticket))
+        Ok((id, ticket, record))
     }
 
     /// The verified events of `month`, ordered by (time, device).

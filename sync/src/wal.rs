@@ -38,7 +38,7 @@ pub struct Wal {
     sync_fd: File,
     written: AtomicU64,
     synced: AtomicU64,
-    sync_lock: tokio::sync::Mutex<()>,
+    sync_turn: Mutex<()>,
 }
 
 fn encode(r: &Record) -> Vec<u8> {
@@ -119,7 +119,7 @@ impl Wal {
                 sync_fd,
                 written: AtomicU64::new(0),
                 synced: AtomicU64::new(0),
-                sync_lock: tokio::sync::Mutex::new(()),
+                sync_turn: Mutex::new(()),
             },
             records,
         ))
@@ -138,17 +138,15 @@ impl Wal {
     }
 
     /// Waits until the record with `ticket` is on disk; one fsync serves every record
-    /// appended before it started (group commit).
-    pub async fn sync(&self, ticket: u64) -> std::io::Result<()> {
-        let _turn = self.sync_lock.lock().await;
+    /// appended before it started (group commit). Runs on the calling (blocking) thread, so
+    /// the capture's path has no hop to another thread.
+    pub fn sync_blocking(&self, ticket: u64) -> std::io::Result<()> {
+        let _turn = self.sync_turn.lock().unwrap_or_else(|p| p.into_inner());
         if self.synced.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
         let target = self.written.load(Ordering::SeqCst);
-        let fd = self.sync_fd.try_clone()?;
-        tokio::task::spawn_blocking(move || fd.sync_data())
-            .await
-            .map_err(std::io::Error::other)??;
+        self.sync_fd.sync_data()?;
         self.synced.fetch_max(target, Ordering::SeqCst);
         Ok(())
     }
@@ -193,8 +191,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn records_survive_reopen_and_a_torn_tail_ends_the_replay() {
+    #[test]
+    fn records_survive_reopen_and_a_torn_tail_ends_the_replay() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         {
@@ -202,7 +200,7 @@ mod tests {
             assert!(old.is_empty());
             for n in 0..3 {
                 let t = wal.append(&rec(n)).unwrap();
-                wal.sync(t).await.unwrap();
+                wal.sync_blocking(t).unwrap();
             }
         }
         // A crash mid-write: half a record at the end.
@@ -214,7 +212,7 @@ mod tests {
         assert_eq!(records, vec![rec(0), rec(1), rec(2)]);
         // The torn tail was cut: a record appended now is read back after the others.
         let t = wal.append(&rec(3)).unwrap();
-        wal.sync(t).await.unwrap();
+        wal.sync_blocking(t).unwrap();
         drop(wal);
         let (wal, records) = Wal::open(&path).unwrap();
         assert_eq!(records, vec![rec(0), rec(1), rec(2), rec(3)]);

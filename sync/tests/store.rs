@@ -14,8 +14,25 @@ fn nov() -> Month {
     Month::new(2026, 11).unwrap()
 }
 
+/// Opens the store, waiting briefly for a handle dropped a moment ago to let go (a capture
+/// enters its document just after its acknowledgement).
 fn open(dir: &Path) -> Store {
-    Store::open(&StoreConfig::new(dir)).unwrap()
+    Store::open_waiting(&StoreConfig::new(dir), std::time::Duration::from_secs(5)).unwrap()
+}
+
+/// sled directly (a test that damages the files), once the store has let go.
+fn sled_open(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    }
 }
 
 fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -198,7 +215,7 @@ async fn a_truncated_chunk_is_quarantined() {
     }
     {
         // Cut the last change chunk in half, as a torn write would.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = sled_open(&dir.path().join("db"));
         let chunks = db.open_tree("chunks").unwrap();
         let (key, value) = chunks.last().unwrap().unwrap();
         chunks.insert(key, &value[..value.len() / 2]).unwrap();
