@@ -613,3 +613,63 @@ fn offline_capture_then_reconcile_through_the_cli() {
     assert_eq!(json(&r)["line"], "online", "{r:?}");
     assert_eq!(json(&r)["queue"], 1, "{r:?}");
 }
+
+#[test]
+fn tsunagid_watches_the_reader_and_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut w = World::new().card("valid-employee");
+    let config = dir.path().join("tsunagi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ninstitution_code = {:?}\n[oqs]\nurl = {:?}\n[reconcile]\ninterval_secs = 1\n",
+            data.display().to_string(),
+            scenario().institution_code,
+            w.sim.base_url()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tsunagid"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let slot = harness::reader_name(0);
+    let card_on_slot = |want: bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = tsunagi::service::read_status(&data, Duration::from_secs(5));
+            if status.as_ref().is_some_and(|s| {
+                s.readers
+                    .iter()
+                    .any(|r| r.name == slot && r.card_present == want)
+            }) {
+                return status.unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tsunagid never saw card_present={want} on {slot}: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    card_on_slot(true);
+    w.card = None; // the patient takes the card back
+    let status = card_on_slot(false);
+    assert!(status.readers_problem.is_none(), "{status:?}");
+    w.data_dir = Some(data.clone());
+    let r = w.tsunagi(&["status"], "");
+    assert!(
+        r.stdout
+            .contains(&format!("カードリーダー: {slot}（カードなし）")),
+        "{r:?}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let exit = daemon.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

@@ -234,11 +234,17 @@ pub fn read_for_check<T: Transport>(
             Some(signature)
         }
     };
+    let mut stats = session.stats();
+    // Letting go of the card resets it (the PIN's verified state must not outlive the
+    // check); that is the card's time, not ours.
+    let released = std::time::Instant::now();
+    drop(session.into_transport());
+    stats.card_time += released.elapsed();
     Ok(CardEvidence {
         method,
         certificate_der,
         signature,
-        stats: session.stats(),
+        stats,
     })
 }
 

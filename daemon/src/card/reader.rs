@@ -27,7 +27,7 @@ impl CardError {
 }
 
 /// One reader as pcscd reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReaderInfo {
     /// The reader's name, e.g. `Virtual PCD 00 00`.
     pub name: String,

@@ -384,33 +384,54 @@ pub async fn declare(args: &DeclareArgs, out: &mut dyn Write) -> Result<i32, Com
 /// `tsunagi status`: from tsunagid's status file while it runs, else asked directly.
 pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
     use crate::check::health::LineState;
-    let (line, queue, overdue, daemon) =
-        match crate::service::read_status(&args.dir.data_dir, std::time::Duration::from_secs(60)) {
-            Some(s) => (s.line, s.queue, s.overdue, true),
-            None => {
-                let ledger = open_ledger(&args.dir.data_dir)?;
-                let today = now_jst().date_naive();
-                let open = ledger.open_checks().map_err(ledger_error)?;
-                let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
-                let (client, _) = oqs_client(&args.oqs)?;
-                let line = match client.probe().await {
-                    Ok(()) => LineState::Online,
-                    Err(e) if e.is_transient() => LineState::Offline,
-                    Err(_) => LineState::Degraded,
-                };
-                (line, open.len(), overdue, false)
-            }
-        };
+    let from_daemon =
+        crate::service::read_status(&args.dir.data_dir, std::time::Duration::from_secs(60));
+    let (line, queue, overdue, daemon) = match &from_daemon {
+        Some(s) => (s.line, s.queue, s.overdue, true),
+        None => {
+            let ledger = open_ledger(&args.dir.data_dir)?;
+            let today = now_jst().date_naive();
+            let open = ledger.open_checks().map_err(ledger_error)?;
+            let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
+            let (client, _) = oqs_client(&args.oqs)?;
+            let line = match client.probe().await {
+                Ok(()) => LineState::Online,
+                Err(e) if e.is_transient() => LineState::Offline,
+                Err(_) => LineState::Degraded,
+            };
+            (line, open.len(), overdue, false)
+        }
+    };
     if args.json {
         writeln!(
             out,
             "{}",
-            json!({"line": line, "queue": queue, "overdue": overdue, "daemon": daemon})
+            json!({
+                "line": line,
+                "queue": queue,
+                "overdue": overdue,
+                "daemon": daemon,
+                "readers": from_daemon.as_ref().map(|s| &s.readers),
+                "readers_problem": from_daemon.as_ref().and_then(|s| s.readers_problem.as_ref()),
+            })
         )
         .map_err(io_error)?;
     } else {
         writeln!(out, "回線: {}", line.label_ja()).map_err(io_error)?;
         writeln!(out, "事後確認待ち: {queue}件（うち期限超過 {overdue}件）").map_err(io_error)?;
+        if let Some(s) = &from_daemon {
+            for r in &s.readers {
+                let card = if r.card_present {
+                    "カードあり"
+                } else {
+                    "カードなし"
+                };
+                writeln!(out, "カードリーダー: {}（{card}）", r.name).map_err(io_error)?;
+            }
+            if let Some(p) = &s.readers_problem {
+                writeln!(out, "カードリーダー: {p}").map_err(io_error)?;
+            }
+        }
         if !daemon {
             writeln!(
                 out,

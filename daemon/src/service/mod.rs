@@ -33,6 +33,12 @@ pub struct Status {
     pub overdue: usize,
     /// The last pass.
     pub last_pass: Option<PassReport>,
+    /// The card readers and whether a card is on each (empty when none or pcscd is down).
+    #[serde(default)]
+    pub readers: Vec<crate::card::reader::ReaderInfo>,
+    /// Why the readers cannot be seen, for staff (pcscd not running, no reader).
+    #[serde(default)]
+    pub readers_problem: Option<String>,
     /// When written (RFC 3339, JST).
     pub updated_at: String,
     /// The daemon's process id.
@@ -182,6 +188,37 @@ async fn pass(
     .map_err(|e| LedgerError::Encode(e.to_string()))?
 }
 
+/// Card watch: the readers and the cards on them, as pcscd sees them now; insertions and
+/// removals are logged (without any card data).
+async fn watch_readers(status: &mut Status) {
+    let seen = tokio::task::spawn_blocking(|| {
+        crate::card::reader::Readers::connect().and_then(|r| r.list())
+    })
+    .await;
+    let (readers, problem) = match seen {
+        Ok(Ok(list)) if list.is_empty() => (
+            Vec::new(),
+            Some(crate::card::CardError::NoReaders.message_ja()),
+        ),
+        Ok(Ok(list)) => (list, None),
+        Ok(Err(e)) => (Vec::new(), Some(e.message_ja())),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("カードリーダーの確認に失敗しました: {e}")),
+        ),
+    };
+    for r in &readers {
+        let before = status.readers.iter().find(|b| b.name == r.name);
+        match (before.map(|b| b.card_present), r.card_present) {
+            (Some(false) | None, true) => tracing::info!(reader = %r.name, "card placed"),
+            (Some(true), false) => tracing::info!(reader = %r.name, "card removed"),
+            _ => {}
+        }
+    }
+    status.readers = readers;
+    status.readers_problem = problem;
+}
+
 /// Runs the daemon until `shutdown` turns true. Every task it starts ends before it returns.
 pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::Receiver<bool>) {
     let mut health = Health::new(config.health());
@@ -191,6 +228,8 @@ pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::
         queue: 0,
         overdue: 0,
         last_pass: None,
+        readers: Vec::new(),
+        readers_problem: None,
         updated_at: now_jst().to_rfc3339(),
         pid: std::process::id(),
     };
@@ -230,6 +269,7 @@ pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::
                 Err(e) => tracing::info!(error = %e, "store busy; next pass later"),
             }
         }
+        watch_readers(&mut last).await;
         last.line = health.state();
         last.updated_at = now_jst().to_rfc3339();
         write_status(&config.data_dir, &last);
