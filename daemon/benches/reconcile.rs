@@ -406,7 +406,7 @@ fn main() {
             ms(t_flush)
         );
         println!(
-            "ledger.record, sequential    {:>9.3} ms   (append + flush_async; twice per check)",
+            "ledger.record, sequential    {:>9.3} ms   (durable append: capture log fsync; twice per check)",
             mean(t_record)
         );
     }
