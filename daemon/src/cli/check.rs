@@ -158,7 +158,7 @@ async fn record(
         last_known: None,
     };
     let reason = match &outcome.answer {
-        Err(e) if e.is_transient() => Some(render::query_error_name(e)),
+        Err(e) if e.is_transient() => Some(e.kind()),
         _ => None,
     };
     let ledger = open_ledger(dir)?;
@@ -184,7 +184,7 @@ async fn record(
                 let v = serde_json::json!({
                     "status": "captured",
                     "check_id": id,
-                    "error": render::query_error_name(e),
+                    "error": e.kind(),
                     "method": outcome.evidence.method.as_str(),
                     "visit_date": visit_date.to_string(),
                     "instructions_ja": lines,

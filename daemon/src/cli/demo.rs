@@ -234,7 +234,7 @@ async fn offline_part(
         .await
         .map_err(|e| fail(e.message_ja()))?;
         let reason = match &outcome.answer {
-            Err(e) => render::query_error_name(e),
+            Err(e) => e.kind(),
             Ok(_) => "demo",
         };
         let visit = VisitContext {

@@ -38,24 +38,6 @@ pub fn error_exit_code(error: &CheckError) -> i32 {
     }
 }
 
-/// Stable kebab-case name of a query error, for `--json`.
-pub fn query_error_name(error: &QueryError) -> &'static str {
-    match error {
-        QueryError::CertificateExpired => "certificate-expired",
-        QueryError::CertificateRevoked => "certificate-revoked",
-        QueryError::PinRequired => "pin-required",
-        QueryError::CardNotAccepted { .. } => "card-not-accepted",
-        QueryError::Rejected { .. } => "rejected",
-        QueryError::SystemError { .. } => "system-error",
-        QueryError::Timeout => "timeout",
-        QueryError::Unreachable => "unreachable",
-        QueryError::ServerError { .. } => "server-error",
-        QueryError::RateLimited { .. } => "rate-limited",
-        QueryError::Unauthorized => "unauthorized",
-        QueryError::Malformed { .. } => "malformed",
-    }
-}
-
 /// Stable kebab-case name of a card error, for `--json`.
 pub fn card_error_name(error: &CardError) -> &'static str {
     match error {
@@ -117,7 +99,7 @@ pub fn outcome_json(outcome: &CheckOutcome, visit_date: NaiveDate) -> Value {
         }
         Err(e) => json!({
             "status": "error",
-            "error": query_error_name(e),
+            "error": e.kind(),
             "transient": e.is_transient(),
             "message_ja": e.message_ja(),
         }),

@@ -11,9 +11,6 @@ use crate::domain::{FacilityType, IdentityMethod, InsurerNumber};
 use crate::rules::claim::Moushitatesho;
 use crate::rules::documents::DocumentKind;
 
-/// Why a check was captured instead of answered.
-pub type CaptureReason = String;
-
 /// One event of a check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -60,7 +57,7 @@ pub struct Captured {
     pub document: Option<DocumentRecord>,
     /// Why it was captured offline (the query error, kebab-case); `None` when the
     /// qualification system answered at reception.
-    pub reason: Option<CaptureReason>,
+    pub reason: Option<String>,
     /// The patient's data from an earlier confirmed check, if the clinic holds any.
     pub last_known: Option<KnownInsurance>,
     /// When.

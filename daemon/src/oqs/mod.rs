@@ -464,6 +464,25 @@ pub enum QueryError {
 pub const CONFIG_ERROR_CODE: &str = "TSUNAGI-CONFIG";
 
 impl QueryError {
+    /// Stable kebab-case name of the error: `--json` output and the ledger's records of
+    /// failed attempts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueryError::CertificateExpired => "certificate-expired",
+            QueryError::CertificateRevoked => "certificate-revoked",
+            QueryError::PinRequired => "pin-required",
+            QueryError::CardNotAccepted { .. } => "card-not-accepted",
+            QueryError::Rejected { .. } => "rejected",
+            QueryError::SystemError { .. } => "system-error",
+            QueryError::Timeout => "timeout",
+            QueryError::Unreachable => "unreachable",
+            QueryError::ServerError { .. } => "server-error",
+            QueryError::RateLimited { .. } => "rate-limited",
+            QueryError::Unauthorized => "unauthorized",
+            QueryError::Malformed { .. } => "malformed",
+        }
+    }
+
     /// Worth retrying later (the reconciler will): Timeout, Unreachable, ServerError,
     /// RateLimited, SystemError, Malformed.
     pub fn is_transient(&self) -> bool {

@@ -301,12 +301,12 @@ impl Reconciler {
         e: &QueryError,
         now: DateTime<FixedOffset>,
     ) -> Result<One, LedgerError> {
-        tracing::info!(check = %check.id, error = crate::cli::render::query_error_name(e), "query failed; will retry");
+        tracing::info!(check = %check.id, error = e.kind(), "query failed; will retry");
         self.failed(&check.id);
         self.record(
             check,
             CheckEvent::AttemptFailed {
-                error: crate::cli::render::query_error_name(e).into(),
+                error: e.kind().into(),
                 at: now,
             },
         )
