@@ -137,8 +137,11 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
     assert!(pending.status.success(), "{pending:?}");
 
     sim.faults().clear();
-    let up = wait_for(&data, "the queue drained", |s| s.queue == 0);
-    assert!(up.last_pass.is_some());
+    // A pass drains the queue; the next finds nothing open and ends the old month.
+    let up = wait_for(&data, "a pass after the queue drained", |s| {
+        s.queue == 0 && s.last_pass.is_some_and(|p| p.examined == 0)
+    });
+    assert_eq!(up.overdue, 0);
 
     // Stop: SIGTERM ends it promptly and cleanly.
     let pid = daemon.id().to_string();

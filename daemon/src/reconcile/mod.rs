@@ -230,6 +230,17 @@ impl Reconciler {
         let open = tokio::task::spawn_blocking(move || ledger.open_checks())
             .await
             .map_err(|e| LedgerError::Encode(e.to_string()))??;
+        self.run_pass_over(open, now, force).await
+    }
+
+    /// One pass over `open`, checks the caller already read from the ledger (tsunagid reads
+    /// every month once per pass for its counts and hands the open ones here).
+    pub async fn run_pass_over(
+        &self,
+        open: Vec<CheckState>,
+        now: DateTime<FixedOffset>,
+        force: bool,
+    ) -> Result<PassReport, LedgerError> {
         let mut report = PassReport {
             examined: open.len(),
             ..PassReport::default()

@@ -142,8 +142,9 @@ pub fn months_to_purge(
         .collect()
 }
 
-/// One maintenance pass over an open ledger: reconcile (when the line is up), retention,
-/// compaction. Returns the pass report and the queue.
+/// One maintenance pass over an open ledger: every month is read once (check by check) for
+/// its counts and its open checks; then reconciliation (when the line is up), retention and
+/// compaction. Returns the pass report, the queue and the overdue count.
 async fn pass(
     ledger: &Ledger,
     reconciler: Option<&Reconciler>,
@@ -151,19 +152,34 @@ async fn pass(
 ) -> Result<(Option<PassReport>, usize, usize), LedgerError> {
     let now = now_jst();
     let today = now.date_naive();
+    let reader = ledger.clone();
+    let (months, open) = tokio::task::spawn_blocking(move || {
+        let mut months = Vec::new();
+        let mut open = Vec::new();
+        for month in reader.store().months()? {
+            let mut summary = MonthSummary::default();
+            reader.for_each_check(month, |c| {
+                summary.add(&c, today);
+                if c.is_open() {
+                    open.push(c);
+                }
+            })?;
+            months.push((month, summary));
+        }
+        Ok::<_, LedgerError>((months, open))
+    })
+    .await
+    .map_err(|e| LedgerError::Encode(e.to_string()))??;
     let report = match reconciler {
-        Some(r) => Some(r.run_pass(now, false).await?),
+        Some(r) => Some(r.run_pass_over(open, now, false).await?),
         None => None,
     };
     let ledger = ledger.clone();
     let extra = config.retention.extra_months;
     tokio::task::spawn_blocking(move || {
-        let mut months = Vec::new();
-        for month in ledger.store().months()? {
-            let mut summary = MonthSummary::default();
-            ledger.for_each_check(month, |c| summary.add(&c, today))?;
-            months.push((month, summary));
-        }
+        // Counts read before reconciling can only keep a month longer: one with a check
+        // decided in this pass goes at the next. (No capture can come in meanwhile: the store
+        // belongs to this process for the whole pass.)
         for month in months_to_purge(&months, today, extra) {
             let summary = months
                 .iter()
@@ -180,9 +196,11 @@ async fn pass(
                 ledger.store().compact(*month)?;
             }
         }
-        let open = months.iter().map(|(_, s)| s.open).sum();
+        // Counts read before reconciling: what this pass decided leaves the queue.
+        let open: usize = months.iter().map(|(_, s)| s.open).sum();
         let overdue = months.iter().map(|(_, s)| s.overdue).sum();
-        Ok::<_, LedgerError>((report, open, overdue))
+        let resolved = report.map_or(0, |r| r.resolved);
+        Ok::<_, LedgerError>((report, open.saturating_sub(resolved), overdue))
     })
     .await
     .map_err(|e| LedgerError::Encode(e.to_string()))?
