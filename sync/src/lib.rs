@@ -17,6 +17,7 @@ pub mod event;
 pub mod hlc;
 pub mod seal;
 pub mod store;
+pub mod vfs;
 pub mod wal;
 
 pub use device::{DeviceId, DeviceKey};
