@@ -594,12 +594,11 @@ pub fn run_rules(
 }
 
 /// The clinic's monthly counts from its recorded checks: マイナ保険証 (card) checks and all
-/// online checks, live months folded check by check, ended months from their kept counts.
+/// online checks, live months from the index's counts, ended months from their kept counts.
 fn counts_from_ledger(
     dir: &std::path::Path,
-    today: NaiveDate,
 ) -> Result<Vec<(YearMonth, crate::rules::incentive::UsageCounts)>, CliError> {
-    use crate::service::MonthSummary;
+    use crate::ledger::tags;
     let fail = |e: crate::ledger::LedgerError| CliError::Ledger {
         message: e.message_ja(),
     };
@@ -610,8 +609,7 @@ fn counts_from_ledger(
         out.push((ym, crate::rules::incentive::UsageCounts { card, total }));
         Ok(())
     };
-    let aggregates = ledger.store().aggregates().map_err(|e| fail(e.into()))?;
-    for (month, counts) in &aggregates {
+    for (month, counts) in &ledger.store().aggregates() {
         let n = |k: &str| {
             counts
                 .get(k)
@@ -621,11 +619,9 @@ fn counts_from_ledger(
         push(*month, n("by_card"), n("checks"))?;
     }
     for month in ledger.store().months().map_err(|e| fail(e.into()))? {
-        let mut summary = MonthSummary::default();
-        ledger
-            .for_each_check(month, |c| summary.add(&c, today))
-            .map_err(fail)?;
-        push(month, summary.by_card as u64, summary.checks as u64)?;
+        let counts = ledger.counts(month).map_err(fail)?;
+        let by_card = counts.tags[tags::BY_CARD.trailing_zeros() as usize];
+        push(month, by_card, counts.checks)?;
     }
     out.sort_by_key(|(m, _)| *m);
     Ok(out)
@@ -653,7 +649,7 @@ pub fn run_report(
                         })?;
                     parse_counts(&text)?
                 }
-                (None, Some(dir)) => counts_from_ledger(dir, today)?,
+                (None, Some(dir)) => counts_from_ledger(dir)?,
                 (None, None) => return Err(CliError::NoCounts),
             };
             let data = UsageData::october_2024().map_err(ReportError::from)?;

@@ -5,13 +5,13 @@
 //! groups with a check character per group, so a mistyped id is caught when a peer is paired.
 
 use std::fmt;
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
+
+use crate::vfs::{self, Vfs};
 
 /// Why the device key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -68,22 +68,23 @@ impl DeviceKey {
         Self { signing, id }
     }
 
-    /// Loads the key at `path`, creating it (mode 600, written atomically) if absent.
-    pub fn load_or_create(path: &Path) -> Result<Self, DeviceKeyError> {
+    /// Loads the key at `path`, creating it (mode 600, written atomically and made
+    /// durable) if absent.
+    pub fn load_or_create(vfs: &dyn Vfs, path: &Path) -> Result<Self, DeviceKeyError> {
         let shown = path.display().to_string();
         let io = |source| DeviceKeyError::Io {
             path: shown.clone(),
             source,
         };
-        match fs::read(path) {
+        match vfs::read_file(vfs, path) {
             Ok(bytes) => {
-                check_private(path).map_err(|e| match e {
-                    PermError::Io(source) => io(source),
-                    PermError::Open(mode) => DeviceKeyError::TooOpen {
+                let mode = vfs.mode(path).map_err(io)?;
+                if mode & 0o077 != 0 {
+                    return Err(DeviceKeyError::TooOpen {
                         path: shown.clone(),
                         mode,
-                    },
-                })?;
+                    });
+                }
                 let secret: [u8; 32] =
                     bytes
                         .as_slice()
@@ -96,7 +97,7 @@ impl DeviceKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                write_private_atomically(path, &key.signing.to_bytes()).map_err(io)?;
+                vfs::write_atomic(vfs, path, &key.signing.to_bytes()).map_err(io)?;
                 tracing::info!(device = %key.id, "created device key");
                 Ok(key)
             }
@@ -118,56 +119,6 @@ impl DeviceKey {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
     }
-}
-
-enum PermError {
-    Io(std::io::Error),
-    Open(u32),
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), PermError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path)
-        .map_err(PermError::Io)?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(PermError::Open(mode));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), PermError> {
-    Ok(())
-}
-
-/// Writes `bytes` to `path` with mode 600: a temporary file in the same directory, fsynced,
-/// renamed over the target, then the directory fsynced, so a crash leaves the old file or the
-/// new one, never half of one.
-pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// A device id: 56 base32 characters of SHA-256(public key) with a Luhn mod-32 check
@@ -310,24 +261,24 @@ mod tests {
     fn key_file_is_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("device.key");
-        let a = DeviceKey::load_or_create(&path).unwrap();
-        let b = DeviceKey::load_or_create(&path).unwrap();
+        let a = DeviceKey::load_or_create(&crate::vfs::OsFs, &path).unwrap();
+        let b = DeviceKey::load_or_create(&crate::vfs::OsFs, &path).unwrap();
         assert_eq!(a.id(), b.id());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(
-                DeviceKey::load_or_create(&path),
+                DeviceKey::load_or_create(&crate::vfs::OsFs, &path),
                 Err(DeviceKeyError::TooOpen { .. })
             ));
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        fs::write(&path, b"short").unwrap();
+        std::fs::write(&path, b"short").unwrap();
         assert!(matches!(
-            DeviceKey::load_or_create(&path),
+            DeviceKey::load_or_create(&crate::vfs::OsFs, &path),
             Err(DeviceKeyError::Damaged { len: 5, .. })
         ));
     }

@@ -14,64 +14,116 @@ use sha2::{Digest, Sha256};
 use crate::device::{DeviceId, DeviceKey};
 use crate::hlc::Timestamp;
 
-/// A calendar month of visits (診療月), the unit of documents, keys and retention.
+/// A calendar month of visits (診療月), the unit of segments, documents, keys and retention.
+///
+/// Only years 2000–2999 exist here: a visit month outside them is a typing or clock error,
+/// refused at the edge before anything is written (a year the segment format or the
+/// calendar cannot hold would otherwise be written and never listed again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "MonthRepr", into = "MonthRepr")]
 pub struct Month {
-    /// Gregorian year.
-    pub year: i32,
-    /// 1–12.
-    pub month: u32,
+    year: u16,
+    month: u8,
 }
 
-/// A month that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid month {0:?}: expected YYYY-MM")]
-pub struct MonthError(String);
+#[derive(Serialize, Deserialize)]
+struct MonthRepr {
+    year: i32,
+    month: u32,
+}
 
-impl Month {
-    /// A month, if `month` is 1–12 and the year has four digits.
-    pub fn new(year: i32, month: u32) -> Option<Self> {
-        ((1000..=9999).contains(&year) && (1..=12).contains(&month)).then_some(Self { year, month })
+impl TryFrom<MonthRepr> for Month {
+    type Error = MonthError;
+
+    fn try_from(r: MonthRepr) -> Result<Self, MonthError> {
+        Month::new(r.year, r.month)
+            .ok_or_else(|| MonthError(format!("{:04}-{:02}", r.year, r.month)))
     }
+}
 
-    /// The month of a date.
-    pub fn of(date: chrono::NaiveDate) -> Self {
-        use chrono::Datelike;
+impl From<Month> for MonthRepr {
+    fn from(m: Month) -> Self {
         Self {
-            year: date.year(),
-            month: date.month(),
+            year: m.year(),
+            month: m.month(),
         }
     }
+}
 
-    /// The month after this one.
-    pub fn next(self) -> Self {
+/// A month that does not parse or lies outside 2000–2999.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid month {0:?}: expected YYYY-MM with a year from 2000 to 2999")]
+pub struct MonthError(String);
+
+/// The first and last years a month may have.
+pub const YEARS: std::ops::RangeInclusive<i32> = 2000..=2999;
+
+impl Month {
+    /// A month, if `month` is 1–12 and the year is in [`YEARS`].
+    pub fn new(year: i32, month: u32) -> Option<Self> {
+        (YEARS.contains(&year) && (1..=12).contains(&month)).then_some(Self {
+            year: year as u16,
+            month: month as u8,
+        })
+    }
+
+    /// The month of a date, if its year is in [`YEARS`].
+    pub fn of(date: chrono::NaiveDate) -> Result<Self, MonthError> {
+        use chrono::Datelike;
+        Self::new(date.year(), date.month()).ok_or_else(|| MonthError(date.to_string()))
+    }
+
+    /// The Gregorian year.
+    pub fn year(self) -> i32 {
+        i32::from(self.year)
+    }
+
+    /// The month, 1–12.
+    pub fn month(self) -> u32 {
+        u32::from(self.month)
+    }
+
+    /// The month after this one, if it is still in [`YEARS`].
+    pub fn next(self) -> Option<Self> {
         if self.month == 12 {
-            Self {
-                year: self.year + 1,
-                month: 1,
-            }
+            Self::new(self.year() + 1, 1)
         } else {
-            Self {
-                year: self.year,
-                month: self.month + 1,
-            }
+            Self::new(self.year(), self.month() + 1)
         }
     }
 
     /// The first moment of the month in Japan, as Unix milliseconds.
     pub fn start_ms(self) -> u64 {
-        chrono::NaiveDate::from_ymd_opt(self.year, self.month, 1)
+        chrono::NaiveDate::from_ymd_opt(self.year(), self.month(), 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|t| (t.and_utc().timestamp_millis() - 9 * 3_600_000).max(0) as u64)
             .unwrap_or(0)
     }
 
+    /// The first day of the month.
+    pub fn first_day(self) -> chrono::NaiveDate {
+        // Every month in YEARS is a valid date.
+        chrono::NaiveDate::from_ymd_opt(self.year(), self.month(), 1)
+            .unwrap_or(chrono::NaiveDate::MIN)
+    }
+
     /// The last day of the month.
     pub fn last_day(self) -> chrono::NaiveDate {
-        let next = self.next();
-        chrono::NaiveDate::from_ymd_opt(next.year, next.month, 1)
+        self.first_day()
+            .checked_add_months(chrono::Months::new(1))
             .and_then(|d| d.pred_opt())
             .unwrap_or(chrono::NaiveDate::MAX)
+    }
+
+    /// Three bytes, ordered like the months: the year big-endian, then the month.
+    pub fn to_bytes(self) -> [u8; 3] {
+        let y = self.year.to_be_bytes();
+        [y[0], y[1], self.month]
+    }
+
+    /// From [`Month::to_bytes`].
+    pub fn from_bytes(b: [u8; 3]) -> Option<Self> {
+        Self::new(i32::from(u16::from_be_bytes([b[0], b[1]])), u32::from(b[2]))
     }
 }
 
@@ -87,7 +139,8 @@ impl FromStr for Month {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || MonthError(s.to_string());
         let (y, m) = s.split_once('-').ok_or_else(bad)?;
-        if y.len() != 4 || m.len() != 2 {
+        if y.len() != 4 || m.len() != 2 || !(y.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
         let year = y.parse().map_err(|_| bad())?;
@@ -96,13 +149,53 @@ impl FromStr for Month {
     }
 }
 
-/// The id of an event: the first 16 bytes of SHA-256 of its signed form, in hex.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EventId(pub String);
+/// The id of an event: the first 16 bytes of SHA-256 of its signed form (32 hex digits).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(pub [u8; 16]);
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
+
+impl FromStr for EventId {
+    type Err = EventError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || EventError::Malformed(format!("not an event id: {s:?}"));
+        if s.len() != 32 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+            out[i] = u8::from_str_radix(text, 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -121,17 +214,15 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
-/// An event with its writer's public key and signature, as stored and synced.
-#[derive(Clone, Serialize, Deserialize)]
+/// An event with its writer's public key and signature, as sealed into a record and synced.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignedEvent {
     /// The canonical bytes of the [`Event`] (JSON), exactly as signed.
-    #[serde(with = "serde_bytes_b64")]
     pub body: Vec<u8>,
     /// The writer's ed25519 public key.
     pub public_key: [u8; 32],
     /// The signature over `body`.
-    #[serde(with = "serde_bytes_b64")]
-    pub signature: Vec<u8>,
+    pub signature: [u8; 64],
 }
 
 impl fmt::Debug for SignedEvent {
@@ -198,7 +289,7 @@ impl SignedEvent {
             });
         }
         let body = serde_json::to_vec(event).map_err(|e| EventError::Malformed(e.to_string()))?;
-        let signature = key.sign(&body).to_vec();
+        let signature = key.sign(&body);
         Ok(Self {
             body,
             public_key: key.verifying_key().to_bytes(),
@@ -210,17 +301,18 @@ impl SignedEvent {
     pub fn id(&self) -> EventId {
         let mut hash = Sha256::new();
         hash.update(self.public_key);
-        hash.update(&self.signature);
+        hash.update(self.signature);
         hash.update(&self.body);
-        EventId(hex_prefix(&hash.finalize()[..16]))
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hash.finalize()[..16]);
+        EventId(id)
     }
 
     /// Checks the signature and that the body names the signing device; returns the event.
     pub fn verify(&self) -> Result<Event, EventError> {
         let key =
             VerifyingKey::from_bytes(&self.public_key).map_err(|_| EventError::BadSignature)?;
-        let signature =
-            Signature::from_slice(&self.signature).map_err(|_| EventError::BadSignature)?;
+        let signature = Signature::from_bytes(&self.signature);
         key.verify(&self.body, &signature)
             .map_err(|_| EventError::BadSignature)?;
         let event: Event =
@@ -235,37 +327,41 @@ impl SignedEvent {
         Ok(event)
     }
 
-    /// The stored form.
+    /// The stored form: a version byte, the public key, the signature, the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising plain bytes and arrays cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(1 + 32 + 64 + self.body.len());
+        out.push(SIGNED_FORM_VERSION);
+        out.extend_from_slice(&self.public_key);
+        out.extend_from_slice(&self.signature);
+        out.extend_from_slice(&self.body);
+        out
     }
 
-    /// From the stored form.
+    /// From the stored form ([`SignedEvent::to_bytes`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EventError> {
-        serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))
+        let malformed = |why: &str| EventError::Malformed(why.to_string());
+        let (&version, rest) = bytes.split_first().ok_or_else(|| malformed("empty"))?;
+        if version != SIGNED_FORM_VERSION {
+            return Err(malformed("unknown signed-event version"));
+        }
+        if rest.len() < 96 {
+            return Err(malformed("too short"));
+        }
+        let (public_key, rest) = rest.split_at(32);
+        let (signature, body) = rest.split_at(64);
+        let mut out = Self {
+            body: body.to_vec(),
+            public_key: [0; 32],
+            signature: [0; 64],
+        };
+        out.public_key.copy_from_slice(public_key);
+        out.signature.copy_from_slice(signature);
+        Ok(out)
     }
 }
 
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-mod serde_bytes_b64 {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(serde::de::Error::custom)
-    }
-}
+/// The version byte of [`SignedEvent::to_bytes`].
+const SIGNED_FORM_VERSION: u8 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -301,25 +397,53 @@ mod tests {
         // A valid signature by another device over a body that names the first device.
         let other = DeviceKey::generate();
         let mut forged = signed.clone();
-        forged.signature = other.sign(&forged.body).to_vec();
+        forged.signature = other.sign(&forged.body);
         forged.public_key = other.verifying_key().to_bytes();
         assert!(matches!(
             forged.verify(),
             Err(EventError::WrongDevice { .. })
         ));
         assert!(SignedEvent::from_bytes(b"{\"body\":1}").is_err());
+        assert!(SignedEvent::from_bytes(&[]).is_err());
+        let id = signed.id();
+        assert_eq!(id.to_string().parse::<EventId>().unwrap(), id);
+    }
+
+    #[test]
+    fn month_of_a_date_outside_the_years_is_refused() {
+        use chrono::NaiveDate;
+        for (y, ok) in [
+            (226, false),
+            (1999, false),
+            (2000, true),
+            (2999, true),
+            (10000, false),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, 1, 31).unwrap();
+            assert_eq!(Month::of(date).is_ok(), ok, "{y}");
+        }
+        let json = serde_json::json!({"year": 10000, "month": 1});
+        assert!(serde_json::from_value::<Month>(json).is_err());
     }
 
     #[test]
     fn months() {
         let m: Month = "2026-12".parse().unwrap();
-        assert_eq!(m.next().to_string(), "2027-01");
+        assert_eq!(m.next().unwrap().to_string(), "2027-01");
+        assert_eq!(Month::new(2999, 12).unwrap().next(), None);
+        assert_eq!(m.to_string().parse::<Month>().unwrap(), m);
+        assert_eq!(Month::from_bytes(m.to_bytes()), Some(m));
+        assert!(Month::new(2025, 1).unwrap().to_bytes() < m.to_bytes());
         assert_eq!(m.last_day().to_string(), "2026-12-31");
         assert_eq!(
             Month::new(2028, 2).unwrap().last_day().to_string(),
             "2028-02-29"
         );
-        for bad in ["2026-13", "2026-00", "26-11", "2026/11", "", "2026-1x"] {
+        // It refuses years the store cannot hold, before anything is written (issue 8).
+        for bad in [
+            "2026-13", "2026-00", "26-11", "2026/11", "", "2026-1x", "0226-11", "1999-12",
+            "3000-01", "+202-11", "2026-+1",
+        ] {
             assert!(bad.parse::<Month>().is_err(), "{bad}");
         }
     }

@@ -1,16 +1,18 @@
 //! Tsunagi's store (チェック台帳): qualification checks as signed, sealed events in per-month
-//! automerge documents, persisted in sled.
+//! append-only segment files, indexed by sled and summarised for sync by automerge.
 //!
 //! - [`device`]: this device's ed25519 identity and its readable id.
 //! - [`hlc`]: the hybrid logical clock that orders events across devices.
-//! - [`event`]: a signed event and its verification.
-//! - [`seal`]: per-month keys and the AEAD that seals every event; deleting a month's key is
-//!   what makes its deletion real.
-//! - [`store`]: the month documents in sled, durable appends, compaction, retention, versions.
-//! - [`wal`]: the capture log that makes an acknowledged capture durable with one fsync.
+//! - [`event`]: a signed event, its id and its verification; the visit month.
+//! - [`seal`]: the AEAD that seals every event under a month key.
+//! - [`store`]: the store — segments, group commit, index, documents, month keys,
+//!   retention and recovery behind one facade; `sync/README.md` states its contract.
+//! - [`vfs`]: the file layer every file the store writes goes through, with a simulated file
+//!   system for power-cut and I/O-fault tests.
 //!
-//! The store knows nothing of what an event means: the daemon defines the payloads and folds
-//! them into a check's state.
+//! The store knows nothing of what an event means: the daemon defines the payloads, folds
+//! them into a check's state, and tells the index what a check's events make of it
+//! ([`store::Classifier`]).
 
 pub mod device;
 pub mod event;
@@ -18,7 +20,6 @@ pub mod hlc;
 pub mod seal;
 pub mod store;
 pub mod vfs;
-pub mod wal;
 
 pub use device::{DeviceId, DeviceKey};
 pub use event::{Event, EventId, Month, SignedEvent};

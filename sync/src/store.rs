@@ -1,95 +1,176 @@
-//! The store (台帳): one automerge document per month of visits, persisted in sled.
+//! The store (台帳): sealed events in per-month append-only segments, indexed by sled and
+//! summarised for sync by automerge documents.
 //!
-//! Layout of a data directory:
-//! - `device.key`: this device's signing key (mode 600);
-//! - `keys/YYYY-MM.key`: the month keys that seal every event (mode 600);
-//! - `db/`: sled, with trees `chunks` (per month: one compacted snapshot and the incremental
-//!   changes appended since, keyed `YYYY-MM` + kind + big-endian sequence), `meta` (the store
-//!   version), `aggregates` (counts kept after a month is purged) and `quarantine` (chunks that
-//!   failed to load, kept for inspection, never loaded again).
+//! [`Store`] is a small facade over parts with one job each:
 //!
-//! Each event is one opaque value — its sealed bytes — under its id in the document's root
-//! map, so automerge merges sets of events (few ops, little memory) and decoding,
-//! verification and the fold happen above it.
+//! - [`segment`] / [`segments`]: the record format and the month's segment files — the only
+//!   source of truth;
+//! - [`commit`]: group commit, the one way anything is appended;
+//! - [`index`]: sled, where each record is and what each check is (open, counts);
+//!   rebuildable from the segments;
+//! - [`documents`]: the automerge month documents (event ids and digests, for sync) and the
+//!   small shared documents;
+//! - [`keys`]: the month keys that seal every record;
+//! - [`retention`]: tombstones of purged months;
+//! - [`recovery`]: opening a data directory — what was left half-done by a crash or a
+//!   failed write is finished or set aside, never silently destroyed.
 //!
-//! Durability: [`Store::append`] writes the change; [`Store::flush`] makes everything written
-//! so far survive a crash. A capture is acknowledged only after both ([`Store::append_durable`]).
+//! # Durability contract
+//!
+//! [`Store::capture`] and [`Store::append`] return `Ok` only once the event's record is in
+//! its segment and fdatasynced (concurrent writers share the fsync). From then on the
+//! record survives SIGKILL and power loss; an error that happens after that point (the
+//! index update) is logged and repaired, never reported as a failed write. An `Err` means
+//! nothing was acknowledged, and the bytes of a failed append are never read back as a
+//! record. A capture is idempotent by its check id: submitting it again returns the first.
+//! Reads see every acknowledged write.
+//!
+//! All methods block (disk and CPU work) except the `async` writers, which run the blocking
+//! part on tokio's blocking pool. See `sync/README.md` for the layout of a data directory
+//! and the tests that hold each of these promises.
+
+mod commit;
+mod documents;
+pub mod index;
+mod indexer;
+pub mod keys;
+mod recovery;
+pub mod retention;
+mod segment;
+mod segments;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ReadDoc, ScalarValue, Value, ROOT};
+use serde::{Deserialize, Serialize};
 
-use crate::device::{DeviceKey, DeviceKeyError};
+use crate::device::DeviceKey;
 use crate::event::{Event, EventError, EventId, Month, SignedEvent};
 use crate::hlc::{ClockSkew, Hlc};
-use crate::seal::{self, KeyRing, SealError};
+use crate::seal;
+use crate::vfs::{LockGuard, OsFs, Vfs};
 
-/// The on-disk format this release writes.
-pub const STORE_VERSION: u32 = 1;
+pub use documents::DocError;
+pub use index::{CheckClass, Classifier, IndexError, MonthCounts, OpenUntilResolved};
+pub use keys::{KeyError, KeyId};
+pub use recovery::OpenError;
+pub use retention::Tombstone;
 
-const KIND_SNAPSHOT: u8 = 0;
-/// The capture log is emptied (after a durable sled flush) once it grows past this.
-const WAL_CHECKPOINT_BYTES: u64 = 1 << 20;
-const KIND_INCREMENTAL: u8 = 1;
+use commit::Committer;
+use documents::{MonthDocs, SmallDocs};
+use index::{Index, Loc, NewRecord};
+use keys::KeyRing;
+use retention::Tombstones;
+use segment::Record;
+use segments::Segments;
+
+/// The on-disk format this release writes (`FORMAT` in the data directory).
+pub const STORE_FORMAT: u32 = 2;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The device key could not be loaded.
-    #[error(transparent)]
-    DeviceKey(#[from] DeviceKeyError),
-    /// The database could not be opened: damaged files.
-    #[error("store at {path} is damaged: {detail}")]
-    Corrupt {
-        /// The database directory.
-        path: String,
-        /// What sled said.
-        detail: String,
-    },
-    /// Another process (a running tsunagid, another command) has the store open.
-    #[error("store at {path} is in use by another process")]
-    InUse {
-        /// The database directory.
-        path: String,
-    },
-    /// The database failed during an operation.
-    #[error("store I/O failed: {0}")]
-    Db(#[from] sled::Error),
-    /// The data was written by a newer release.
-    #[error("store version {found} is newer than this release understands ({supported})")]
-    TooNew {
-        /// The version on disk.
-        found: u32,
-        /// The newest this release knows.
-        supported: u32,
+    /// The month was purged at the end of its retention.
+    #[error("{0} was purged at the end of its retention")]
+    Purged(Month),
+    /// A record is sealed with a key this device does not hold.
+    #[error("no key {key} for {month} (not yet received from a peer)")]
+    NoKey {
+        /// The month.
+        month: Month,
+        /// The key's id.
+        key: KeyId,
     },
     /// A month key problem.
     #[error(transparent)]
-    Seal(#[from] SealError),
+    Key(KeyError),
     /// An event could not be signed or was refused.
     #[error(transparent)]
     Event(#[from] EventError),
     /// A peer's clock is far ahead.
     #[error(transparent)]
     Clock(#[from] ClockSkew),
-    /// The month was purged at the end of its retention.
-    #[error("{0} was purged at the end of its retention")]
-    Purged(Month),
-    /// The automerge document refused a change.
-    #[error("document error: {0}")]
-    Document(String),
-    /// Creating a directory failed.
-    #[error("cannot create {path}: {source}")]
-    Dir {
-        /// The directory.
+    /// A check id the store will not hold.
+    #[error("invalid check id {0:?}: 1 to 64 printable ASCII characters")]
+    BadCheckId(String),
+    /// Writing the record failed; nothing was acknowledged. `disk_full` tells the cause.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
         path: String,
         /// The OS error.
-        source: std::io::Error,
+        source: io::Error,
     },
+    /// Reading failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A document failed.
+    #[error(transparent)]
+    Document(#[from] DocError),
+    /// A record the index points to does not open: damage, reported in [`Store::health`].
+    #[error("record {at} is damaged: {reason}")]
+    Damaged {
+        /// Where (month, segment, offset).
+        at: String,
+        /// Why it does not open.
+        reason: String,
+    },
+    /// The event is larger than a record may be.
+    #[error("event of {size} bytes is larger than the {limit} bytes a record may hold")]
+    TooLarge {
+        /// Its sealed size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The writer that held this write's group stopped (a bug: it panicked).
+    #[error("the store's writer stopped before this write was made durable")]
+    WriterLost,
+    /// A blocking task could not run (the runtime is shutting down).
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// The same failure, told to a request that repeated the one that failed.
+    fn for_a_repeat(&self) -> Self {
+        match self {
+            StoreError::Write { path, source } => StoreError::Write {
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Purged(m) => StoreError::Purged(*m),
+            other => StoreError::Task(other.to_string()),
+        }
+    }
+
+    /// Whether the disk is full (the write can be retried once space is freed).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Write { source, .. } if crate::vfs::is_disk_full(source))
+    }
+}
+
+impl From<KeyError> for StoreError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Purged(m) => StoreError::Purged(m),
+            other => StoreError::Key(other),
+        }
+    }
 }
 
 /// Options of a store.
@@ -97,113 +178,200 @@ pub enum StoreError {
 pub struct StoreConfig {
     /// The data directory.
     pub dir: PathBuf,
+    /// The file system the store's own files go through.
+    pub vfs: Arc<dyn Vfs>,
+    /// Where sled keeps the index (on the real file system): `dir/index` by default.
+    pub index_dir: PathBuf,
     /// sled's page cache, bytes. Small: the store must fit in the daemon's memory budget.
     pub cache_bytes: u64,
+    /// A segment is left for a new one once it would grow past this.
+    pub segment_bytes: u64,
+    /// A month document is compacted once its changes outweigh its snapshot and this.
+    pub compact_bytes: u64,
+    /// What a check's events mean for the index (open, counters).
+    pub classifier: Arc<dyn Classifier>,
 }
 
 impl StoreConfig {
-    /// Defaults for `dir`: a 16 MiB cache.
+    /// Defaults for `dir`: the real file system, an 8 MiB cache, 16 MiB segments.
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
-            cache_bytes: 16 * 1024 * 1024,
+            vfs: OsFs::shared(),
+            index_dir: dir.join("index"),
+            cache_bytes: 8 * 1024 * 1024,
+            segment_bytes: 16 * 1024 * 1024,
+            compact_bytes: 64 * 1024,
+            classifier: Arc::new(OpenUntilResolved),
         }
     }
 }
 
-/// An event that was found in a document but not accepted.
+/// The verified events of a check or a month, ordered by (time, device, id), and what did
+/// not open.
+#[derive(Debug, Clone, Default)]
+pub struct MonthEvents {
+    /// Events that opened.
+    pub events: Vec<(EventId, Event)>,
+    /// Records that did not open (damage or a missing key).
+    pub rejected: Vec<Rejected>,
+}
+
+/// A record that was found but did not open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
-    /// The key it was stored under.
-    pub stored_as: String,
+    /// Where it is (month, segment, offset).
+    pub at: String,
     /// Why.
     pub reason: String,
 }
 
-/// The verified events of one month, ordered by (time, device), and what was refused.
-#[derive(Debug, Clone, Default)]
-pub struct MonthEvents {
-    /// Accepted events.
-    pub events: Vec<(EventId, Event)>,
-    /// Refused ones (bad signature, damaged, wrong place).
-    pub rejected: Vec<Rejected>,
-}
-
-/// What [`Store::compact`] did.
+/// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compaction {
-    /// Incremental chunks folded into the snapshot.
-    pub chunks: usize,
-    /// Bytes of the new snapshot.
-    pub snapshot_bytes: usize,
+pub struct Appended {
+    /// The event's id (for a capture already made: the id of the check's first record).
+    pub id: EventId,
+    /// Whether this call wrote it (false: it was there already).
+    pub new: bool,
 }
 
-struct MonthDoc {
-    doc: AutoCommit,
-    /// Heads as of the last write to sled: the next incremental chunk starts here.
-    saved_heads: Vec<ChangeHash>,
-    next_seq: u64,
-    incremental_bytes: u64,
-    snapshot_bytes: u64,
-    events: usize,
-    /// check id → ids of its events, so one check is read without opening the whole month.
-    /// `None` until the month is first read in full, and again after a peer's merge.
-    index: Option<HashMap<String, Vec<String>>>,
+/// A check as the index holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckInfo {
+    /// Its class.
+    pub class: CheckClass,
+    /// How many events it has: changes whenever a new event arrives, so a folded state
+    /// cached with it is current while this is unchanged.
+    pub events: usize,
 }
 
-type SharedDoc = Arc<Mutex<MonthDoc>>;
+/// Something recovery did or found, kept so staff can be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthNote {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What.
+    pub kind: HealthKind,
+    /// Details for the log and for support (English, no personal data).
+    pub detail: String,
+}
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // A clean close leaves an empty capture log (best effort: on failure the log is
-        // replayed at the next open). Captures not yet in their documents stay in the log.
-        if !lock(&self.pending).is_empty() {
-            return;
-        }
-        let (db, file) = (&self.db, &self.db_file);
-        if let Err(e) = self.wal.checkpoint(|| {
-            db.flush().map_err(std::io::Error::other)?;
-            file.sync_data()
-        }) {
-            tracing::warn!(error = %e, "capture log not emptied at close; it will be replayed");
-        }
+/// The kinds of [`HealthNote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum HealthKind {
+    /// The index was damaged or out of date and was rebuilt from the segments.
+    IndexRebuilt,
+    /// A segment was damaged: the damaged bytes are quarantined, the records around them kept.
+    SegmentDamaged,
+    /// Records that do not open (no key for them here, or damaged): kept, and tried again
+    /// when a key arrives.
+    UnreadableRecords,
+    /// A month key file is damaged: it is not used; a paired device can send the key again.
+    KeyDamaged,
+    /// A small document was damaged and started again.
+    DocumentDamaged,
+    /// An interrupted purge was finished.
+    PurgeFinished,
+}
+
+impl HealthKind {
+    /// Whether this is damage (staff must be told) rather than routine repair.
+    pub fn is_damage(self) -> bool {
+        matches!(
+            self,
+            HealthKind::IndexRebuilt
+                | HealthKind::SegmentDamaged
+                | HealthKind::UnreadableRecords
+                | HealthKind::KeyDamaged
+                | HealthKind::DocumentDamaged
+        )
     }
 }
 
-struct Inner {
-    db: sled::Db,
-    /// sled's log file, fsynced after each flush: sled itself only uses sync_file_range on
-    /// Linux, which does not reach the disk's cache nor the file's size.
-    db_file: std::fs::File,
-    /// Appends so far, and appends known to be on disk: flushes are shared (group commit).
-    written: std::sync::atomic::AtomicU64,
-    synced: std::sync::atomic::AtomicU64,
-    sync_lock: tokio::sync::Mutex<()>,
-    wal: crate::wal::Wal,
-    chunks: sled::Tree,
-    snapshots: sled::Tree,
-    /// Sealed event bodies, keyed `YYYY-MM` + event id. The documents hold only each
-    /// event's id and a digest of its body: sealed bytes do not compress, and keeping them
-    /// inside automerge cost several times their size in memory.
-    bodies: sled::Tree,
-    /// Small documents, saved whole on each change: `devices` (this clinic's devices and
-    /// their public keys) and `settings` (shared settings).
-    small: sled::Tree,
-    small_lock: Mutex<()>,
-    /// Captures acknowledged from the capture log, waiting to enter their documents.
-    pending: Mutex<Vec<(crate::wal::Record, String)>>,
-    meta: sled::Tree,
-    aggregates: sled::Tree,
-    quarantine: sled::Tree,
-    keys: KeyRing,
-    device: DeviceKey,
-    clock: Hlc,
-    months: Mutex<HashMap<Month, Arc<Mutex<MonthDoc>>>>,
-    dir: PathBuf,
+/// What [`Store::maintain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Event ids added to month documents.
+    pub documented: usize,
+    /// Month documents compacted.
+    pub compacted: usize,
 }
 
-/// The store. Cheap to clone; blocking methods do disk and CPU work (call them from a
-/// blocking thread in async code), the flush is async.
+/// A full check of every record ([`Store::verify`]).
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Records that opened.
+    pub records: usize,
+    /// Records (or bytes) that did not.
+    pub problems: Vec<Rejected>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The first event of a check: idempotent by check id.
+    Capture,
+    /// A later event of this device.
+    Append,
+    /// A peer's event: idempotent by event id.
+    Receive,
+}
+
+/// A record signed and sealed on the writer's thread, waiting for its group.
+#[derive(Debug)]
+struct Prepared {
+    month: Month,
+    kind: Kind,
+    record: Record,
+    event: Event,
+}
+
+type Answer = Result<Appended, StoreError>;
+
+/// Why a record did not open.
+#[derive(Debug)]
+pub(crate) enum Unopened {
+    /// Reading its key failed: try again later, never skip it.
+    Io(StoreError),
+    /// It cannot open as things are (no key for it here, damaged): kept, reported, and
+    /// tried again when a key arrives.
+    Unreadable(String),
+}
+
+struct Inner {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    quarantine: PathBuf,
+    _lock: Box<dyn LockGuard>,
+    device: DeviceKey,
+    clock: Hlc,
+    keys: KeyRing,
+    segments: Segments,
+    index: Index,
+    docs: MonthDocs,
+    small: SmallDocs,
+    tombstones: Tombstones,
+    classifier: Arc<dyn Classifier>,
+    committer: Committer<Prepared, Answer>,
+    /// Held by the commit leader for a group, and by a purge.
+    gate: Mutex<()>,
+    /// Shared by everything that writes a month's documents, exclusive for a purge: a
+    /// document is never saved into a month being deleted.
+    purging: RwLock<()>,
+    /// What is durable but not yet indexed; see [`indexer`].
+    pending: Mutex<indexer::Pending>,
+    /// Serialises index writers: the indexer, a reader draining, a catch-up, a purge.
+    index_lock: Mutex<()>,
+    /// An index update failed: the next drain indexes the segments again from their
+    /// watermarks.
+    stale: AtomicBool,
+    health: Mutex<Vec<HealthNote>>,
+    /// Declared last: dropped (stopped and joined) before the parts it uses.
+    indexer: indexer::Indexer,
+}
+
+/// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -218,210 +386,53 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn chunk_key(month: Month, kind: u8, seq: u64) -> Vec<u8> {
-    let mut key = month.to_string().into_bytes();
-    key.push(kind);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// Every chunk in sled is framed with a checksum: automerge skips a torn chunk silently on
-/// load, and a torn write must be seen (and quarantined), not quietly forgotten.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    let sum = sha2::Sha256::digest(payload);
-    let mut out = Vec::with_capacity(9 + payload.len());
-    out.push(1);
-    out.extend_from_slice(&sum[..8]);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn unframe(value: &[u8]) -> Result<&[u8], &'static str> {
-    use sha2::Digest;
-    match value {
-        [1, rest @ ..] if rest.len() >= 8 => {
-            let (sum, payload) = rest.split_at(8);
-            if sha2::Sha256::digest(payload)[..8] == *sum {
-                Ok(payload)
-            } else {
-                Err("checksum mismatch (torn or damaged write)")
-            }
-        }
-        _ => Err("unknown chunk framing"),
-    }
-}
-
-fn hex_bytes(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn body_key(month: Month, id: &str) -> Vec<u8> {
-    let mut key = month.to_string().into_bytes();
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
-fn digest(sealed: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(sealed)[..8].to_vec()
-}
-
-/// A month as a peer receives it: the document and the sealed bodies of its events.
-#[derive(Debug, Clone, Default)]
-pub struct MonthExport {
-    /// The automerge document (ids and digests).
-    pub document: Vec<u8>,
-    /// `(event id, sealed body)`.
-    pub bodies: Vec<(String, Vec<u8>)>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent before anything that can panic.
+    // Every critical section in this module leaves its data consistent before anything
+    // that can panic.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Refuses a record too large to be read back (it would look like damage).
+fn read_guard(l: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
+    // Guards no data: poisoning means nothing here.
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn check_size(record: &Record) -> Result<(), StoreError> {
+    let size = record.body().len();
+    if size > segment::MAX_BODY {
+        return Err(StoreError::TooLarge {
+            size,
+            limit: segment::MAX_BODY,
+        });
+    }
+    Ok(())
+}
+
+fn check_id_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 impl Store {
-    /// Opens (or creates) the store in `config.dir`.
-    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        let dir = &config.dir;
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let device = DeviceKey::load_or_create(&dir.join("device.key"))?;
-        let db_path = dir.join("db");
-        let sled_config = sled::Config::new()
-            .path(&db_path)
-            .cache_capacity(config.cache_bytes)
-            .flush_every_ms(Some(1000));
-        // sled panics on some damaged files instead of returning an error.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sled_config.open()));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
-                return Err(StoreError::InUse {
-                    path: db_path.display().to_string(),
-                })
-            }
-            Ok(Err(e)) => {
-                return Err(StoreError::Corrupt {
-                    path: db_path.display().to_string(),
-                    detail: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(StoreError::Corrupt {
-                    path: db_path.display().to_string(),
-                    detail: "the database panicked while opening".into(),
-                })
-            }
-        };
-        let (wal, pending) =
-            crate::wal::Wal::open(&dir.join("wal.log")).map_err(|source| StoreError::Dir {
-                path: dir.join("wal.log").display().to_string(),
-                source,
-            })?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("version")? {
-            None => {
-                meta.insert("version", &STORE_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let found = v
-                    .as_ref()
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX);
-                if found > STORE_VERSION {
-                    return Err(StoreError::TooNew {
-                        found,
-                        supported: STORE_VERSION,
-                    });
-                }
-                migrate(&db, found)?;
-                meta.insert("version", &STORE_VERSION.to_be_bytes())?;
-            }
-        }
-        let store = Self {
-            inner: Arc::new(Inner {
-                chunks: db.open_tree("chunks")?,
-                snapshots: db.open_tree("snapshots")?,
-                bodies: db.open_tree("bodies")?,
-                small: db.open_tree("small_docs")?,
-                small_lock: Mutex::new(()),
-                pending: Mutex::new(Vec::new()),
-                db_file: std::fs::File::open(db_path.join("db")).map_err(|source| {
-                    StoreError::Dir {
-                        path: db_path.join("db").display().to_string(),
-                        source,
-                    }
-                })?,
-                written: std::sync::atomic::AtomicU64::new(0),
-                synced: std::sync::atomic::AtomicU64::new(0),
-                sync_lock: tokio::sync::Mutex::new(()),
-                wal,
-                aggregates: db.open_tree("aggregates")?,
-                quarantine: db.open_tree("quarantine")?,
-                meta,
-                db,
-                keys: KeyRing::new(&dir.join("keys")),
-                device,
-                clock: Hlc::default(),
-                months: Mutex::new(HashMap::new()),
-                dir: dir.clone(),
-            }),
-        };
-        store.finish_interrupted_purges()?;
-        store.register_self()?;
-        // Captures acknowledged from the log but not yet in their documents.
-        if !pending.is_empty() {
-            tracing::info!(records = pending.len(), "replaying the capture log");
-            for record in &pending {
-                if store.is_purged(record.month)? {
-                    continue;
-                }
-                store.insert_sealed(record.month, &record.id, record.sealed.clone(), None)?;
-            }
-            store.checkpoint()?;
-        }
-        store.inner.db.flush()?;
-        Ok(store)
+    /// Opens (or creates) the store in `config.dir`. See [`OpenError`] for what can stop
+    /// it; damage never does (it is repaired and reported in [`Store::health`]).
+    pub fn open(config: &StoreConfig) -> Result<Self, OpenError> {
+        recovery::open(config)
     }
 
-    /// Opens the store, waiting up to `patience` while another process has it open.
+    /// Opens the store, waiting up to `patience` while another process has it.
     pub fn open_waiting(
         config: &StoreConfig,
         patience: std::time::Duration,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, OpenError> {
         let deadline = std::time::Instant::now() + patience;
         loop {
             match Self::open(config) {
-                Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                Err(OpenError::InUse { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 other => return other,
             }
-        }
-    }
-
-    /// Opens the store; if the database is damaged, moves it aside (kept for inspection) and
-    /// starts an empty one, so reception can go on while peers send the data back. Returns
-    /// where the damaged database went, if it was moved.
-    pub fn open_or_recover(config: &StoreConfig) -> Result<(Self, Option<PathBuf>), StoreError> {
-        match Self::open(config) {
-            Ok(s) => Ok((s, None)),
-            Err(StoreError::Corrupt { path, detail }) => {
-                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-                let aside = config.dir.join(format!("db.damaged-{stamp}"));
-                tracing::error!(%path, %detail, aside = %aside.display(), "store damaged; moving it aside");
-                std::fs::rename(&path, &aside).map_err(|source| StoreError::Dir {
-                    path: aside.display().to_string(),
-                    source,
-                })?;
-                Ok((Self::open(config)?, Some(aside)))
-            }
-            Err(e) => Err(e),
         }
     }
 
@@ -435,135 +446,79 @@ impl Store {
         &self.inner.dir
     }
 
-    /// The month keys.
-    pub fn keys(&self) -> &KeyRing {
-        &self.inner.keys
-    }
+    // ----- writing -----
 
-    fn is_purged(&self, month: Month) -> Result<bool, StoreError> {
-        Ok(self.inner.aggregates.contains_key(month.to_string())?)
-    }
-
-    /// The month's document, with every acknowledged capture in it.
-    fn month_doc(&self, month: Month) -> Result<Arc<Mutex<MonthDoc>>, StoreError> {
-        self.apply_pending()?;
-        self.month_doc_raw(month)
-    }
-
-    /// Puts acknowledged captures (already in the capture log) into their documents. Holds
-    /// the queue while doing so, so a reader that finds it empty sees them all.
-    fn apply_pending(&self) -> Result<(), StoreError> {
-        let mut pending = lock(&self.inner.pending);
-        for (record, check_id) in pending.drain(..) {
-            self.insert_sealed(record.month, &record.id, record.sealed, Some(&check_id))?;
-        }
-        Ok(())
-    }
-
-    fn month_doc_raw(&self, month: Month) -> Result<Arc<Mutex<MonthDoc>>, StoreError> {
-        if let Some(doc) = lock(&self.inner.months).get(&month) {
-            return Ok(doc.clone());
-        }
-        let loaded = Arc::new(Mutex::new(self.load_month(month)?));
-        Ok(lock(&self.inner.months)
-            .entry(month)
-            .or_insert(loaded)
-            .clone())
-    }
-
-    fn quarantine(&self, key: &[u8], value: &[u8], why: &str) -> Result<(), StoreError> {
-        tracing::error!(chunk = %String::from_utf8_lossy(key), %why, "quarantined a damaged chunk");
-        let mut qkey = key.to_vec();
-        qkey.extend_from_slice(&chrono::Utc::now().timestamp_micros().to_be_bytes());
-        self.inner.quarantine.insert(qkey, value)?;
-        self.inner.chunks.remove(key)?;
-        Ok(())
-    }
-
-    fn load_month(&self, month: Month) -> Result<MonthDoc, StoreError> {
-        let mut doc = AutoCommit::new();
-        let mut next_seq = 0;
-        let mut incremental_bytes = 0;
-        let mut snapshot_bytes = 0;
-        let prefix = month.to_string().into_bytes();
-        let snapshot_key = chunk_key(month, KIND_SNAPSHOT, 0);
-        if let Some(value) = self.inner.snapshots.get(&snapshot_key)? {
-            match unframe(&value)
-                .map_err(str::to_string)
-                .and_then(|p| AutoCommit::load(p).map_err(|e| e.to_string()))
-            {
-                Ok(d) => {
-                    doc = d;
-                    snapshot_bytes = value.len() as u64;
-                }
-                Err(e) => {
-                    self.quarantine(&snapshot_key, &value, &e)?;
-                    self.inner.snapshots.remove(&snapshot_key)?;
-                }
-            }
-        }
-        for item in self.inner.chunks.scan_prefix(&prefix) {
-            let (key, value) = item?;
-            let kind = key.get(prefix.len()).copied();
-            let seq = key
-                .get(prefix.len() + 1..)
-                .and_then(|s| s.try_into().ok())
-                .map(u64::from_be_bytes);
-            match (kind, seq) {
-                (Some(KIND_SNAPSHOT), Some(_)) => match unframe(&value)
-                    .map_err(str::to_string)
-                    .and_then(|p| AutoCommit::load(p).map_err(|e| e.to_string()))
-                {
-                    Ok(d) => {
-                        doc = d;
-                        snapshot_bytes = value.len() as u64;
-                    }
-                    Err(e) => self.quarantine(&key, &value, &e)?,
-                },
-                (Some(KIND_INCREMENTAL), Some(seq)) => {
-                    next_seq = next_seq.max(seq + 1);
-                    match unframe(&value)
-                        .map_err(str::to_string)
-                        .and_then(|p| doc.load_incremental(p).map_err(|e| e.to_string()))
-                    {
-                        Ok(_) => incremental_bytes += value.len() as u64,
-                        Err(e) => self.quarantine(&key, &value, &e)?,
-                    }
-                }
-                _ => self.quarantine(&key, &value, "unknown chunk key")?,
-            }
-        }
-        let saved_heads = doc.get_heads();
-        let events = doc.keys(ROOT).count();
-        Ok(MonthDoc {
-            doc,
-            saved_heads,
-            next_seq,
-            incremental_bytes,
-            snapshot_bytes,
-            events,
-            index: None,
-        })
-    }
-
-    /// Signs and writes a new event of this device. Not yet durable: see [`Store::flush`].
-    pub fn append(
+    /// Captures the first event of check `check_id` and waits until it is durable: the
+    /// acknowledgement of a check. Idempotent by check id: if the check exists, nothing is
+    /// written and its first record's id is returned with `new: false`.
+    ///
+    /// Not cancel-safe: dropping the future does not stop the write; call again with the
+    /// same check id to learn its outcome.
+    pub async fn capture(
         &self,
         check_id: &str,
         month: Month,
         payload: serde_json::Value,
-    ) -> Result<EventId, StoreError> {
-        let signed = self.sign_new(check_id, month, payload)?;
-        self.insert_verified(month, &signed, true, check_id)
+    ) -> Result<Appended, StoreError> {
+        let store = self.clone();
+        let check_id = check_id.to_string();
+        tokio::task::spawn_blocking(move || store.capture_blocking(&check_id, month, payload))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// A new event of this device, stamped by its clock and signed with its key.
-    fn sign_new(
+    /// Appends a later event of check `check_id` and waits until it is durable.
+    ///
+    /// Not cancel-safe: dropping the future does not stop the write.
+    pub async fn append(
         &self,
         check_id: &str,
         month: Month,
         payload: serde_json::Value,
-    ) -> Result<SignedEvent, StoreError> {
+    ) -> Result<Appended, StoreError> {
+        let store = self.clone();
+        let check_id = check_id.to_string();
+        tokio::task::spawn_blocking(move || store.append_blocking(&check_id, month, payload))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// [`Store::capture`] on the calling thread.
+    pub fn capture_blocking(
+        &self,
+        check_id: &str,
+        month: Month,
+        payload: serde_json::Value,
+    ) -> Result<Appended, StoreError> {
+        let prepared = self.prepare(check_id, month, payload, Kind::Capture)?;
+        self.commit(prepared)
+    }
+
+    /// [`Store::append`] on the calling thread.
+    pub fn append_blocking(
+        &self,
+        check_id: &str,
+        month: Month,
+        payload: serde_json::Value,
+    ) -> Result<Appended, StoreError> {
+        let prepared = self.prepare(check_id, month, payload, Kind::Append)?;
+        self.commit(prepared)
+    }
+
+    /// Signs and seals a new event of this device.
+    fn prepare(
+        &self,
+        check_id: &str,
+        month: Month,
+        payload: serde_json::Value,
+        kind: Kind,
+    ) -> Result<Prepared, StoreError> {
+        if !check_id_ok(check_id) {
+            return Err(StoreError::BadCheckId(check_id.to_string()));
+        }
+        if self.inner.tombstones.contains(month) {
+            return Err(StoreError::Purged(month));
+        }
         let event = Event {
             check_id: check_id.to_string(),
             month,
@@ -571,417 +526,665 @@ impl Store {
             device: self.inner.device.id().clone(),
             payload,
         };
-        Ok(SignedEvent::sign(&event, &self.inner.device)?)
+        let signed = SignedEvent::sign(&event, &self.inner.device)?;
+        let id = signed.id();
+        let (key_id, key) = self.inner.keys.sealing_key(month)?;
+        let sealed = seal::seal(&key, &Record::aad(month, key_id, id), &signed.to_bytes());
+        let record = Record { key_id, id, sealed };
+        check_size(&record)?;
+        Ok(Prepared {
+            month,
+            kind,
+            record,
+            event,
+        })
     }
 
-    /// Writes an event from a peer (or a replay), after checking its signature and clock.
-    /// The same event twice changes nothing.
-    pub fn insert_signed(&self, signed: &SignedEvent) -> Result<EventId, StoreError> {
-        let event = signed.verify()?;
-        // Events are written at or after the visit; a day of slack covers a wrong time zone.
-        if event.at.wall_ms + 86_400_000 < event.month.start_ms() {
-            return Err(EventError::BeforeItsMonth {
-                at_ms: event.at.wall_ms,
-                month: event.month,
+    /// Receives a peer's record (its body as [`Store::record_bodies`] gives it): it must
+    /// open with a key of the month this device holds, carry its own id, verify (the one
+    /// time its signature is checked), belong to `month`, and have a believable time. The
+    /// same record twice changes nothing.
+    pub fn receive(&self, month: Month, body: &[u8]) -> Result<Appended, StoreError> {
+        if self.inner.tombstones.contains(month) {
+            return Err(StoreError::Purged(month));
+        }
+        let record =
+            Record::from_body(body).ok_or_else(|| EventError::Malformed("not a record".into()))?;
+        check_size(&record)?;
+        let key = self
+            .inner
+            .keys
+            .get(month, record.key_id)?
+            .ok_or(StoreError::NoKey {
+                month,
+                key: record.key_id,
+            })?;
+        let plain = seal::open(
+            &key,
+            &Record::aad(month, record.key_id, record.id),
+            &record.sealed,
+        )
+        .map_err(|e| EventError::Malformed(e.to_string()))?;
+        let signed = SignedEvent::from_bytes(&plain)?;
+        if signed.id() != record.id {
+            return Err(EventError::WrongId {
+                stored: record.id.to_string(),
+                actual: signed.id().to_string(),
             }
             .into());
         }
+        let event = signed.verify()?;
+        if event.month != month {
+            return Err(EventError::WrongMonth {
+                event: event.month,
+                document: month,
+            }
+            .into());
+        }
+        // Events are written at or after the visit; a day of slack covers a wrong time zone.
+        if event.at.wall_ms + 86_400_000 < month.start_ms() {
+            return Err(EventError::BeforeItsMonth {
+                at_ms: event.at.wall_ms,
+                month,
+            }
+            .into());
+        }
+        if !check_id_ok(&event.check_id) {
+            return Err(StoreError::BadCheckId(event.check_id));
+        }
         self.inner.clock.observe(event.at)?;
-        self.insert_verified(event.month, signed, false, &event.check_id)
+        self.commit(Prepared {
+            month,
+            kind: Kind::Receive,
+            record,
+            event,
+        })
     }
 
-    fn insert_verified(
-        &self,
-        month: Month,
-        signed: &SignedEvent,
-        create_key: bool,
-        check_id: &str,
-    ) -> Result<EventId, StoreError> {
-        if self.is_purged(month)? {
-            return Err(StoreError::Purged(month));
-        }
-        let key = if create_key {
-            self.inner.keys.get_or_create(month)?
-        } else {
-            self.inner.keys.get(month)?
-        };
-        let id = signed.id();
-        let sealed = seal::seal(&key, id.0.as_bytes(), &signed.to_bytes());
-        self.insert_sealed(month, &id.0, sealed, Some(check_id))?;
-        Ok(id)
+    fn commit(&self, prepared: Prepared) -> Result<Appended, StoreError> {
+        let process = |group: Vec<Prepared>| self.process(group);
+        self.inner
+            .committer
+            .submit(prepared, &process, || Err(StoreError::WriterLost))
     }
 
-    /// Puts a sealed event into its month document and appends the change to sled (not
-    /// flushed). `check_id` keeps the index current; `None` (a replay) drops the index.
-    fn insert_sealed(
-        &self,
-        month: Month,
-        id: &str,
-        sealed: Vec<u8>,
-        check_id: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let doc = self.month_doc_raw(month)?;
-        let mut m = lock(&doc);
-        if m.doc.get(ROOT, id).ok().flatten().is_some() {
-            return Ok(());
-        }
-        let sum = digest(&sealed);
-        self.inner.bodies.insert(body_key(month, id), sealed)?;
-        m.doc
-            .put(ROOT, id, ScalarValue::Bytes(sum))
-            .map_err(|e| StoreError::Document(e.to_string()))?;
-        m.doc.commit();
-        let heads = m.saved_heads.clone();
-        let chunk = m.doc.save_after(&heads);
-        let seq = m.next_seq;
-        self.inner
-            .chunks
-            .insert(chunk_key(month, KIND_INCREMENTAL, seq), frame(&chunk))?;
-        m.saved_heads = m.doc.get_heads();
-        m.next_seq += 1;
-        m.incremental_bytes += chunk.len() as u64;
-        m.events += 1;
-        self.inner
-            .written
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        match (check_id, m.index.as_mut()) {
-            (Some(check_id), Some(index)) => index
-                .entry(check_id.to_string())
-                .or_default()
-                .push(id.to_string()),
-            (None, _) => m.index = None,
-            (Some(_), None) => {}
-        }
-        Ok(())
-    }
-
-    /// Empties the capture log after making sled durable (appends wait meanwhile).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.apply_pending()?;
-        self.inner
-            .wal
-            .checkpoint(|| {
-                self.inner.db.flush().map_err(std::io::Error::other)?;
-                self.inner.db_file.sync_data()
-            })
-            .map_err(|source| StoreError::Dir {
-                path: "wal.log".into(),
-                source,
-            })
-    }
-
-    /// Merges a month's whole document from a peer ([`Store::export_month`]) and persists
-    /// what is new. The document is checked strictly first (automerge skips damaged parts
-    /// silently otherwise); events inside are verified when read: a bad one is reported,
-    /// never folded.
-    pub fn merge_changes(&self, month: Month, export: &MonthExport) -> Result<(), StoreError> {
-        // Bodies first, never replacing one already here: a hostile peer cannot swap a good
-        // event for garbage; a body that does not match its entry is refused when read.
-        for (id, body) in &export.bodies {
-            let _ = self.inner.bodies.compare_and_swap(
-                body_key(month, id),
-                None as Option<&[u8]>,
-                Some(body.as_slice()),
-            )?;
-        }
-        let changes = export.document.as_slice();
-        if self.is_purged(month)? {
-            return Err(StoreError::Purged(month));
-        }
-        automerge::Automerge::load_with_options(
-            changes,
-            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
-        )
-        .map_err(|e| StoreError::Document(format!("peer document refused: {e}")))?;
-        let doc = self.month_doc(month)?;
-        let mut m = lock(&doc);
-        m.doc
-            .load_incremental(changes)
-            .map_err(|e| StoreError::Document(e.to_string()))?;
-        let heads = m.saved_heads.clone();
-        let chunk = m.doc.save_after(&heads);
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        let seq = m.next_seq;
-        self.inner
-            .chunks
-            .insert(chunk_key(month, KIND_INCREMENTAL, seq), frame(&chunk))?;
-        m.saved_heads = m.doc.get_heads();
-        m.next_seq += 1;
-        m.incremental_bytes += chunk.len() as u64;
-        m.events = m.doc.keys(ROOT).count();
-        m.index = None;
-        self.inner
-            .written
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// The month's whole document and event bodies (what a new peer receives).
-    pub fn export_month(&self, month: Month) -> Result<MonthExport, StoreError> {
-        let doc = self.month_doc(month)?;
-        let document = lock(&doc).doc.save();
-        let prefix = month.to_string().into_bytes();
-        let mut bodies = Vec::new();
-        for item in self.inner.bodies.scan_prefix(&prefix) {
-            let (k, v) = item?;
-            if let Ok(id) = std::str::from_utf8(&k[prefix.len()..]) {
-                bodies.push((id.to_string(), v.to_vec()));
+    /// The leader's work for one group: idempotency, one append and fsync per month, the
+    /// index. Runs with the gate held, so groups never overlap.
+    fn process(&self, group: Vec<Prepared>) -> Vec<Answer> {
+        let _gate = lock(&self.inner.gate);
+        let mut answers: Vec<Option<Answer>> = (0..group.len()).map(|_| None).collect();
+        // A request that repeats an earlier one of this group (a retry that caught up with
+        // its first try) shares that one's outcome, whatever it is.
+        let mut first_capture: HashMap<(Month, String), usize> = HashMap::new();
+        let mut first_id: HashMap<(Month, EventId), usize> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut by_month: BTreeMap<Month, Vec<usize>> = BTreeMap::new();
+        for (i, p) in group.iter().enumerate() {
+            if self.inner.tombstones.contains(p.month) {
+                answers[i] = Some(Err(StoreError::Purged(p.month)));
+                continue;
+            }
+            let capture_key = (p.month, p.event.check_id.clone());
+            let earlier = match p.kind {
+                Kind::Capture => first_capture.get(&capture_key),
+                Kind::Receive => first_id.get(&(p.month, p.record.id)),
+                Kind::Append => None,
+            };
+            if let Some(&first) = earlier {
+                repeats.push((i, first));
+                continue;
+            }
+            let existing = match p.kind {
+                Kind::Capture => self.existing_capture(p.month, &p.event.check_id),
+                Kind::Receive => {
+                    if lock(&self.inner.pending)
+                        .ids
+                        .contains(&(p.month, p.record.id))
+                    {
+                        Ok(Some(p.record.id))
+                    } else {
+                        self.inner
+                            .index
+                            .event(p.month, p.record.id)
+                            .map(|loc| loc.map(|_| p.record.id))
+                            .map_err(StoreError::from)
+                    }
+                }
+                Kind::Append => Ok(None),
+            };
+            match existing {
+                Ok(Some(id)) => answers[i] = Some(Ok(Appended { id, new: false })),
+                Ok(None) => {
+                    if p.kind == Kind::Capture {
+                        first_capture.insert(capture_key, i);
+                    }
+                    first_id.insert((p.month, p.record.id), i);
+                    by_month.entry(p.month).or_default().push(i);
+                }
+                Err(e) => answers[i] = Some(Err(e)),
             }
         }
-        Ok(MonthExport { document, bodies })
-    }
-
-    /// Makes every write so far durable. Concurrent callers share one flush (group commit):
-    /// a caller whose writes a flush already covered returns without another.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        let mine = self.inner.written.load(Ordering::SeqCst);
-        let _turn = self.inner.sync_lock.lock().await;
-        if self.inner.synced.load(Ordering::SeqCst) >= mine && mine > 0 {
-            return Ok(());
-        }
-        let target = self.inner.written.load(Ordering::SeqCst);
-        // sled's flush_async can hang when several run at once (spacejam/sled#1308, seen
-        // here under 8 concurrent reconcilers): flush blocking, one at a time.
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.flush_blocking())
-            .await
-            .map_err(|e| StoreError::Document(format!("flush task failed: {e}")))??;
-        self.inner.synced.fetch_max(target, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Makes every write so far durable, blocking.
-    pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        self.inner
-            .db_file
-            .sync_data()
-            .map_err(|source| StoreError::Dir {
-                path: "db".into(),
-                source,
-            })?;
-        Ok(())
-    }
-
-    /// Appends and waits until the event is on disk: the acknowledgement of a capture.
-    pub async fn append_durable(
-        &self,
-        check_id: &str,
-        month: Month,
-        payload: serde_json::Value,
-    ) -> Result<EventId, StoreError> {
-        let store = self.clone();
-        let check_id = check_id.to_string();
-        // The capture is acknowledged once its record is in the fsynced capture log (one
-        // fsync shared with concurrent captures, on the same blocking thread); it enters its
-        // document right after, off the acknowledgement's path. Every read first puts
-        // acknowledged captures into their documents, so nothing reads around them.
-        let (ack, acked) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let logged =
-                store
-                    .log_new(&check_id, month, payload)
-                    .and_then(|(id, ticket, record)| {
-                        store.inner.wal.sync_blocking(ticket).map_err(|source| {
-                            StoreError::Dir {
-                                path: "wal.log".into(),
-                                source,
-                            }
-                        })?;
-                        lock(&store.inner.pending).push((record, check_id));
-                        Ok(id)
+        for (month, members) in by_month {
+            let mut frames = Vec::new();
+            let mut spans = Vec::with_capacity(members.len());
+            for &i in &members {
+                let f = group[i].record.frame();
+                spans.push((frames.len() as u64, f.len() as u32));
+                frames.extend_from_slice(&f);
+            }
+            match self.inner.segments.append(month, &frames) {
+                Err(e) => {
+                    tracing::error!(%month, segment = %e.path.display(), error = %e.source, "append failed; nothing acknowledged");
+                    for &i in &members {
+                        answers[i] = Some(Err(StoreError::Write {
+                            path: e.path.display().to_string(),
+                            source: io::Error::new(e.source.kind(), e.source.to_string()),
+                        }));
+                    }
+                }
+                Ok((seg, start, end)) => {
+                    // Durable from here: the indexer takes it on, and nothing that fails
+                    // after this point turns the acknowledgement into a failure.
+                    let records: Vec<NewRecord> = members
+                        .iter()
+                        .zip(&spans)
+                        .map(|(&i, (off, len))| NewRecord {
+                            loc: Loc {
+                                seg,
+                                offset: start + off,
+                                len: *len,
+                            },
+                            id: group[i].record.id,
+                            event: group[i].event.clone(),
+                        })
+                        .collect();
+                    let captures = members
+                        .iter()
+                        .filter(|&&i| group[i].kind == Kind::Capture)
+                        .map(|&i| (group[i].event.check_id.clone(), group[i].record.id))
+                        .collect();
+                    lock(&self.inner.pending).push(indexer::Work {
+                        month,
+                        records,
+                        ends: BTreeMap::from([(seg, end)]),
+                        captures,
                     });
-            let ok = logged.is_ok();
-            let _ = ack.send(logged);
-            if ok {
-                if let Err(e) = store.apply_pending() {
-                    // The capture is safe in the log; the next read or open retries.
-                    tracing::error!(error = %e, "a logged capture did not enter its document yet");
+                    self.inner.indexer.wake();
+                    for &i in &members {
+                        answers[i] = Some(Ok(Appended {
+                            id: group[i].record.id,
+                            new: true,
+                        }));
+                    }
                 }
             }
-        });
-        let id = acked
-            .await
-            .map_err(|e| StoreError::Document(format!("append task failed: {e}")))??;
-        if self.inner.wal.len() > WAL_CHECKPOINT_BYTES {
-            let store = self.clone();
-            tokio::task::spawn_blocking(move || store.checkpoint())
-                .await
-                .map_err(|e| StoreError::Document(format!("checkpoint task failed: {e}")))??;
         }
-        Ok(id)
+        for (i, first) in repeats {
+            answers[i] = Some(match &answers[first] {
+                Some(Ok(a)) => Ok(Appended {
+                    id: a.id,
+                    new: false,
+                }),
+                Some(Err(e)) => Err(e.for_a_repeat()),
+                None => Err(StoreError::WriterLost),
+            });
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(StoreError::WriterLost)))
+            .collect()
     }
 
-    /// Signs, seals and logs a new event (not yet fsynced); returns its id, its ticket for
-    /// the log's fsync, and the record to put in its document.
-    fn log_new(
+    /// The first record's id of check `check_id`, if the check exists (indexed, or
+    /// durable and waiting for the indexer).
+    fn existing_capture(
         &self,
-        check_id: &str,
         month: Month,
-        payload: serde_json::Value,
-    ) -> Result<(EventId, u64, crate::wal::Record), StoreError> {
-        if self.is_purged(month)? {
+        check_id: &str,
+    ) -> Result<Option<EventId>, StoreError> {
+        if let Some(id) = lock(&self.inner.pending)
+            .checks
+            .get(&(month, check_id.to_string()))
+        {
+            return Ok(Some(*id));
+        }
+        let Some(entry) = self.inner.index.check(month, check_id)? else {
+            return Ok(None);
+        };
+        let Some(first) = entry.locs.first() else {
+            return Ok(None);
+        };
+        let frame = self.read_frame(month, *first)?;
+        Ok(Some(frame.id))
+    }
+
+    fn index_add(
+        &self,
+        month: Month,
+        new: Vec<NewRecord>,
+        ends: &BTreeMap<u32, u64>,
+    ) -> Result<index::AddOutcome, StoreError> {
+        let prior = |loc: Loc| match self.read_event(month, loc) {
+            Ok(e) => Ok(Some(e)),
+            Err(StoreError::Damaged { reason, .. }) => {
+                tracing::warn!(%month, %reason, "an indexed record does not open; classifying without it");
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(self
+            .inner
+            .index
+            .add(month, new, ends, self.inner.classifier.as_ref(), &prior)?)
+    }
+
+    /// Applies what is pending to the index (one sled batch per month); after a failure,
+    /// first indexes the segments again from their watermarks. Serialised with every other
+    /// index writer.
+    fn drain_index(&self) -> Result<(), StoreError> {
+        let _ix = lock(&self.inner.index_lock);
+        let work = std::mem::take(&mut lock(&self.inner.pending).work);
+        let mut result = Ok(());
+        if self.inner.stale.load(Ordering::SeqCst) {
+            match recovery::catch_up(self) {
+                Ok(()) => self.inner.stale.store(false, Ordering::SeqCst),
+                Err(e) => result = Err(e),
+            }
+        }
+        let mut by_month: BTreeMap<Month, Vec<indexer::Work>> = BTreeMap::new();
+        for w in work {
+            by_month.entry(w.month).or_default().push(w);
+        }
+        for (month, works) in by_month {
+            let mut records = Vec::new();
+            let mut ends = BTreeMap::new();
+            let mut ids = Vec::new();
+            let mut captures = Vec::new();
+            for w in &works {
+                ids.extend(w.records.iter().map(|r| r.id));
+                captures.extend(w.captures.iter().cloned());
+                for (seg, end) in &w.ends {
+                    let e = ends.entry(*seg).or_insert(0);
+                    *e = (*e).max(*end);
+                }
+            }
+            for w in &works {
+                records.extend(w.records.iter().map(|r| NewRecord {
+                    loc: r.loc,
+                    id: r.id,
+                    event: r.event.clone(),
+                }));
+            }
+            match self.index_add(month, records, &ends) {
+                Ok(_) => lock(&self.inner.pending).indexed(month, &ids, &captures),
+                Err(e) => {
+                    // Put it back, ahead of anything newer, and index from the watermarks
+                    // next time.
+                    self.inner.stale.store(true, Ordering::SeqCst);
+                    let mut p = lock(&self.inner.pending);
+                    let newer = std::mem::take(&mut p.work);
+                    p.work = works;
+                    p.work.extend(newer);
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    /// Before a read: whatever is durable is indexed.
+    fn fresh(&self) -> Result<(), StoreError> {
+        // `ids` stay until their records are in the index, also while a drain that took
+        // them is still applying: then the drain below waits for it (index lock).
+        let behind =
+            self.inner.stale.load(Ordering::SeqCst) || !lock(&self.inner.pending).ids.is_empty();
+        if behind {
+            self.drain_index()?;
+        }
+        Ok(())
+    }
+
+    // ----- reading -----
+
+    fn read_frame(&self, month: Month, loc: Loc) -> Result<Record, StoreError> {
+        let at = || format!("{month}/{}@{}", loc.seg, loc.offset);
+        let bytes = self
+            .inner
+            .segments
+            .read(month, loc)
+            .map_err(|e| StoreError::Damaged {
+                at: at(),
+                reason: e.to_string(),
+            })?;
+        match segment::decode_frame(&bytes) {
+            segment::Frame::Good(body, len) if len == bytes.len() => Record::from_body(body)
+                .ok_or_else(|| StoreError::Damaged {
+                    at: at(),
+                    reason: "unknown record version".into(),
+                }),
+            _ => Err(StoreError::Damaged {
+                at: at(),
+                reason: "checksum mismatch".into(),
+            }),
+        }
+    }
+
+    /// Opens a record: the AEAD proves it is the one written (the signature was checked
+    /// when it was written or received, and is not checked again).
+    fn open_record(&self, month: Month, record: &Record) -> Result<Event, Unopened> {
+        let key = self
+            .inner
+            .keys
+            .get(month, record.key_id)
+            .map_err(|e| Unopened::Io(e.into()))?
+            .ok_or_else(|| Unopened::Unreadable(format!("no key {} for {month}", record.key_id)))?;
+        let bad = |why: String| Unopened::Unreadable(why);
+        let plain = seal::open(
+            &key,
+            &Record::aad(month, record.key_id, record.id),
+            &record.sealed,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let signed = SignedEvent::from_bytes(&plain).map_err(|e| bad(e.to_string()))?;
+        if signed.id() != record.id {
+            return Err(bad("record carries another event's id".into()));
+        }
+        let event: Event =
+            serde_json::from_slice(&signed.body).map_err(|e| bad(format!("event body: {e}")))?;
+        if event.month != month {
+            return Err(bad(format!("event of {} in {month}", event.month)));
+        }
+        Ok(event)
+    }
+
+    fn read_event(&self, month: Month, loc: Loc) -> Result<(EventId, Event), StoreError> {
+        let record = self.read_frame(month, loc)?;
+        match self.open_record(month, &record) {
+            Ok(event) => Ok((record.id, event)),
+            Err(Unopened::Io(e)) => Err(e),
+            Err(Unopened::Unreadable(reason)) => Err(StoreError::Damaged {
+                at: format!("{month}/{}@{}", loc.seg, loc.offset),
+                reason,
+            }),
+        }
+    }
+
+    /// Months that hold data, oldest first.
+    pub fn months(&self) -> Result<Vec<Month>, StoreError> {
+        Ok(self
+            .inner
+            .segments
+            .month_list()
+            .into_iter()
+            .filter(|m| !self.inner.tombstones.contains(*m))
+            .collect())
+    }
+
+    /// The checks of a month, sorted by id.
+    pub fn check_ids(&self, month: Month) -> Result<Vec<String>, StoreError> {
+        self.fresh()?;
+        Ok(self.inner.index.check_ids(month)?)
+    }
+
+    /// The open checks of a month, sorted by id (read from the index: the month is not
+    /// opened).
+    pub fn open_checks(&self, month: Month) -> Result<Vec<String>, StoreError> {
+        self.fresh()?;
+        Ok(self.inner.index.open_checks(month)?)
+    }
+
+    /// The counts of a month.
+    pub fn counts(&self, month: Month) -> Result<MonthCounts, StoreError> {
+        self.fresh()?;
+        Ok(self.inner.index.counts(month)?)
+    }
+
+    /// A check's class and event count, from the index.
+    pub fn check_info(
+        &self,
+        month: Month,
+        check_id: &str,
+    ) -> Result<Option<CheckInfo>, StoreError> {
+        self.fresh()?;
+        Ok(self.inner.index.check(month, check_id)?.map(|e| CheckInfo {
+            class: e.class,
+            events: e.locs.len(),
+        }))
+    }
+
+    /// The events of one check, ordered by (time, device, id). Opens only its records.
+    pub fn check_events(&self, month: Month, check_id: &str) -> Result<MonthEvents, StoreError> {
+        self.fresh()?;
+        let mut out = MonthEvents::default();
+        if self.inner.tombstones.contains(month) {
             return Err(StoreError::Purged(month));
         }
-        let signed = self.sign_new(check_id, month, payload)?;
-        let key = self.inner.keys.get_or_create(month)?;
-        let id = signed.id();
-        let record = crate::wal::Record {
-            month,
-            id: id.0.clone(),
-            sealed: seal::seal(&key, id.0.as_bytes(), &signed.to_bytes()),
-        };
-        let ticket = self
-            .inner
-            .wal
-            .append(&record)
-            .map_err(|source| StoreError::Dir {
-                path: "wal.log".into(),
-                source,
-            })?;
-        Ok((id, ticket, record))
-    }
-
-    /// The verified events of `month`, ordered by (time, device).
-    pub fn events(&self, month: Month) -> Result<MonthEvents, StoreError> {
-        let (doc, key) = self.readable(month)?;
-        let mut m = lock(&doc);
-        let keys: Vec<String> = m.doc.keys(ROOT).collect();
-        let out = decode_all(&m.doc, &self.inner.bodies, month, key.as_ref(), &keys);
-        let mut index: HashMap<String, Vec<String>> = HashMap::new();
-        for (id, e) in &out.events {
-            index
-                .entry(e.check_id.clone())
-                .or_default()
-                .push(id.0.clone());
+        if let Some(entry) = self.inner.index.check(month, check_id)? {
+            for loc in entry.locs {
+                let at = || format!("{month}/{}@{}", loc.seg, loc.offset);
+                match self.read_event(month, loc) {
+                    Ok(e) if e.1.check_id == check_id => out.events.push(e),
+                    Ok(_) => {
+                        tracing::error!(%month, at = %at(), "the index points to another check's record");
+                        out.rejected.push(Rejected {
+                            at: at(),
+                            reason: "the index points to another check's record".into(),
+                        });
+                    }
+                    Err(e @ StoreError::Read { .. }) => return Err(e),
+                    Err(e) => out.rejected.push(Rejected {
+                        at: at(),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
         }
-        m.index = Some(index);
+        sort_events(&mut out.events);
         Ok(out)
     }
 
-    /// Builds the month's check index if it is missing, decoding one event at a time (never
-    /// holding the whole month's events).
-    fn ensure_index(&self, month: Month) -> Result<(), StoreError> {
-        let (doc, key) = self.readable(month)?;
-        let mut m = lock(&doc);
-        if m.index.is_some() {
-            return Ok(());
-        }
-        let keys: Vec<String> = m.doc.keys(ROOT).collect();
-        let mut index: HashMap<String, Vec<String>> = HashMap::new();
-        for stored in keys {
-            match decode_one(&m.doc, &self.inner.bodies, month, key.as_ref(), &stored) {
-                Ok((id, event)) => index.entry(event.check_id).or_default().push(id.0),
-                Err(reason) => {
-                    tracing::warn!(event = %stored, %reason, "rejected a stored event")
-                }
-            }
-        }
-        m.index = Some(index);
-        Ok(())
-    }
-
-    /// The checks of a month, by id (sorted).
-    pub fn check_ids(&self, month: Month) -> Result<Vec<String>, StoreError> {
-        self.ensure_index(month)?;
-        let doc = self.month_doc(month)?;
-        let m = lock(&doc);
-        let mut ids: Vec<String> = m
-            .index
-            .as_ref()
-            .map(|i| i.keys().cloned().collect())
-            .unwrap_or_default();
-        ids.sort();
-        Ok(ids)
-    }
-
-    /// The verified events of one check, ordered like [`Store::events`]. Reads only that
-    /// check's events.
-    pub fn check_events(&self, month: Month, check_id: &str) -> Result<MonthEvents, StoreError> {
-        self.ensure_index(month)?;
-        let (doc, key) = self.readable(month)?;
-        let m = lock(&doc);
-        let keys = m
-            .index
-            .as_ref()
-            .and_then(|i| i.get(check_id))
-            .cloned()
-            .unwrap_or_default();
-        Ok(decode_all(
-            &m.doc,
-            &self.inner.bodies,
-            month,
-            key.as_ref(),
-            &keys,
-        ))
-    }
-
-    /// The month holding a check; `None` if no such check is known.
+    /// The month holding check `check_id`, if any.
     pub fn month_of_check(&self, check_id: &str) -> Result<Option<Month>, StoreError> {
-        for month in self.months()? {
-            self.ensure_index(month)?;
-            let doc = self.month_doc(month)?;
-            if lock(&doc)
-                .index
-                .as_ref()
-                .is_some_and(|i| i.contains_key(check_id))
-            {
+        self.fresh()?;
+        for month in self.months()?.into_iter().rev() {
+            if self.inner.index.check(month, check_id)?.is_some() {
                 return Ok(Some(month));
             }
         }
         Ok(None)
     }
 
-    fn readable(&self, month: Month) -> Result<(SharedDoc, Option<[u8; 32]>), StoreError> {
-        if self.is_purged(month)? {
+    /// Every event of a month, in order (reports and tests: this reads the whole month).
+    pub fn events(&self, month: Month) -> Result<MonthEvents, StoreError> {
+        self.fresh()?;
+        if self.inner.tombstones.contains(month) {
             return Err(StoreError::Purged(month));
         }
-        let doc = self.month_doc(month)?;
-        let key = match self.inner.keys.get(month) {
-            Ok(k) => Some(k),
-            Err(SealError::NoKey(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        Ok((doc, key))
-    }
-
-    fn small_doc(&self, name: &str) -> Result<AutoCommit, StoreError> {
-        match self.inner.small.get(name)? {
-            Some(v) => match unframe(&v)
-                .map_err(str::to_string)
-                .and_then(|p| AutoCommit::load(p).map_err(|e| e.to_string()))
-            {
-                Ok(doc) => Ok(doc),
-                Err(e) => {
-                    // A damaged small document is set aside and rebuilt (from peers, or by
-                    // this device registering itself again).
-                    self.quarantine(name.as_bytes(), &v, &e)?;
-                    self.inner.small.remove(name)?;
-                    Ok(AutoCommit::new())
+        let mut out = MonthEvents::default();
+        let mut seen = std::collections::HashSet::new();
+        let marks = self.inner.index.watermarks(month)?;
+        for (seg, end) in marks {
+            let found = self.records_in(month, seg, segment::HEADER_LEN, end)?;
+            for f in found {
+                if !seen.insert(f.record.id) {
+                    continue;
                 }
-            },
-            None => Ok(AutoCommit::new()),
+                match self.open_record(month, &f.record) {
+                    Ok(e) => out.events.push((f.record.id, e)),
+                    Err(Unopened::Io(e)) => return Err(e),
+                    Err(Unopened::Unreadable(reason)) => out.rejected.push(Rejected {
+                        at: format!("{month}/{seg}@{}", f.offset),
+                        reason,
+                    }),
+                }
+            }
         }
+        sort_events(&mut out.events);
+        Ok(out)
     }
 
-    fn change_small(
+    /// The whole records of segment `seg` between `from` and `to`.
+    fn records_in(
         &self,
-        name: &str,
-        change: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
-    ) -> Result<(), StoreError> {
-        let _one_writer = lock(&self.inner.small_lock);
-        let mut doc = self.small_doc(name)?;
-        change(&mut doc).map_err(|e| StoreError::Document(e.to_string()))?;
-        doc.commit();
-        self.inner.small.insert(name, frame(&doc.save()))?;
-        self.flush_blocking()
+        month: Month,
+        seg: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<segment::Found>, StoreError> {
+        let bytes = self
+            .inner
+            .segments
+            .read_from(month, seg, from)
+            .map_err(|source| StoreError::Read {
+                path: self.inner.segments.path(month, seg).display().to_string(),
+                source,
+            })?;
+        let scan = segment::scan(&bytes, from);
+        Ok(scan
+            .records
+            .into_iter()
+            .filter(|f| f.offset + u64::from(f.len) <= to)
+            .collect())
     }
+
+    /// Reads and opens every record of every month, reporting what does not open.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.fresh()?;
+        let mut report = VerifyReport::default();
+        for month in self.months()? {
+            for (seg, valid) in self.inner.segments.list(month) {
+                let bytes = self
+                    .inner
+                    .segments
+                    .read_from(month, seg, segment::HEADER_LEN)
+                    .map_err(|source| StoreError::Read {
+                        path: self.inner.segments.path(month, seg).display().to_string(),
+                        source,
+                    })?;
+                let scan = segment::scan(&bytes, segment::HEADER_LEN);
+                for f in &scan.records {
+                    match self.open_record(month, &f.record) {
+                        Ok(_) => report.records += 1,
+                        Err(Unopened::Io(e)) => return Err(e),
+                        Err(Unopened::Unreadable(reason)) => report.problems.push(Rejected {
+                            at: format!("{month}/{seg}@{}", f.offset),
+                            reason,
+                        }),
+                    }
+                }
+                if scan.end != segment::End::Clean {
+                    report.problems.push(Rejected {
+                        at: format!("{month}/{seg}"),
+                        reason: format!("{:?} (valid length {valid})", scan.end),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    // ----- sync -----
+
+    /// The month's document, brought up to date (what a new peer receives).
+    pub fn month_document(&self, month: Month) -> Result<Vec<u8>, StoreError> {
+        let _docs = read_guard(&self.inner.purging);
+        self.document_caught_up(month)?;
+        Ok(self.inner.docs.save_whole(month)?)
+    }
+
+    /// The month's event ids and record digests, as its document holds them.
+    pub fn month_entries(&self, month: Month) -> Result<Vec<(EventId, [u8; 8])>, StoreError> {
+        let _docs = read_guard(&self.inner.purging);
+        self.document_caught_up(month)?;
+        Ok(self
+            .inner
+            .docs
+            .entries(month)?
+            .into_iter()
+            .map(|e| (e.id, e.digest))
+            .collect())
+    }
+
+    /// Merges a peer's month document; returns the ids it names that this device has no
+    /// record of (to fetch). Refused for a purged month.
+    pub fn merge_month_document(
+        &self,
+        month: Month,
+        bytes: &[u8],
+    ) -> Result<Vec<EventId>, StoreError> {
+        self.fresh()?;
+        let _docs = read_guard(&self.inner.purging);
+        if self.inner.tombstones.contains(month) {
+            return Err(StoreError::Purged(month));
+        }
+        self.inner.docs.merge(month, bytes)?;
+        let mut missing = Vec::new();
+        for e in self.inner.docs.entries(month)? {
+            if self.inner.index.event(month, e.id)?.is_none() {
+                missing.push(e.id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// The bodies of the records `ids` of `month` that this device holds (for a peer's
+    /// [`Store::receive`]).
+    pub fn record_bodies(
+        &self,
+        month: Month,
+        ids: &[EventId],
+    ) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+        self.fresh()?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(loc) = self.inner.index.event(month, *id)? {
+                let record = self.read_frame(month, loc)?;
+                if record.id == *id {
+                    out.push((*id, record.body()));
+                } else {
+                    tracing::error!(%month, event = %id, "the index points to another record");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every key of `month` (sent to paired devices only, inside the authenticated channel).
+    pub fn month_keys(&self, month: Month) -> Result<Vec<(KeyId, [u8; 32])>, StoreError> {
+        Ok(self.inner.keys.all(month)?)
+    }
+
+    /// Installs a month key received from a paired device (refused for a purged month), and
+    /// indexes the month's records that were waiting for it.
+    pub fn install_month_key(&self, month: Month, key: [u8; 32]) -> Result<KeyId, StoreError> {
+        let id = self.inner.keys.install(month, key)?;
+        self.fresh()?;
+        let _ix = lock(&self.inner.index_lock);
+        recovery::retry_unreadable(self, month)?;
+        Ok(id)
+    }
+
+    /// Brings the month document up to date. The caller holds `purging` (shared).
+    fn document_caught_up(&self, month: Month) -> Result<usize, StoreError> {
+        self.fresh()?;
+        if self.inner.tombstones.contains(month) {
+            return Err(StoreError::Purged(month));
+        }
+        let ends = self.inner.index.watermarks(month)?;
+        let records = |seg: u32, from: u64| -> io::Result<Vec<segment::Found>> {
+            let bytes = self.inner.segments.read_from(month, seg, from)?;
+            Ok(segment::scan(&bytes, from).records)
+        };
+        let added = self.inner.docs.catch_up(month, &ends, &records)?;
+        // Only a hint for `maintain`: the document keeps its own watermarks.
+        self.inner.index.set_doc_marks(month, &ends)?;
+        Ok(added)
+    }
+
+    // ----- small documents -----
 
     fn small_map(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        let doc = self.small_doc(name)?;
+        let doc = self.inner.small.get(name)?;
         let mut out = BTreeMap::new();
         for k in doc.keys(ROOT) {
             if let Ok(Some((Value::Scalar(v), _))) = doc.get(ROOT, k.as_str()) {
@@ -998,12 +1201,23 @@ impl Store {
         if self.small_map("devices")?.contains_key(&id) {
             return Ok(());
         }
+        let key: String = self
+            .inner
+            .device
+            .verifying_key()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let record = serde_json::json!({
-            "public_key": hex_bytes(self.inner.device.verifying_key().as_bytes()),
+            "public_key": key,
             "added_at": chrono::Utc::now().to_rfc3339(),
         })
         .to_string();
-        self.change_small("devices", |doc| doc.put(ROOT, id.as_str(), record.as_str()))
+        Ok(self
+            .inner
+            .small
+            .change("devices", |doc| doc.put(ROOT, id.as_str(), record.as_str()))?)
     }
 
     /// The devices of this clinic (device id → JSON with its public key), this one included.
@@ -1018,12 +1232,15 @@ impl Store {
 
     /// Sets a shared setting.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.change_small("settings", |doc| doc.put(ROOT, key, value))
+        Ok(self
+            .inner
+            .small
+            .change("settings", |doc| doc.put(ROOT, key, value))?)
     }
 
     /// A small document (`devices`, `settings`) as a peer receives it.
     pub fn export_small(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        Ok(self.small_doc(name)?.save())
+        Ok(self.inner.small.get(name)?.save())
     }
 
     /// Merges a peer's small document (checked strictly first).
@@ -1032,246 +1249,149 @@ impl Store {
             bytes,
             automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
         )
-        .map_err(|e| StoreError::Document(format!("peer document refused: {e}")))?;
-        self.change_small(name, |doc| doc.load_incremental(bytes).map(|_| ()))
+        .map_err(|e| DocError::Refused(format!("peer document refused: {e}")))?;
+        Ok(self
+            .inner
+            .small
+            .change(name, |doc| doc.load_incremental(bytes).map(|_| ()))?)
     }
 
-    /// Months that hold data (loaded or on disk), oldest first.
-    pub fn months(&self) -> Result<Vec<Month>, StoreError> {
-        let mut months: Vec<Month> = self.inner.keys.months();
-        for m in lock(&self.inner.months).keys() {
-            months.push(*m);
-        }
-        months.sort();
-        months.dedup();
-        let mut live = Vec::new();
-        for m in months {
-            if !self.is_purged(m)? {
-                live.push(m);
+    // ----- maintenance and retention -----
+
+    /// Brings every month document up to date, compacts those that need it, and lets go of
+    /// them in memory. A month with nothing new since its document was last saved is not
+    /// loaded. (tsunagid runs this in its maintenance pass.)
+    pub fn maintain(&self) -> Result<Maintenance, StoreError> {
+        self.fresh()?;
+        let _docs = read_guard(&self.inner.purging);
+        let mut done = Maintenance::default();
+        for month in self.months()? {
+            let current =
+                self.inner.index.doc_marks(month)? == Some(self.inner.index.watermarks(month)?);
+            if current && !self.inner.docs.needs_compaction_on_disk(month)? {
+                continue;
+            }
+            done.documented += self.document_caught_up(month)?;
+            if self.inner.docs.needs_compaction(month)? {
+                self.inner.docs.compact(month)?;
+                done.compacted += 1;
             }
         }
-        Ok(live)
+        self.inner.docs.unload();
+        self.inner.index.flush()?;
+        Ok(done)
     }
 
-    /// Whether the month's incremental chunks outweigh its snapshot (automerge-repo's rule).
-    pub fn needs_compaction(&self, month: Month) -> Result<bool, StoreError> {
-        let doc = self.month_doc(month)?;
-        let m = lock(&doc);
-        Ok(m.incremental_bytes > m.snapshot_bytes.max(64 * 1024))
+    /// Compacts one month document now (tests and tools).
+    pub fn compact_document(&self, month: Month) -> Result<u64, StoreError> {
+        let _docs = read_guard(&self.inner.purging);
+        self.document_caught_up(month)?;
+        Ok(self.inner.docs.compact(month)?)
     }
 
-    /// Folds the month's incremental chunks into one snapshot, atomically, and flushes.
-    pub fn compact(&self, month: Month) -> Result<Compaction, StoreError> {
-        let doc = self.month_doc(month)?;
-        let mut m = lock(&doc);
-        let snapshot = m.doc.save();
-        let prefix = month.to_string().into_bytes();
-        // The snapshot lives in its own tree, so appends never rewrite its node. It is made
-        // durable before the chunks it covers go: a crash in between leaves both, and loading
-        // a change twice is a no-op.
-        self.inner
-            .snapshots
-            .insert(chunk_key(month, KIND_SNAPSHOT, 0), frame(&snapshot))?;
-        self.flush_blocking()?;
-        let mut batch = sled::Batch::default();
-        let mut chunks = 0;
-        for item in self.inner.chunks.scan_prefix(&prefix) {
-            let (key, _) = item?;
-            batch.remove(key);
-            chunks += 1;
-        }
-        self.inner.chunks.apply_batch(batch)?;
-        self.flush_blocking()?;
-        drop(m);
-        self.checkpoint()?;
-        let mut m = lock(&doc);
-        m.saved_heads = m.doc.get_heads();
-        m.snapshot_bytes = snapshot.len() as u64;
-        m.incremental_bytes = 0;
-        Ok(Compaction {
-            chunks,
-            snapshot_bytes: snapshot.len(),
-        })
-    }
-
-    /// Ends a month at the end of its retention: keeps `aggregate` (counts, no personal data),
-    /// deletes the month's document and destroys its key. Resumes by itself if interrupted.
+    /// Ends a month at the end of its retention: records its tombstone with `aggregate`
+    /// (counts, no personal data), then deletes its keys, segments, documents and index
+    /// entries. Resumes by itself at the next open if interrupted.
     pub fn purge(&self, month: Month, aggregate: &serde_json::Value) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(aggregate).map_err(|e| StoreError::Document(e.to_string()))?;
-        // The log may hold the month's sealed events: empty it into sled first.
-        self.checkpoint()?;
-        self.inner.aggregates.insert(month.to_string(), bytes)?;
-        self.inner.db.flush()?;
-        self.erase_month(month)
-    }
-
-    fn erase_month(&self, month: Month) -> Result<(), StoreError> {
-        lock(&self.inner.months).remove(&month);
-        let prefix = month.to_string().into_bytes();
-        let mut batch = sled::Batch::default();
-        for item in self.inner.chunks.scan_prefix(&prefix) {
-            batch.remove(item?.0);
-        }
-        for item in self.inner.quarantine.scan_prefix(&prefix) {
-            self.inner.quarantine.remove(item?.0)?;
-        }
-        self.inner.chunks.apply_batch(batch)?;
-        let mut bodies = sled::Batch::default();
-        for item in self.inner.bodies.scan_prefix(&prefix) {
-            bodies.remove(item?.0);
-        }
-        self.inner.bodies.apply_batch(bodies)?;
+        let _gate = lock(&self.inner.gate);
+        let _no_documents = self
+            .inner
+            .purging
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         self.inner
-            .snapshots
-            .remove(chunk_key(month, KIND_SNAPSHOT, 0))?;
-        self.flush_blocking()?;
-        self.inner.keys.destroy(month)?;
-        Ok(())
+            .tombstones
+            .add(month, aggregate.clone())
+            .map_err(|source| StoreError::Write {
+                path: format!("purged/{month}.json"),
+                source,
+            })?;
+        recovery::erase_month(self, month)
     }
 
-    fn finish_interrupted_purges(&self) -> Result<(), StoreError> {
-        for month in self.purged_months()? {
-            let prefix = month.to_string().into_bytes();
-            let leftover = self.inner.chunks.scan_prefix(&prefix).next().is_some()
-                || self
-                    .inner
-                    .snapshots
-                    .contains_key(chunk_key(month, KIND_SNAPSHOT, 0))?
-                || self.inner.keys.get(month).is_ok();
-            if leftover {
-                tracing::warn!(%month, "finishing an interrupted purge");
-                self.erase_month(month)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn purged_months(&self) -> Result<Vec<Month>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.inner.aggregates.iter() {
-            let (k, _) = item?;
-            if let Some(m) = std::str::from_utf8(&k).ok().and_then(|s| s.parse().ok()) {
-                out.push(m);
-            }
-        }
-        Ok(out)
+    /// Whether `month` was purged.
+    pub fn is_purged(&self, month: Month) -> bool {
+        self.inner.tombstones.contains(month)
     }
 
     /// The aggregates of purged months.
-    pub fn aggregates(&self) -> Result<BTreeMap<Month, serde_json::Value>, StoreError> {
-        let mut out = BTreeMap::new();
-        for item in self.inner.aggregates.iter() {
-            let (k, v) = item?;
-            let month = std::str::from_utf8(&k).ok().and_then(|s| s.parse().ok());
-            let value = serde_json::from_slice(&v).ok();
-            if let (Some(m), Some(v)) = (month, value) {
-                out.insert(m, v);
-            }
-        }
-        Ok(out)
+    pub fn aggregates(&self) -> BTreeMap<Month, serde_json::Value> {
+        self.inner
+            .tombstones
+            .all()
+            .into_iter()
+            .map(|(m, t)| (m, t.aggregate))
+            .collect()
     }
 
-    /// Chunks that failed to load and were set aside.
-    pub fn quarantined(&self) -> Result<usize, StoreError> {
-        Ok(self.inner.quarantine.iter().count())
-    }
-
-    /// The number of events stored for a month (kept as a counter, not counted on disk).
-    pub fn event_count(&self, month: Month) -> Result<usize, StoreError> {
-        let doc = self.month_doc(month)?;
-        let n = lock(&doc).events;
-        Ok(n)
-    }
-
-    /// The version recorded on disk.
-    pub fn version(&self) -> Result<u32, StoreError> {
-        Ok(self
-            .inner
-            .meta
-            .get("version")?
-            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
-            .unwrap_or(0))
+    /// What recovery did or found, this open and before (newest last).
+    pub fn health(&self) -> Vec<HealthNote> {
+        lock(&self.inner.health).clone()
     }
 }
 
-/// Opens, checks and orders the events stored under `keys`; what fails is reported.
-fn decode_all(
-    doc: &AutoCommit,
-    bodies: &sled::Tree,
-    month: Month,
-    key: Option<&[u8; 32]>,
-    keys: &[String],
-) -> MonthEvents {
-    let mut out = MonthEvents::default();
-    for stored in keys {
-        match decode_one(doc, bodies, month, key, stored) {
-            Ok(e) => out.events.push(e),
-            Err(reason) => {
-                tracing::warn!(event = %stored, %reason, "rejected a stored event");
-                out.rejected.push(Rejected {
-                    stored_as: stored.clone(),
-                    reason,
-                });
-            }
-        }
-    }
-    out.events
-        .sort_by(|a, b| (a.1.at, &a.1.device, &a.0).cmp(&(b.1.at, &b.1.device, &b.0)));
-    out
-}
-
-/// Opens and checks one stored event: its body must match the document's digest, open
-/// with the month key, carry its own id, verify, and belong to this month.
-fn decode_one(
-    doc: &AutoCommit,
-    bodies: &sled::Tree,
-    month: Month,
-    key: Option<&[u8; 32]>,
-    stored: &str,
-) -> Result<(EventId, Event), String> {
-    let sum = match doc.get(ROOT, stored) {
-        Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
-            ScalarValue::Bytes(b) => b.clone(),
-            _ => return Err("not an event entry".into()),
-        },
-        _ => return Err("not an event entry".into()),
-    };
-    let value = bodies
-        .get(body_key(month, stored))
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "event body missing (not yet received)".to_string())?;
-    if digest(&value) != sum {
-        return Err("event body does not match its document entry".into());
-    }
-    let key = key.ok_or_else(|| SealError::NoKey(month).to_string())?;
-    let plain = seal::open(key, stored.as_bytes(), &value).map_err(|e| e.to_string())?;
-    let signed = SignedEvent::from_bytes(&plain).map_err(|e| e.to_string())?;
+/// Seals a signed event into a record body of `month` under month key `key`: the form
+/// [`Store::record_bodies`] gives and [`Store::receive`] takes.
+pub fn seal_record(month: Month, key: &[u8; 32], signed: &SignedEvent) -> Vec<u8> {
+    let key_id = KeyId::of(month, key);
     let id = signed.id();
-    if id.0 != stored {
-        return Err(EventError::WrongId {
-            stored: stored.to_string(),
-            actual: id.0,
-        }
-        .to_string());
+    Record {
+        key_id,
+        id,
+        sealed: seal::seal(key, &Record::aad(month, key_id, id), &signed.to_bytes()),
     }
-    let event = signed.verify().map_err(|e| e.to_string())?;
-    if event.month != month {
-        return Err(EventError::WrongMonth {
-            event: event.month,
-            document: month,
-        }
-        .to_string());
-    }
-    Ok((id, event))
+    .body()
 }
 
-/// Brings a store written by an older release up to [`STORE_VERSION`], one step at a time.
-/// Each step must be idempotent: a crash mid-migration reruns it.
-fn migrate(_db: &sled::Db, from: u32) -> Result<(), StoreError> {
-    for version in from..STORE_VERSION {
-        // No older format exists yet; the first format change adds its step here.
-        tracing::info!(from = version, to = version + 1, "migrating store");
+fn sort_events(events: &mut [(EventId, Event)]) {
+    events.sort_by(|a, b| (a.1.at, &a.1.device, a.0).cmp(&(b.1.at, &b.1.device, b.0)));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn nov() -> Month {
+        Month::new(2026, 11).unwrap()
     }
-    Ok(())
+
+    #[test]
+    fn an_index_failure_after_the_acknowledgement_is_repaired_not_reported() {
+        // Contract 3: the capture is durable; the index update fails (twice); the writer
+        // is told Ok, a retry is still recognised, and reads see the capture once the
+        // index can be written again.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        store.capture_blocking("c0", nov(), json!({})).unwrap();
+        store.check_ids(nov()).unwrap();
+        store
+            .inner
+            .index
+            .fail_adds
+            .store(2, std::sync::atomic::Ordering::SeqCst);
+        let first = store.capture_blocking("c1", nov(), json!({})).unwrap();
+        assert!(first.new);
+        let again = store.capture_blocking("c1", nov(), json!({})).unwrap();
+        assert_eq!((again.new, again.id), (false, first.id));
+        // The first reads may meet the failure (and say so); then the index catches up.
+        let mut seen = None;
+        for _ in 0..5 {
+            if let Ok(ids) = store.check_ids(nov()) {
+                seen = Some(ids);
+                break;
+            }
+        }
+        assert_eq!(seen.unwrap(), vec!["c0", "c1"]);
+        assert_eq!(store.check_events(nov(), "c1").unwrap().events.len(), 1);
+        assert!(!store.inner.stale.load(Ordering::SeqCst));
+        drop(store);
+        let store = Store::open_waiting(
+            &StoreConfig::new(dir.path()),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(store.check_events(nov(), "c1").unwrap().events.len(), 1);
+    }
 }

@@ -1,41 +1,34 @@
-//! The store on a real sled directory: durability across reopen, idempotence, convergence,
+//! The store on a real data directory: durability across reopen, idempotence, two keys in a
+//! month, peers' records, damage of every part (each set aside loudly, nothing else lost),
 //! retention with a canary, and every kind of bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use tsunagi_sync::event::{Event, EventError};
 use tsunagi_sync::hlc::Timestamp;
-use tsunagi_sync::store::StoreConfig;
+use tsunagi_sync::store::{seal_record, HealthKind, OpenError, StoreConfig};
 use tsunagi_sync::{DeviceKey, Month, SignedEvent, Store, StoreError};
 
 fn nov() -> Month {
     Month::new(2026, 11).unwrap()
 }
 
-/// Opens the store, waiting briefly for a handle dropped a moment ago to let go (a capture
-/// enters its document just after its acknowledgement).
+fn config(dir: &Path) -> StoreConfig {
+    let mut c = StoreConfig::new(dir);
+    c.segment_bytes = 4096;
+    c.compact_bytes = 1024;
+    c
+}
+
+/// Opens the store, waiting for sled's threads of a store dropped a moment ago to let go of
+/// the index.
 fn open(dir: &Path) -> Store {
-    Store::open_waiting(&StoreConfig::new(dir), std::time::Duration::from_secs(5)).unwrap()
+    Store::open_waiting(&config(dir), std::time::Duration::from_secs(10)).unwrap()
 }
 
-/// sled directly (a test that damages the files), once the store has let go.
-fn sled_open(path: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("sled: {e}"),
-        }
-    }
-}
-
-fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
+fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let p = entry.path();
@@ -52,6 +45,40 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    all_files(dir)
+        .into_iter()
+        .filter(|p| contains(&std::fs::read(p).unwrap_or_default(), needle))
+        .collect()
+}
+
+fn segments(dir: &Path, month: Month) -> Vec<PathBuf> {
+    let mut s: Vec<PathBuf> = all_files(&dir.join(format!("months/{month}")))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    s.sort();
+    s
+}
+
+fn ns(store: &Store, month: Month) -> Vec<i64> {
+    let events = store.events(month).unwrap();
+    assert!(events.rejected.is_empty(), "{:?}", events.rejected);
+    events
+        .events
+        .iter()
+        .map(|(_, e)| e.payload["n"].as_i64().unwrap())
+        .collect()
+}
+
+fn capture_n(store: &Store, range: std::ops::Range<i64>) {
+    for n in range {
+        store
+            .capture_blocking(&format!("c{n}"), nov(), json!({"kind": "captured", "n": n}))
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn events_survive_reopen_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,342 +86,538 @@ async fn events_survive_reopen_in_order() {
     {
         let store = open(dir.path());
         device = store.device().id().clone();
-        for n in 0..5 {
+        for n in 0..40 {
             store
-                .append_durable(&format!("c{n}"), nov(), json!({"n": n}))
+                .capture(&format!("c{n}"), nov(), json!({"n": n}))
                 .await
                 .unwrap();
         }
+        // Small segments: the month spans several.
+        assert!(segments(dir.path(), nov()).len() > 2);
     }
     let store = open(dir.path());
     assert_eq!(store.device().id(), &device, "device key kept");
-    let events = store.events(nov()).unwrap();
-    assert!(events.rejected.is_empty());
-    let order: Vec<i64> = events
-        .events
-        .iter()
-        .map(|(_, e)| e.payload["n"].as_i64().unwrap())
-        .collect();
-    assert_eq!(order, vec![0, 1, 2, 3, 4]);
-    assert_eq!(store.event_count(nov()).unwrap(), 5);
-    assert_eq!(store.version().unwrap(), tsunagi_sync::store::STORE_VERSION);
-    // Compaction keeps everything and survives a reopen too.
-    let c = store.compact(nov()).unwrap();
-    assert_eq!(c.chunks, 5);
-    drop(store);
-    let store = open(dir.path());
-    assert_eq!(store.events(nov()).unwrap().events.len(), 5);
+    assert_eq!(ns(&store, nov()), (0..40).collect::<Vec<_>>());
+    assert_eq!(store.counts(nov()).unwrap().checks, 40);
+    assert!(store.health().is_empty(), "{:?}", store.health());
+    assert_eq!(store.verify().unwrap().problems, vec![]);
 }
 
-#[tokio::test]
-async fn the_same_event_twice_or_from_two_stores_converges() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let b_dir = tempfile::tempdir().unwrap();
-    let a = open(a_dir.path());
-    let b = open(b_dir.path());
-    a.append("c1", nov(), json!({"kind": "captured"})).unwrap();
-    // The month key is shared by paired devices.
-    let key = a.keys().get(nov()).unwrap();
-    b.keys().install(nov(), key).unwrap();
-    b.append("c1", nov(), json!({"kind": "answered"})).unwrap();
-    // Exchange whole documents both ways, twice (replays change nothing).
-    for _ in 0..2 {
-        let doc_a = a.export_month(nov()).unwrap();
-        let doc_b = b.export_month(nov()).unwrap();
-        b.merge_changes(nov(), &doc_a).unwrap();
-        a.merge_changes(nov(), &doc_b).unwrap();
-    }
-    let ea = a.events(nov()).unwrap();
-    let eb = b.events(nov()).unwrap();
-    assert!(ea.rejected.is_empty() && eb.rejected.is_empty());
-    assert_eq!(ea.events.len(), 2);
-    assert_eq!(
-        ea.events.iter().map(|e| &e.0).collect::<Vec<_>>(),
-        eb.events.iter().map(|e| &e.0).collect::<Vec<_>>(),
-        "same events in the same order on both devices"
-    );
-    // A hostile peer cannot swap an event's body for another.
-    let mut hostile = b.export_month(nov()).unwrap();
-    for (_, body) in hostile.bodies.iter_mut() {
-        body.iter_mut().for_each(|x| *x ^= 0x55);
-    }
-    a.merge_changes(nov(), &hostile).unwrap();
-    let after = a.events(nov()).unwrap();
-    assert!(after.rejected.is_empty());
-    assert_eq!(after.events.len(), 2);
-    // A signed event applied again is the same key: nothing new.
-    let events = a.events(nov()).unwrap();
-    let (_, first) = &events.events[0];
-    let key_a = DeviceKey::generate();
-    let again = Event {
-        device: key_a.id().clone(),
-        ..first.clone()
-    };
-    let signed = SignedEvent::sign(&again, &key_a).unwrap();
-    let id1 = a.insert_signed(&signed).unwrap();
-    let id2 = a.insert_signed(&signed).unwrap();
-    assert_eq!(id1, id2);
-    assert_eq!(a.events(nov()).unwrap().events.len(), 3);
-}
-
-#[tokio::test]
-async fn bad_signatures_and_clocks_are_refused() {
+#[test]
+fn a_capture_made_twice_is_one_check() {
+    // Issue 8: a capture carries its check id as idempotency key.
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.append("c1", nov(), json!({})).unwrap();
-    let peer = DeviceKey::generate();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let first = store
+        .capture_blocking("c1", nov(), json!({"kind": "captured"}))
+        .unwrap();
+    assert!(first.new);
+    let again = store
+        .capture_blocking("c1", nov(), json!({"kind": "captured", "retry": true}))
+        .unwrap();
+    assert_eq!((again.new, again.id), (false, first.id));
+    // Eight threads capturing one new check at once write it once.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                s.capture_blocking("c2", nov(), json!({"kind": "captured"}))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(answers.iter().filter(|a| a.new).count(), 1);
+    assert!(answers.iter().all(|a| a.id == answers[0].id));
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.check_events(nov(), "c1").unwrap().events.len(), 1);
+    assert_eq!(store.check_events(nov(), "c2").unwrap().events.len(), 1);
+    assert_eq!(store.counts(nov()).unwrap().checks, 2);
+}
+
+#[test]
+fn two_devices_start_a_month_apart_and_converge() {
+    // Issue 8: a month holds events sealed by keys created on two devices.
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+    a.capture_blocking("a1", nov(), json!({"n": 1})).unwrap();
+    a.append_blocking("a1", nov(), json!({"n": 2})).unwrap();
+    b.capture_blocking("b1", nov(), json!({"n": 3})).unwrap();
+    let (a_keys, b_keys) = (a.month_keys(nov()).unwrap(), b.month_keys(nov()).unwrap());
+    assert_ne!(a_keys[0].0, b_keys[0].0, "each device started its own key");
+    for (_, k) in &a_keys {
+        b.install_month_key(nov(), *k).unwrap();
+    }
+    for (_, k) in &b_keys {
+        a.install_month_key(nov(), *k).unwrap();
+    }
+    // B learns which records it lacks from A's document, fetches them, receives them twice.
+    let missing = b
+        .merge_month_document(nov(), &a.month_document(nov()).unwrap())
+        .unwrap();
+    assert_eq!(missing.len(), 2);
+    for (_, body) in a.record_bodies(nov(), &missing).unwrap() {
+        assert!(b.receive(nov(), &body).unwrap().new);
+        assert!(
+            !b.receive(nov(), &body).unwrap().new,
+            "the same record twice"
+        );
+    }
+    let missing = a
+        .merge_month_document(nov(), &b.month_document(nov()).unwrap())
+        .unwrap();
+    for (_, body) in b.record_bodies(nov(), &missing).unwrap() {
+        a.receive(nov(), &body).unwrap();
+    }
+    assert!(b
+        .merge_month_document(nov(), &a.month_document(nov()).unwrap())
         .unwrap()
-        .as_millis() as u64;
-    let event = |wall_ms| Event {
-        check_id: "c2".into(),
-        month: nov(),
+        .is_empty());
+    // Both hold the same events, in the same order, sealed by two keys, after a restart.
+    drop((a, b));
+    let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+    assert_eq!(ns(&a, nov()), ns(&b, nov()));
+    assert_eq!(ns(&a, nov()).len(), 3);
+    assert_eq!(a.month_keys(nov()).unwrap().len(), 2);
+    let mut ea = a.month_entries(nov()).unwrap();
+    let mut eb = b.month_entries(nov()).unwrap();
+    ea.sort();
+    eb.sort();
+    assert_eq!(ea, eb);
+    // New records of both now use the same (smallest) key.
+    assert_eq!(
+        a.month_keys(nov()).unwrap()[0],
+        b.month_keys(nov()).unwrap()[0]
+    );
+}
+
+fn event(key: &DeviceKey, month: Month, at_ms: u64) -> Event {
+    Event {
+        check_id: "x1".into(),
+        month,
         at: Timestamp {
-            wall_ms,
+            wall_ms: at_ms,
             counter: 0,
         },
-        device: peer.id().clone(),
-        payload: json!({"kind": "answered"}),
-    };
-    let mut tampered = SignedEvent::sign(&event(now), &peer).unwrap();
-    tampered.body[5] ^= 1;
+        device: key.id().clone(),
+        payload: json!({"n": 1}),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn bad_records_from_a_peer_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .capture_blocking("c0", nov(), json!({"n": 0}))
+        .unwrap();
+    let (_, key) = store.month_keys(nov()).unwrap()[0];
+    let peer = DeviceKey::generate();
+    let good = SignedEvent::sign(&event(&peer, nov(), nov().start_ms() + 1), &peer).unwrap();
+    // A good one is accepted (the control: the cases below fail for their own reason).
+    assert!(
+        store
+            .receive(nov(), &seal_record(nov(), &key, &good))
+            .unwrap()
+            .new
+    );
+    // A flipped bit in the sealed bytes.
+    let mut tampered = seal_record(nov(), &key, &good);
+    let last = tampered.len() - 3;
+    tampered[last] ^= 1;
     assert!(matches!(
-        store.insert_signed(&tampered),
+        store.receive(nov(), &tampered),
+        Err(StoreError::Event(EventError::Malformed(_)))
+    ));
+    // A body whose signature does not verify.
+    let mut forged = good.clone();
+    forged.body = serde_json::to_vec(&event(&peer, nov(), nov().start_ms() + 2)).unwrap();
+    assert!(matches!(
+        store.receive(nov(), &seal_record(nov(), &key, &forged)),
         Err(StoreError::Event(EventError::BadSignature))
     ));
-    let future = SignedEvent::sign(&event(now + 3_600_000), &peer).unwrap();
+    // Signed by one device, claiming another.
+    let other = DeviceKey::generate();
+    let claims = SignedEvent::sign(&event(&peer, nov(), nov().start_ms() + 3), &peer).unwrap();
+    let mut stolen = claims.clone();
+    stolen.public_key = other.verifying_key().to_bytes();
+    stolen.signature = other.sign(&stolen.body);
     assert!(matches!(
-        store.insert_signed(&future),
-        Err(StoreError::Clock(_))
+        store.receive(nov(), &seal_record(nov(), &key, &stolen)),
+        Err(StoreError::Event(EventError::WrongDevice { .. }))
     ));
-    let past = SignedEvent::sign(&event(1_000), &peer).unwrap();
+    // An event of December offered as November's.
+    let dec = Month::new(2026, 12).unwrap();
+    let wrong = SignedEvent::sign(&event(&peer, dec, dec.start_ms()), &peer).unwrap();
     assert!(matches!(
-        store.insert_signed(&past),
+        store.receive(nov(), &seal_record(nov(), &key, &wrong)),
+        Err(StoreError::Event(EventError::WrongMonth { .. }))
+    ));
+    // Written long before its visit month.
+    let early = SignedEvent::sign(&event(&peer, nov(), 1_000), &peer).unwrap();
+    assert!(matches!(
+        store.receive(nov(), &seal_record(nov(), &key, &early)),
         Err(StoreError::Event(EventError::BeforeItsMonth { .. }))
     ));
-    // A peer's document carrying a forged value: reported when read, the rest stays usable.
-    let mut forged = automerge::AutoCommit::new();
-    use automerge::transaction::Transactable;
-    forged
-        .put(
-            automerge::ROOT,
-            "0000feedface",
-            automerge::ScalarValue::Bytes(vec![1, 2, 3]),
-        )
-        .unwrap();
-    let forged = tsunagi_sync::store::MonthExport {
-        document: forged.save(),
-        bodies: vec![("0000feedface".into(), b"not a sealed event".to_vec())],
-    };
-    store.merge_changes(nov(), &forged).unwrap();
-    let events = store.events(nov()).unwrap();
-    assert_eq!(events.events.len(), 1);
-    assert_eq!(events.rejected.len(), 1);
-    assert_eq!(events.rejected[0].stored_as, "0000feedface");
-    // Garbage instead of changes is refused without harm.
-    let garbage = tsunagi_sync::store::MonthExport {
-        document: b"not automerge".to_vec(),
-        bodies: Vec::new(),
-    };
-    assert!(store.merge_changes(nov(), &garbage).is_err());
-    assert_eq!(store.events(nov()).unwrap().events.len(), 1);
-}
-
-#[tokio::test]
-async fn a_truncated_chunk_is_quarantined() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        for n in 0..3 {
-            store
-                .append_durable(&format!("c{n}"), nov(), json!({}))
-                .await
-                .unwrap();
-        }
-    }
-    {
-        // Cut the last change chunk in half, as a torn write would.
-        let db = sled_open(&dir.path().join("db"));
-        let chunks = db.open_tree("chunks").unwrap();
-        let (key, value) = chunks.last().unwrap().unwrap();
-        chunks.insert(key, &value[..value.len() / 2]).unwrap();
-        db.flush().unwrap();
-    }
-    let store = open(dir.path());
-    let events = store.events(nov()).unwrap();
-    assert_eq!(events.events.len(), 2, "the intact events remain");
-    assert_eq!(store.quarantined().unwrap(), 1);
-    // And the store goes on.
-    store.append_durable("c9", nov(), json!({})).await.unwrap();
-    drop(store);
-    assert_eq!(open(dir.path()).events(nov()).unwrap().events.len(), 3);
-}
-
-#[test]
-fn a_damaged_database_is_reported_and_set_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        store.append("c1", nov(), json!({})).unwrap();
-        store.flush_blocking().unwrap();
-    }
-    for f in all_files(&dir.path().join("db")) {
-        std::fs::write(&f, vec![0xA5u8; 4096]).unwrap();
-    }
-    match Store::open(&StoreConfig::new(dir.path())) {
-        Err(StoreError::Corrupt { .. }) => {}
-        Err(e) => panic!("unexpected error: {e}"),
-        Ok(_) => panic!("a garbage database must not open silently"),
-    }
-    let (store, aside) = Store::open_or_recover(&StoreConfig::new(dir.path())).unwrap();
-    assert!(aside.unwrap().exists(), "the damaged files are kept");
-    store.append("c2", nov(), json!({})).unwrap();
-    assert_eq!(store.events(nov()).unwrap().events.len(), 1);
-}
-
-#[test]
-fn a_newer_store_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path()));
-    {
-        let db = sled::open(dir.path().join("db")).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("version", &99u32.to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    // From a clock an hour ahead.
+    let ahead = SignedEvent::sign(&event(&peer, nov(), now_ms() + 3_600_000), &peer).unwrap();
     assert!(matches!(
-        Store::open(&StoreConfig::new(dir.path())),
-        Err(StoreError::TooNew { found: 99, .. })
+        store.receive(nov(), &seal_record(nov(), &key, &ahead)),
+        Err(StoreError::Clock(_))
     ));
+    // Sealed with a key this device does not hold.
+    let stranger = SignedEvent::sign(&event(&peer, nov(), nov().start_ms() + 4), &peer).unwrap();
+    assert!(matches!(
+        store.receive(nov(), &seal_record(nov(), &[7; 32], &stranger)),
+        Err(StoreError::NoKey { .. })
+    ));
+    assert!(store.receive(nov(), b"junk").is_err());
+    // Nothing refused reached the month.
+    assert_eq!(store.events(nov()).unwrap().events.len(), 2);
 }
 
-#[tokio::test]
-async fn purge_leaves_no_trace_of_the_canary() {
+#[test]
+fn a_torn_tail_is_cut_and_later_records_follow_it() {
     let dir = tempfile::tempdir().unwrap();
-    let canary = "カナリア山田花子";
+    capture_n(&open(dir.path()), 0..3);
+    // A crash mid-write: half a record, not zeros, at the end of the last segment.
+    let seg = segments(dir.path(), nov()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&[0, 0, 2, 0, 9, 9, 9, 9, 1, 0, 5, 5, 5]);
+    std::fs::write(&seg, &bytes).unwrap();
     let store = open(dir.path());
-    store
-        .append_durable("c1", nov(), json!({"kind": "captured", "name": canary}))
-        .await
-        .unwrap();
-    let oct = Month::new(2026, 10).unwrap();
-    store.append_durable("c0", oct, json!({})).await.unwrap();
-    store.compact(nov()).unwrap();
-    // Before the purge the data is there (readable with the key)…
-    let events = store.events(nov()).unwrap();
-    assert_eq!(events.events[0].1.payload["name"], canary);
-    let key = store.keys().get(nov()).unwrap();
-    // …but never in plain text on disk.
-    for f in all_files(dir.path()) {
-        let bytes = std::fs::read(&f).unwrap();
-        assert!(!contains(&bytes, canary.as_bytes()), "{}", f.display());
+    assert!(store.health().is_empty(), "a torn tail is not damage");
+    assert_eq!(ns(&store, nov()), vec![0, 1, 2]);
+    assert!(
+        !all_files(&dir.path().join("quarantine")).is_empty(),
+        "torn bytes kept"
+    );
+    capture_n(&store, 3..5);
+    drop(store);
+    assert_eq!(ns(&open(dir.path()), nov()), vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn damage_inside_a_segment_keeps_every_record_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut c = config(dir.path());
+        c.segment_bytes = 1 << 20;
+        let store = Store::open(&c).unwrap();
+        capture_n(&store, 0..10);
     }
-    store.purge(nov(), &json!({"checks": 1})).unwrap();
-    assert!(matches!(store.events(nov()), Err(StoreError::Purged(_))));
+    let seg = segments(dir.path(), nov()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let third = 32 + (bytes.len() - 32) / 10 * 3 + 40;
+    bytes[third] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    // The index still says everything is fine: only a rebuild would read the damage, so
+    // take the index away as a damaged disk might.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = open(dir.path());
+    let notes = store.health();
+    assert!(
+        notes.iter().any(|n| n.kind == HealthKind::SegmentDamaged),
+        "{notes:?}"
+    );
+    let got = ns(&store, nov());
+    assert_eq!(got.len(), 9, "only the damaged record is missing: {got:?}");
+    assert!(!got.contains(&3));
+    let quarantined = all_files(&dir.path().join("quarantine"));
+    assert!(quarantined
+        .iter()
+        .any(|p| contains(&std::fs::read(p).unwrap(), &bytes[third - 8..third])));
+    assert_eq!(store.verify().unwrap().problems, vec![]);
+    capture_n(&store, 10..12);
+    drop(store);
+    // Reopening finds nothing new to repair, and nothing was lost since.
+    let store = open(dir.path());
+    assert_eq!(
+        store
+            .health()
+            .iter()
+            .filter(|n| n.kind == HealthKind::SegmentDamaged)
+            .count(),
+        1,
+        "the note is kept, not repeated"
+    );
+    assert_eq!(ns(&store, nov()).len(), 11);
+}
+
+#[test]
+fn a_damaged_index_is_set_aside_and_rebuilt_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    capture_n(&open(dir.path()), 0..25);
+    // Every file of sled's overwritten with garbage.
+    for f in all_files(&dir.path().join("index")) {
+        let len = std::fs::metadata(&f).unwrap().len() as usize;
+        std::fs::write(&f, vec![0x5a; len.max(64)]).unwrap();
+    }
+    let store = open(dir.path());
+    assert!(
+        store
+            .health()
+            .iter()
+            .any(|n| n.kind == HealthKind::IndexRebuilt),
+        "{:?}",
+        store.health()
+    );
+    assert_eq!(ns(&store, nov()), (0..25).collect::<Vec<_>>());
+    assert_eq!(store.counts(nov()).unwrap().checks, 25);
+    assert!(std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| e
+        .file_name()
+        .to_string_lossy()
+        .starts_with("index.damaged-")));
+}
+
+#[test]
+fn an_index_that_contradicts_the_segments_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    capture_n(&open(dir.path()), 0..5);
+    {
+        // The index says segment 1 holds more than it does.
+        let db = sled::open(dir.path().join("index")).unwrap();
+        let tree = db.open_tree("index").unwrap();
+        let mut key = vec![b'W'];
+        key.extend_from_slice(&nov().to_bytes());
+        key.extend_from_slice(&1u32.to_be_bytes());
+        tree.insert(key, &(1u64 << 40).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert!(store
+        .health()
+        .iter()
+        .any(|n| n.kind == HealthKind::IndexRebuilt));
+    assert_eq!(ns(&store, nov()), (0..5).collect::<Vec<_>>());
+}
+
+#[test]
+fn open_never_destroys_and_says_why() {
+    // A store in use: the second opener is told, and waits when asked to.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
     assert!(matches!(
-        store.append("c2", nov(), json!({})),
+        Store::open(&config(dir.path())),
+        Err(OpenError::InUse { .. })
+    ));
+    let waiting = Store::open_waiting(&config(dir.path()), std::time::Duration::from_millis(200));
+    assert!(matches!(waiting, Err(OpenError::InUse { .. })));
+    drop(store);
+    assert!(Store::open_waiting(&config(dir.path()), std::time::Duration::from_secs(10)).is_ok());
+
+    // A data directory in the layout before segments: refused, untouched.
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir(old.path().join("db")).unwrap();
+    std::fs::write(old.path().join("wal.log"), b"records").unwrap();
+    let before = all_files(old.path());
+    match Store::open(&config(old.path())) {
+        Err(e @ OpenError::Format { found: 1, .. }) => {
+            assert!(e.to_string().contains("format 1"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(all_files(old.path()), before);
+    assert_eq!(
+        std::fs::read(old.path().join("wal.log")).unwrap(),
+        b"records"
+    );
+
+    // One written by a newer release.
+    let newer = tempfile::tempdir().unwrap();
+    std::fs::write(newer.path().join("FORMAT"), b"tsunagi-store 9\n").unwrap();
+    assert!(matches!(
+        Store::open(&config(newer.path())),
+        Err(OpenError::Format { found: 9, .. })
+    ));
+
+    // A data directory that is a file.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    assert!(Store::open(&config(file.path())).is_err());
+}
+
+#[test]
+fn purge_leaves_no_trace_and_the_month_cannot_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let oct = Month::new(2026, 10).unwrap();
+    capture_n(&store, 0..5);
+    store
+        .capture_blocking("o1", oct, json!({"name": "カナリア"}))
+        .unwrap();
+    store.append_blocking("o1", oct, json!({"n": 2})).unwrap();
+    store.compact_document(oct).unwrap();
+    let (_, key) = store.month_keys(oct).unwrap()[0];
+    let ids: Vec<_> = store
+        .events(oct)
+        .unwrap()
+        .events
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let bodies = store.record_bodies(oct, &ids).unwrap();
+    let sealed = &bodies[0].1[bodies[0].1.len() - 64..];
+    // The canaries are there before the purge: the key's bytes and a record's ciphertext.
+    assert!(!files_containing(dir.path(), &key).is_empty());
+    assert!(!files_containing(dir.path(), sealed).is_empty());
+
+    store.purge(oct, &json!({"checks": 1})).unwrap();
+    assert!(files_containing(dir.path(), &key).is_empty());
+    assert!(files_containing(dir.path(), sealed).is_empty());
+    assert!(!dir.path().join("months/2026-10").exists());
+    assert!(!dir.path().join("keys/2026-10").exists());
+    assert!(all_files(dir.path())
+        .iter()
+        .all(|p| !p.to_string_lossy().contains(".tmp-")));
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(store.aggregates()[&oct]["checks"], 1);
+    assert_eq!(store.months().unwrap(), vec![nov()]);
+    assert!(matches!(
+        store.capture_blocking("o2", oct, json!({})),
         Err(StoreError::Purged(_))
     ));
-    drop(store);
-    // No file holds the canary or the month key that could open what sled's old segments
-    // might still hold.
-    for f in all_files(dir.path()) {
-        let bytes = std::fs::read(&f).unwrap();
-        assert!(!contains(&bytes, canary.as_bytes()), "{}", f.display());
-        assert!(!contains(&bytes, &key), "month key left in {}", f.display());
-    }
-    let store = open(dir.path());
-    assert_eq!(store.aggregates().unwrap()[&nov()], json!({"checks": 1}));
-    assert_eq!(store.months().unwrap(), vec![oct], "other months untouched");
-    assert_eq!(store.events(oct).unwrap().events.len(), 1);
-}
-
-#[tokio::test]
-async fn one_check_is_read_alone_and_the_index_follows_new_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    for n in 0..10 {
-        store
-            .append(&format!("c{n}"), nov(), json!({"n": n}))
-            .unwrap();
-    }
-    assert_eq!(store.month_of_check("c3").unwrap(), Some(nov()));
-    assert_eq!(store.month_of_check("nope").unwrap(), None);
-    store.append("c3", nov(), json!({"n": "again"})).unwrap();
-    let c3 = store.check_events(nov(), "c3").unwrap();
-    assert_eq!(c3.events.len(), 2);
-    assert!(c3.events.iter().all(|(_, e)| e.check_id == "c3"));
-    // A peer's document invalidates the index; it is rebuilt on the next read.
-    let other_dir = tempfile::tempdir().unwrap();
-    let other = open(other_dir.path());
-    other
-        .keys()
-        .install(nov(), store.keys().get(nov()).unwrap())
-        .unwrap();
-    other.append("c3", nov(), json!({"n": "peer"})).unwrap();
-    store
-        .merge_changes(nov(), &other.export_month(nov()).unwrap())
-        .unwrap();
-    assert_eq!(store.check_events(nov(), "c3").unwrap().events.len(), 3);
+    // A peer cannot bring it back: not its key, not its records, not its document.
+    assert!(matches!(
+        store.install_month_key(oct, key),
+        Err(StoreError::Purged(_))
+    ));
+    assert!(matches!(
+        store.receive(oct, &bodies[0].1),
+        Err(StoreError::Purged(_))
+    ));
+    let peer_doc = {
+        let peer_dir = tempfile::tempdir().unwrap();
+        let peer = open(peer_dir.path());
+        peer.capture_blocking("p1", oct, json!({})).unwrap();
+        peer.month_document(oct).unwrap()
+    };
+    assert!(matches!(
+        store.merge_month_document(oct, &peer_doc),
+        Err(StoreError::Purged(_))
+    ));
+    assert!(!dir.path().join("months/2026-10").exists());
+    // The other month is untouched.
+    assert_eq!(ns(&store, nov()), (0..5).collect::<Vec<_>>());
 }
 
 #[test]
-fn a_store_in_use_is_reported_not_mistaken_for_damage() {
+fn an_interrupted_purge_is_finished_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let first = open(dir.path());
-    first.append("c1", nov(), json!({})).unwrap();
-    first.flush_blocking().unwrap();
-    assert!(matches!(
-        Store::open(&StoreConfig::new(dir.path())),
-        Err(StoreError::InUse { .. })
-    ));
-    // Recovery must never move a store that is merely in use.
-    assert!(matches!(
-        Store::open_or_recover(&StoreConfig::new(dir.path())),
-        Err(StoreError::InUse { .. })
-    ));
-    let waiting = std::thread::spawn({
-        let dir = dir.path().to_path_buf();
-        move || Store::open_waiting(&StoreConfig::new(&dir), std::time::Duration::from_secs(10))
-    });
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    drop(first);
-    let second = waiting.join().unwrap().unwrap();
-    assert_eq!(second.events(nov()).unwrap().events.len(), 1);
+    let oct = Month::new(2026, 10).unwrap();
+    {
+        let store = open(dir.path());
+        store.capture_blocking("o1", oct, json!({})).unwrap();
+        capture_n(&store, 0..2);
+    }
+    // The tombstone was written, then the process died before anything was deleted.
+    std::fs::create_dir_all(dir.path().join("purged")).unwrap();
+    std::fs::write(
+        dir.path().join("purged/2026-10.json"),
+        br#"{"month":{"year":2026,"month":10},"purged_at":"","aggregate":{"checks":1}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("keys/2026-10/leftover.key.tmp-1-2"), b"k").unwrap();
+    let store = open(dir.path());
+    assert!(store
+        .health()
+        .iter()
+        .any(|n| n.kind == HealthKind::PurgeFinished));
+    assert!(!dir.path().join("months/2026-10").exists());
+    assert!(!dir.path().join("keys/2026-10").exists());
+    assert_eq!(store.months().unwrap(), vec![nov()]);
+}
+
+#[test]
+fn open_checks_and_counts_come_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    capture_n(&store, 0..20);
+    for n in 0..15 {
+        store
+            .append_blocking(&format!("c{n}"), nov(), json!({"kind": "resolved"}))
+            .unwrap();
+    }
+    let open_now = store.open_checks(nov()).unwrap();
+    assert_eq!(open_now.len(), 5);
+    let counts = store.counts(nov()).unwrap();
+    assert_eq!((counts.checks, counts.open, counts.events), (20, 5, 35));
+    let info = store.check_info(nov(), "c19").unwrap().unwrap();
+    assert_eq!(info.events, 1);
+    store
+        .append_blocking("c19", nov(), json!({"kind": "answered"}))
+        .unwrap();
+    assert_eq!(store.check_info(nov(), "c19").unwrap().unwrap().events, 2);
+    assert_eq!(store.month_of_check("c19").unwrap(), Some(nov()));
+    assert_eq!(store.month_of_check("nope").unwrap(), None);
+    drop(store);
+    // The same after a restart, and after the index is rebuilt from the segments.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.open_checks(nov()).unwrap(), open_now);
+    assert_eq!(store.counts(nov()).unwrap().open, 5);
+}
+
+#[test]
+fn month_documents_follow_the_segments_and_survive_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    capture_n(&store, 0..30);
+    assert_eq!(store.month_entries(nov()).unwrap().len(), 30);
+    let done = store.maintain().unwrap();
+    assert_eq!(done.documented, 0, "already caught up");
+    store.compact_document(nov()).unwrap();
+    capture_n(&store, 30..35);
+    assert!(store.maintain().unwrap().documented >= 5);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.month_entries(nov()).unwrap().len(), 35);
+    // A damaged document is rebuilt from the segments.
+    drop(store);
+    std::fs::write(dir.path().join("months/2026-11/doc.snapshot"), b"junk").unwrap();
+    std::fs::remove_file(dir.path().join("months/2026-11/doc.changes")).ok();
+    let store = open(dir.path());
+    assert_eq!(store.month_entries(nov()).unwrap().len(), 35);
 }
 
 #[test]
 fn devices_and_settings_are_small_shared_documents() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let b_dir = tempfile::tempdir().unwrap();
-    let a = open(a_dir.path());
-    let b = open(b_dir.path());
-    let a_id = a.device().id().to_string();
-    assert!(
-        a.devices().unwrap().contains_key(&a_id),
-        "a device registers itself"
-    );
-    a.set_setting("retention.extra_months", "1").unwrap();
-    drop(a);
-    let a = open(a_dir.path());
-    assert_eq!(
-        a.devices().unwrap().len(),
-        1,
-        "registered once, across restarts"
-    );
-    assert_eq!(a.settings().unwrap()["retention.extra_months"], "1");
-    // Paired devices merge each other's documents.
-    b.merge_small("devices", &a.export_small("devices").unwrap())
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let me = store.device().id().to_string();
+    assert!(store.devices().unwrap().contains_key(&me));
+    store.set_setting("facility", "dental").unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path());
+    other
+        .merge_small("devices", &store.export_small("devices").unwrap())
         .unwrap();
-    b.merge_small("settings", &a.export_small("settings").unwrap())
-        .unwrap();
-    let devices = b.devices().unwrap();
-    assert_eq!(devices.len(), 2);
-    assert!(devices[&a_id].contains("public_key"));
-    assert_eq!(b.settings().unwrap()["retention.extra_months"], "1");
-    assert!(b.merge_small("devices", b"garbage").is_err());
-    assert_eq!(b.devices().unwrap().len(), 2);
+    assert!(other.devices().unwrap().contains_key(&me));
+    assert_eq!(other.devices().unwrap().len(), 2);
+    assert!(other.merge_small("settings", b"not automerge").is_err());
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.settings().unwrap()["facility"], "dental");
+}
+
+#[test]
+fn bad_check_ids_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for bad in ["", "has space", &"x".repeat(65), "改行\n"] {
+        assert!(matches!(
+            store.capture_blocking(bad, nov(), json!({})),
+            Err(StoreError::BadCheckId(_))
+        ));
+    }
+    assert!(store.months().unwrap().is_empty());
 }

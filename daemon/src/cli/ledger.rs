@@ -386,10 +386,16 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
     use crate::check::health::LineState;
     let from_daemon =
         crate::service::read_status(&args.dir.data_dir, std::time::Duration::from_secs(60));
-    let (line, queue, overdue, daemon) = match &from_daemon {
-        Some(s) => (s.line, s.queue, s.overdue, true),
+    let (line, queue, overdue, daemon, repairs) = match &from_daemon {
+        Some(s) => (s.line, s.queue, s.overdue, true, s.store_repairs.clone()),
         None => {
             let ledger = open_ledger(&args.dir.data_dir)?;
+            let repairs: Vec<_> = ledger
+                .store()
+                .health()
+                .into_iter()
+                .filter(|n| n.kind.is_damage())
+                .collect();
             let today = now_jst().date_naive();
             let open = ledger.open_checks().map_err(ledger_error)?;
             let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
@@ -399,7 +405,7 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
                 Err(e) if e.is_transient() => LineState::Offline,
                 Err(_) => LineState::Degraded,
             };
-            (line, open.len(), overdue, false)
+            (line, open.len(), overdue, false, repairs)
         }
     };
     if args.json {
@@ -413,6 +419,7 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
                 "daemon": daemon,
                 "readers": from_daemon.as_ref().map(|s| &s.readers),
                 "readers_problem": from_daemon.as_ref().and_then(|s| s.readers_problem.as_ref()),
+                "store_repairs": repairs,
             })
         )
         .map_err(io_error)?;
@@ -431,6 +438,14 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
             if let Some(p) = &s.readers_problem {
                 writeln!(out, "カードリーダー: {p}").map_err(io_error)?;
             }
+        }
+        for note in &repairs {
+            writeln!(
+                out,
+                "保存データの修復: {}",
+                crate::ledger::health_note_ja(note)
+            )
+            .map_err(io_error)?;
         }
         if !daemon {
             writeln!(
@@ -510,7 +525,10 @@ pub async fn record_document(
             .transpose()
     };
     let now = now_jst();
-    let visit = date(&args.visit_date)?.unwrap_or_else(|| now.date_naive());
+    let visit = match &args.visit_date {
+        Some(text) => crate::cli::parse_visit_date(text).map_err(bad)?,
+        None => now.date_naive(),
+    };
     let expires = date(&args.expires)?;
     let birth_date = date(&args.birth_date)?;
     if birth_date.is_some_and(|b| b > visit) {

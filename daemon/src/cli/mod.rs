@@ -81,7 +81,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
     /// Visit date (YYYY-MM-DD) the qualification is checked for; default today in Japan.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_visit_date)]
     pub visit_date: Option<chrono::NaiveDate>,
     /// Seconds to wait for a card to be placed.
     #[arg(long, default_value_t = 30)]
@@ -104,7 +104,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub first_visit: bool,
     /// The next booked visit (YYYY-MM-DD), when 柔整・あはき confirm a captured check.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_visit_date)]
     pub next_visit: Option<chrono::NaiveDate>,
 }
 
@@ -134,6 +134,14 @@ pub struct DemoArgs {
 fn parse_facility(s: &str) -> Result<crate::domain::FacilityType, String> {
     s.parse::<crate::domain::FacilityType>()
         .map_err(|e| e.message_ja())
+}
+
+/// A visit date as staff type it, refused before anything is read or written when the
+/// store could not hold its month (years 2000–2999).
+pub fn parse_visit_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    let date = crate::rules::calendar::parse_date(s).map_err(|e| e.message_ja())?;
+    tsunagi_sync::Month::of(date).map_err(|_| crate::ledger::visit_date_message_ja())?;
+    Ok(date)
 }
 
 fn parse_method(s: &str) -> Result<IdentityMethod, String> {

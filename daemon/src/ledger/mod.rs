@@ -7,10 +7,15 @@
 pub mod event;
 pub mod fold;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
-use tsunagi_sync::store::StoreConfig;
+use tsunagi_sync::event::MonthError;
+use tsunagi_sync::store::{
+    CheckClass, Classifier, HealthKind, HealthNote, MonthCounts, OpenError, StoreConfig,
+};
 use tsunagi_sync::{Month, Store, StoreError};
 
 use event::CheckEvent;
@@ -20,6 +25,9 @@ use fold::CheckState;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -29,29 +37,156 @@ pub enum LedgerError {
     /// No check has this id.
     #[error("no check {0}")]
     NotFound(String),
+    /// The visit date lies outside the years the store holds.
+    #[error(transparent)]
+    Month(#[from] MonthError),
 }
 
 impl LedgerError {
     /// The message for staff.
     pub fn message_ja(&self) -> String {
         match self {
-            LedgerError::Store(StoreError::InUse { .. }) => {
+            LedgerError::Open(OpenError::InUse { .. }) => {
                 "記録データを別の tsunagi（tsunagid など）が使用中です。少し待ってからもう一度実行してください。".into()
             }
-            LedgerError::Store(StoreError::Corrupt { path, .. }) => format!(
-                "保存データが破損しています（{path}）。`tsunagid` を起動すると破損部分を退避して復旧します。"
+            LedgerError::Open(OpenError::Permission { path, .. }) => format!(
+                "記録データ（{path}）を読み書きする権限がありません。tsunagi を実行しているユーザーと、フォルダーの権限を確認してください。"
             ),
-            LedgerError::Store(e) => format!("保存データの読み書きに失敗しました: {e}"),
+            LedgerError::Open(OpenError::DiskFull { path, .. }) => format!(
+                "ディスクがいっぱいのため記録データ（{path}）を開けません。空き容量を確保してから、もう一度実行してください。"
+            ),
+            LedgerError::Open(OpenError::Format { path, found, supported, .. }) => format!(
+                "記録データ（{path}）は別の版の形式（形式 {found}）で保存されています。この版は形式 {supported} だけを読みます。フォルダーを別の場所へ移してから起動すると、新しく記録を始めます。"
+            ),
+            LedgerError::Open(e) => format!("記録データを開けません: {e}"),
+            LedgerError::Store(e) if e.is_disk_full() => {
+                "ディスクがいっぱいのため、この確認は保存されていません。空き容量を確保してから、もう一度確認してください。".into()
+            }
+            LedgerError::Store(StoreError::Write { .. }) => {
+                "記録データに書き込めなかったため、この確認は保存されていません。もう一度確認してください。続く場合はディスクの状態を確認してください。".into()
+            }
+            LedgerError::Store(StoreError::Purged(month)) => format!(
+                "{}年{}月の記録は保存期間が終わり、削除されています。",
+                month.year(),
+                month.month()
+            ),
+            LedgerError::Store(e) => format!("記録データの読み書きに失敗しました: {e}"),
             LedgerError::Encode(e) => format!("記録を作れませんでした: {e}"),
             LedgerError::NotFound(id) => format!("確認 {id} は見つかりません。"),
+            LedgerError::Month(_) => visit_date_message_ja(),
         }
     }
 }
+
+/// What staff are told when a visit date lies outside the years the store holds.
+pub fn visit_date_message_ja() -> String {
+    "受診日は 2000年から2999年までの日付で入力してください（例: 2026-11-05）。何も記録していません。"
+        .into()
+}
+
+/// What staff are told of a repair the store made (a [`HealthNote`] of damage).
+pub fn health_note_ja(note: &HealthNote) -> String {
+    let when = chrono::DateTime::parse_from_rfc3339(&note.at)
+        .map(|t| {
+            t.with_timezone(&crate::check::jst())
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| note.at.clone());
+    let what = match note.kind {
+        HealthKind::IndexRebuilt => {
+            "索引が壊れていたため、記録ファイルから作り直しました。確認の記録は失われていません。"
+        }
+        HealthKind::SegmentDamaged => {
+            "記録ファイルの一部が壊れていました。壊れた部分は quarantine フォルダーに退避し、その前後の確認は保存し直しました。"
+        }
+        HealthKind::UnreadableRecords => {
+            "開けない記録があります（月の鍵の破損、または他の端末からの鍵が未着）。記録は消さずに残してあります。"
+        }
+        HealthKind::DocumentDamaged => "共有設定の文書が壊れていたため、退避して作り直しました。",
+        HealthKind::KeyDamaged => {
+            "月の鍵のファイルが壊れています。その鍵で保存した記録は、ペアリングした端末から鍵が届くまで読めません（記録は残してあります）。"
+        }
+        _ => "保存データを修復しました。",
+    };
+    format!("{when} {what}（詳細: {}）", note.detail)
+}
+
+/// The month counters the index keeps for each check (bits of [`CheckClass::tags`]).
+pub mod tags {
+    /// Checked with a card.
+    pub const BY_CARD: u32 = 1 << 0;
+    /// Of which with the PIN.
+    pub const PIN: u32 = 1 << 1;
+    /// Captured while offline.
+    pub const CAPTURED_OFFLINE: u32 = 1 << 2;
+    /// Claimed as 不詳.
+    pub const FUSHOU: u32 = 1 << 3;
+    /// Claimed with the old qualification.
+    pub const OLD: u32 = 1 << 4;
+}
+
+/// How the store classifies a check (状態区分): the daemon's fold, seen by the index.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckClassifier;
+
+impl CheckClassifier {
+    /// The class of a folded check.
+    pub fn class_of(c: &CheckState) -> CheckClass {
+        let mut t = 0;
+        if let Some(card) = &c.captured.card {
+            t |= tags::BY_CARD;
+            if card.method == crate::domain::IdentityMethod::Pin {
+                t |= tags::PIN;
+            }
+        }
+        if c.was_captured_offline() {
+            t |= tags::CAPTURED_OFFLINE;
+        }
+        match c.resolution.as_ref().map(|r| r.basis.as_str()) {
+            Some("fushou") => t |= tags::FUSHOU,
+            Some("old") => t |= tags::OLD,
+            _ => {}
+        }
+        CheckClass {
+            open: c.is_open(),
+            tags: t,
+        }
+    }
+}
+
+impl Classifier for CheckClassifier {
+    fn version(&self) -> u32 {
+        // Raise whenever `class_of` or the fold would answer differently.
+        1
+    }
+
+    fn classify(&self, check_id: &str, events: &[tsunagi_sync::Event]) -> CheckClass {
+        let events: Vec<CheckEvent> = events
+            .iter()
+            .filter_map(|e| serde_json::from_value(e.payload.clone()).ok())
+            .collect();
+        fold::fold(check_id, &events)
+            .map(|c| Self::class_of(&c))
+            .unwrap_or_default()
+    }
+}
+
+/// Folded checks kept between reads, keyed by id with the event count they were folded
+/// from: a new event changes the count, so a stale entry is never served.
+#[derive(Debug, Default)]
+struct FoldCache {
+    entries: HashMap<String, (usize, CheckState)>,
+}
+
+/// How many folded checks are kept (a few hundred bytes each).
+const FOLD_CACHE: usize = 4096;
 
 /// The checks of this device (and of its peers, once synced).
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
+    cache: Arc<Mutex<FoldCache>>,
 }
 
 /// A new check id (ULID: sortable by creation time, unique across devices).
@@ -60,27 +195,23 @@ pub fn new_check_id() -> String {
 }
 
 impl Ledger {
-    /// Opens the ledger in `dir`, waiting a few seconds if another process has it open; a
-    /// damaged database is set aside and a fresh one started.
+    /// Opens the ledger in `dir`, waiting a few seconds if another process has it open.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         Self::open_waiting(dir, std::time::Duration::from_secs(5))
     }
 
     /// Like [`Ledger::open`], waiting up to `patience` for another process to let go.
     pub fn open_waiting(dir: &Path, patience: std::time::Duration) -> Result<Self, LedgerError> {
-        let config = StoreConfig::new(dir);
-        let store = match Store::open_waiting(&config, patience) {
-            Ok(store) => store,
-            Err(StoreError::Corrupt { .. }) => {
-                let (store, aside) = Store::open_or_recover(&config)?;
-                if let Some(aside) = aside {
-                    tracing::error!(aside = %aside.display(), "the store was damaged and set aside");
-                }
-                store
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Self { store })
+        let mut config = StoreConfig::new(dir);
+        config.classifier = Arc::new(CheckClassifier);
+        let store = Store::open_waiting(&config, patience)?;
+        for note in store.health().iter().filter(|n| n.kind.is_damage()) {
+            tracing::error!(kind = ?note.kind, detail = %note.detail, at = %note.at, "the store was repaired");
+        }
+        Ok(Self {
+            store,
+            cache: Arc::default(),
+        })
     }
 
     /// The underlying store.
@@ -89,43 +220,69 @@ impl Ledger {
     }
 
     /// Records `event` of check `id` (visit in `visit_date`'s month) and waits until it is on
-    /// disk.
+    /// disk. A capture is recorded once: recording it again with the same id changes nothing.
     pub async fn record(
         &self,
         id: &str,
         visit_date: NaiveDate,
         event: &CheckEvent,
     ) -> Result<(), LedgerError> {
+        let month = Month::of(visit_date)?;
         let payload =
             serde_json::to_value(event).map_err(|e| LedgerError::Encode(e.to_string()))?;
-        self.store
-            .append_durable(id, Month::of(visit_date), payload)
-            .await?;
+        match event {
+            CheckEvent::Captured(_) => self.store.capture(id, month, payload).await?,
+            _ => self.store.append(id, month, payload).await?,
+        };
         Ok(())
     }
 
+    /// Folds check `id` of `month`, from the cache while it has no new event.
+    fn fold_check(&self, month: Month, id: &str) -> Result<Option<CheckState>, LedgerError> {
+        let Some(info) = self.store.check_info(month, id)? else {
+            return Ok(None);
+        };
+        let lock = || self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, state)) = lock().entries.get(id) {
+            if *n == info.events {
+                return Ok(Some(state.clone()));
+            }
+        }
+        let read = self.store.check_events(month, id)?;
+        let events: Vec<CheckEvent> = read
+            .events
+            .into_iter()
+            .filter_map(|(event_id, e)| match serde_json::from_value(e.payload) {
+                Ok(ev) => Some(ev),
+                Err(err) => {
+                    tracing::warn!(event = %event_id, error = %err, "event of an unknown kind kept but not folded");
+                    None
+                }
+            })
+            .collect();
+        let state = fold::fold(id, &events);
+        if let Some(state) = &state {
+            let mut cache = lock();
+            if cache.entries.len() >= FOLD_CACHE {
+                cache.entries.clear();
+            }
+            cache.entries.insert(
+                id.to_string(),
+                (read_count(&read.rejected, info.events), state.clone()),
+            );
+        }
+        Ok(state)
+    }
+
     /// Folds every check of a month in turn and hands it to `f`, holding one check at a
-    /// time (a month can hold tens of thousands).
+    /// time (a month can hold tens of thousands). This reads the whole month: reports only.
     pub fn for_each_check(
         &self,
         month: Month,
         mut f: impl FnMut(CheckState),
     ) -> Result<(), LedgerError> {
         for id in self.store.check_ids(month)? {
-            let events: Vec<CheckEvent> = self
-                .store
-                .check_events(month, &id)?
-                .events
-                .into_iter()
-                .filter_map(|(event_id, e)| match serde_json::from_value(e.payload) {
-                    Ok(ev) => Some(ev),
-                    Err(err) => {
-                        tracing::warn!(event = %event_id, error = %err, "event of an unknown kind kept but not folded");
-                        None
-                    }
-                })
-                .collect();
-            if let Some(state) = fold::fold(&id, &events) {
+            if let Some(state) = self.fold_check(month, &id)? {
                 f(state);
             }
         }
@@ -139,39 +296,45 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Every check of every month still held.
-    pub fn all_checks(&self) -> Result<Vec<CheckState>, LedgerError> {
+    /// The open checks of one month (from the index: the rest of the month is not read).
+    pub fn open_checks_of(&self, month: Month) -> Result<Vec<CheckState>, LedgerError> {
         let mut out = Vec::new();
-        for month in self.store.months()? {
-            self.for_each_check(month, |c| out.push(c))?;
+        for id in self.store.open_checks(month)? {
+            if let Some(state) = self.fold_check(month, &id)? {
+                out.push(state);
+            }
         }
         Ok(out)
     }
 
-    /// Checks waiting for 事後確認 (or for staff).
+    /// Checks waiting for 事後確認 (or for staff), every month.
     pub fn open_checks(&self) -> Result<Vec<CheckState>, LedgerError> {
         let mut out = Vec::new();
         for month in self.store.months()? {
-            self.for_each_check(month, |c| {
-                if c.is_open() {
-                    out.push(c);
-                }
-            })?;
+            out.extend(self.open_checks_of(month)?);
         }
         Ok(out)
     }
 
-    /// One check by id. Reads only that check's events once its month has been read.
+    /// The counts of a month, from the index.
+    pub fn counts(&self, month: Month) -> Result<MonthCounts, LedgerError> {
+        Ok(self.store.counts(month)?)
+    }
+
+    /// One check by id.
     pub fn check(&self, id: &str) -> Result<CheckState, LedgerError> {
         let not_found = || LedgerError::NotFound(id.to_string());
         let month = self.store.month_of_check(id)?.ok_or_else(not_found)?;
-        let events: Vec<CheckEvent> = self
-            .store
-            .check_events(month, id)?
-            .events
-            .into_iter()
-            .filter_map(|(_, e)| serde_json::from_value(e.payload).ok())
-            .collect();
-        fold::fold(id, &events).ok_or_else(not_found)
+        self.fold_check(month, id)?.ok_or_else(not_found)
+    }
+}
+
+/// The event count a fold is cached under: a check with a record that did not open is never
+/// cached as complete (the count can never match), so it is read again each time.
+fn read_count(rejected: &[tsunagi_sync::store::Rejected], events: usize) -> usize {
+    if rejected.is_empty() {
+        events
+    } else {
+        usize::MAX
     }
 }

@@ -1,6 +1,5 @@
 //! `tsunagid`, the daemon (常駐サービス): keeps the line's health, drains captured checks when
-//! the qualification system answers, compacts month documents and ends months whose
-//! retention is over. It opens the store only for each pass, so `tsunagi` commands can use
+//! the qualification system answers, and ends months whose retention is over. It opens the store only for each pass, so `tsunagi` commands can use
 //! it in between, and writes its state to `status.json` for `tsunagi status` and the tray.
 
 pub mod config;
@@ -15,11 +14,12 @@ use tokio::sync::watch;
 use crate::check::health::{Health, LineState};
 use crate::check::now_jst;
 use crate::ledger::fold::CheckState;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{tags, CheckClassifier, Ledger, LedgerError};
 use crate::oqs::OqsClient;
 use crate::reconcile::{PassReport, Reconciler};
 use crate::rules::deadlines::retention_until;
 use config::ServiceConfig;
+use tsunagi_sync::store::MonthCounts;
 use tsunagi_sync::Month;
 
 /// What `status.json` holds.
@@ -39,6 +39,9 @@ pub struct Status {
     /// Why the readers cannot be seen, for staff (pcscd not running, no reader).
     #[serde(default)]
     pub readers_problem: Option<String>,
+    /// Repairs of damage the store made (set aside, rebuilt), newest last.
+    #[serde(default)]
+    pub store_repairs: Vec<tsunagi_sync::store::HealthNote>,
     /// When written (RFC 3339, JST).
     pub updated_at: String,
     /// The daemon's process id.
@@ -102,26 +105,54 @@ impl MonthSummary {
     /// Counts one check.
     pub fn add(&mut self, c: &CheckState, today: NaiveDate) {
         self.checks += 1;
-        if let Some(card) = &c.captured.card {
-            self.by_card += 1;
-            if card.method == crate::domain::IdentityMethod::Pin {
-                self.pin += 1;
-            }
-        }
-        if c.was_captured_offline() {
-            self.captured_offline += 1;
-        }
-        match c.resolution.as_ref().map(|r| r.basis.as_str()) {
-            Some("fushou") => self.fushou += 1,
-            Some("old") => self.old += 1,
-            _ => {}
-        }
-        if c.is_open() {
+        let class = CheckClassifier::class_of(c);
+        self.add_tags(class.tags, 1);
+        if class.open {
             self.open += 1;
             if c.is_overdue(today) {
                 self.overdue += 1;
             }
         }
+    }
+
+    fn add_tags(&mut self, t: u32, n: usize) {
+        if t & tags::BY_CARD != 0 {
+            self.by_card += n;
+        }
+        if t & tags::PIN != 0 {
+            self.pin += n;
+        }
+        if t & tags::CAPTURED_OFFLINE != 0 {
+            self.captured_offline += n;
+        }
+        if t & tags::FUSHOU != 0 {
+            self.fushou += n;
+        }
+        if t & tags::OLD != 0 {
+            self.old += n;
+        }
+    }
+
+    /// A month's summary from the index's counts and its open checks (the only checks a
+    /// pass reads): the same numbers as folding every check with [`MonthSummary::add`].
+    pub fn from_counts(counts: &MonthCounts, open: &[CheckState], today: NaiveDate) -> Self {
+        let n = |bit: u32| counts.tags[bit.trailing_zeros() as usize] as usize;
+        let mut s = Self {
+            checks: counts.checks as usize,
+            open: counts.open as usize,
+            ..Self::default()
+        };
+        for bit in [
+            tags::BY_CARD,
+            tags::PIN,
+            tags::CAPTURED_OFFLINE,
+            tags::FUSHOU,
+            tags::OLD,
+        ] {
+            s.add_tags(bit, n(bit));
+        }
+        s.overdue = open.iter().filter(|c| c.is_overdue(today)).count();
+        s
     }
 }
 
@@ -142,9 +173,11 @@ pub fn months_to_purge(
         .collect()
 }
 
-/// One maintenance pass over an open ledger: every month is read once (check by check) for
-/// its counts and its open checks; then reconciliation (when the line is up), retention and
-/// compaction. Returns the pass report, the queue and the overdue count.
+/// One maintenance pass over an open ledger: each month's counts come from the index and
+/// only its open checks are read; then reconciliation (when the line is up) and retention.
+/// (The month documents are sync's: brought up to date when a peer needs them, not here —
+/// loading a 50,000-check month's document would double the pass's memory.) Returns the
+/// pass report, the queue and the overdue count.
 async fn pass(
     ledger: &Ledger,
     reconciler: Option<&Reconciler>,
@@ -157,14 +190,13 @@ async fn pass(
         let mut months = Vec::new();
         let mut open = Vec::new();
         for month in reader.store().months()? {
-            let mut summary = MonthSummary::default();
-            reader.for_each_check(month, |c| {
-                summary.add(&c, today);
-                if c.is_open() {
-                    open.push(c);
-                }
-            })?;
-            months.push((month, summary));
+            let counts = reader.counts(month)?;
+            let month_open = reader.open_checks_of(month)?;
+            months.push((
+                month,
+                MonthSummary::from_counts(&counts, &month_open, today),
+            ));
+            open.extend(month_open);
         }
         Ok::<_, LedgerError>((months, open))
     })
@@ -190,11 +222,6 @@ async fn pass(
             let aggregate =
                 serde_json::to_value(summary).map_err(|e| LedgerError::Encode(e.to_string()))?;
             ledger.store().purge(month, &aggregate)?;
-        }
-        for (month, _) in &months {
-            if ledger.store().needs_compaction(*month).unwrap_or(false) {
-                ledger.store().compact(*month)?;
-            }
         }
         // Counts read before reconciling: what this pass decided leaves the queue.
         let open: usize = months.iter().map(|(_, s)| s.open).sum();
@@ -248,6 +275,7 @@ pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::
         last_pass: None,
         readers: Vec::new(),
         readers_problem: None,
+        store_repairs: Vec::new(),
         updated_at: now_jst().to_rfc3339(),
         pid: std::process::id(),
     };
@@ -268,6 +296,12 @@ pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::
             next_pass = Instant::now() + config.reconcile_interval();
             match Ledger::open_waiting(&config.data_dir, Duration::from_secs(2)) {
                 Ok(ledger) => {
+                    last.store_repairs = ledger
+                        .store()
+                        .health()
+                        .into_iter()
+                        .filter(|n| n.kind.is_damage())
+                        .collect();
                     let reconciler = health.should_ask().then(|| {
                         Reconciler::new(ledger.clone(), client.clone(), config.reconcile_config())
                     });

@@ -1,0 +1,493 @@
+//! Documents (文書): the automerge documents devices sync, kept as files.
+//!
+//! - The **month document** (`months/YYYY-MM/doc.snapshot` + `doc.changes`) maps each event
+//!   id of the month to the digest of its record. It is an index: what it says about this
+//!   device's records is derived from the segments and brought up to date on demand
+//!   ([`MonthDocs::catch_up`]) from a watermark it keeps per segment; what it says about a
+//!   peer's records tells sync which records to fetch. Captures never wait for it and it is
+//!   not held in memory unless something asks for it.
+//! - The **small documents** (`docs/devices`, `docs/settings`): whole automerge documents,
+//!   rewritten atomically on each change.
+//!
+//! Files are framed with a checksum. A damaged month document is rebuilt from the segments
+//! (a document is never the only copy of a record); a damaged small document is set aside
+//! in `quarantine/` and started again (this device registers itself again; peers send the
+//! rest).
+//!
+//! Compaction writes the whole document as a new snapshot (temporary file, fsync, rename,
+//! directory fsync) before removing the changes it replaces: a power cut in between leaves
+//! both, and loading a change twice is harmless.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
+
+use crate::event::{EventId, Month};
+use crate::vfs::{self, OpenMode, Vfs};
+
+use super::segment;
+
+/// Why a document could not be read, written or merged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocError {
+    /// A document file could not be read or written.
+    #[error("document {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A peer's document (or a change to one) was refused.
+    #[error("document refused: {0}")]
+    Refused(String),
+}
+
+/// Watermarks: segment → offset the document covers.
+type Marks = BTreeMap<u32, u64>;
+
+fn encode_marks(marks: &Marks, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + marks.len() * 12 + payload.len());
+    body.extend_from_slice(&(marks.len() as u32).to_be_bytes());
+    for (seg, off) in marks {
+        body.extend_from_slice(&seg.to_be_bytes());
+        body.extend_from_slice(&off.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    segment::frame(&body)
+}
+
+fn decode_marks(body: &[u8]) -> Option<(Marks, &[u8])> {
+    let n = u32::from_be_bytes(body.get(0..4)?.try_into().ok()?) as usize;
+    let mut marks = Marks::new();
+    let mut pos = 4;
+    for _ in 0..n {
+        let seg = u32::from_be_bytes(body.get(pos..pos + 4)?.try_into().ok()?);
+        let off = u64::from_be_bytes(body.get(pos + 4..pos + 12)?.try_into().ok()?);
+        marks.insert(seg, off);
+        pos += 12;
+    }
+    Some((marks, body.get(pos..)?))
+}
+
+/// Frames of a document file; stops at the first that does not decode (a torn tail: the
+/// document is an index, and what is lost is caught up again).
+fn frames(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        // Document frames may be large (a whole snapshot): they are not held to the
+        // record size limit.
+        let Some(len) = bytes
+            .get(pos..pos + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u32::from_be_bytes(b) as usize)
+        else {
+            break;
+        };
+        let Some(body) = bytes.get(pos + 8..pos + 8 + len) else {
+            break;
+        };
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[pos..pos + 4]);
+        h.update(body);
+        if h.finalize().to_be_bytes() != bytes[pos + 4..pos + 8] {
+            break;
+        }
+        out.push(body);
+        pos += 8 + len;
+    }
+    out
+}
+
+/// A month document in memory.
+struct MonthDoc {
+    doc: AutoCommit,
+    /// Heads as of the last save: the next change chunk starts here.
+    saved: Vec<ChangeHash>,
+    marks: Marks,
+    changes_bytes: u64,
+    snapshot_bytes: u64,
+}
+
+/// The month documents.
+pub(crate) struct MonthDocs {
+    vfs: Arc<dyn Vfs>,
+    root: PathBuf,
+    compact_bytes: u64,
+    loaded: Mutex<HashMap<Month, Arc<Mutex<MonthDoc>>>>,
+}
+
+impl fmt::Debug for MonthDocs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonthDocs")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Document state is replaced whole after each step; a panic cannot leave half of it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the month document says of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The event.
+    pub id: EventId,
+    /// The digest of its record.
+    pub digest: [u8; 8],
+}
+
+impl MonthDocs {
+    pub(crate) fn new(vfs: Arc<dyn Vfs>, root: &std::path::Path, compact_bytes: u64) -> Self {
+        Self {
+            vfs,
+            root: root.to_path_buf(),
+            compact_bytes,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn snapshot_path(&self, month: Month) -> PathBuf {
+        self.root.join(month.to_string()).join("doc.snapshot")
+    }
+
+    fn changes_path(&self, month: Month) -> PathBuf {
+        self.root.join(month.to_string()).join("doc.changes")
+    }
+
+    fn io(path: &std::path::Path) -> impl Fn(io::Error) -> DocError + '_ {
+        move |source| DocError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn read_optional(&self, path: &std::path::Path) -> Result<Vec<u8>, DocError> {
+        match vfs::read_file(self.vfs.as_ref(), path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Self::io(path)(e)),
+        }
+    }
+
+    fn load(&self, month: Month) -> Result<MonthDoc, DocError> {
+        let mut doc = AutoCommit::new();
+        let mut marks = Marks::new();
+        let snapshot = self.read_optional(&self.snapshot_path(month))?;
+        let mut snapshot_bytes = 0;
+        if let Some(body) = frames(&snapshot).first() {
+            match decode_marks(body).map(|(m, p)| (m, AutoCommit::load(p))) {
+                Some((m, Ok(d))) => {
+                    doc = d;
+                    marks = m;
+                    snapshot_bytes = snapshot.len() as u64;
+                }
+                _ => {
+                    tracing::warn!(%month, "month document snapshot damaged; rebuilding it from the segments")
+                }
+            }
+        } else if !snapshot.is_empty() {
+            tracing::warn!(%month, "month document snapshot damaged; rebuilding it from the segments");
+        }
+        let changes = self.read_optional(&self.changes_path(month))?;
+        for body in frames(&changes) {
+            let Some((m, chunk)) = decode_marks(body) else {
+                break;
+            };
+            if doc.load_incremental(chunk).is_err() {
+                break;
+            }
+            for (seg, off) in m {
+                let e = marks.entry(seg).or_insert(0);
+                *e = (*e).max(off);
+            }
+        }
+        let saved = doc.get_heads();
+        Ok(MonthDoc {
+            doc,
+            saved,
+            marks,
+            changes_bytes: changes.len() as u64,
+            snapshot_bytes,
+        })
+    }
+
+    fn get(&self, month: Month) -> Result<Arc<Mutex<MonthDoc>>, DocError> {
+        if let Some(d) = lock(&self.loaded).get(&month) {
+            return Ok(d.clone());
+        }
+        let loaded = Arc::new(Mutex::new(self.load(month)?));
+        Ok(lock(&self.loaded).entry(month).or_insert(loaded).clone())
+    }
+
+    /// Drops the loaded documents no one is using from memory (they load again on demand;
+    /// one in use stays, so a month is never held twice).
+    pub(crate) fn unload(&self) {
+        lock(&self.loaded).retain(|_, d| Arc::strong_count(d) > 1);
+    }
+
+    /// Forgets `month` (a purge removes its files with the month directory).
+    pub(crate) fn forget(&self, month: Month) {
+        lock(&self.loaded).remove(&month);
+    }
+
+    /// Brings the month document up to date: `records(seg, from)` yields the records of
+    /// each indexed segment from the document's watermark to `ends[seg]`.
+    pub(crate) fn catch_up(
+        &self,
+        month: Month,
+        ends: &BTreeMap<u32, u64>,
+        records: &dyn Fn(u32, u64) -> io::Result<Vec<segment::Found>>,
+    ) -> Result<usize, DocError> {
+        let doc = self.get(month)?;
+        let mut d = lock(&doc);
+        let mut added = 0;
+        let mut moved = false;
+        for (seg, end) in ends {
+            let from = d.marks.get(seg).copied().unwrap_or(segment::HEADER_LEN);
+            if from >= *end {
+                continue;
+            }
+            let found =
+                records(*seg, from).map_err(Self::io(&self.root.join(month.to_string())))?;
+            for f in found.iter().filter(|f| f.offset + u64::from(f.len) <= *end) {
+                let key = f.record.id.to_string();
+                let digest = f.record.digest().to_vec();
+                let same = matches!(d.doc.get(ROOT, key.as_str()),
+                    Ok(Some((Value::Scalar(v), _))) if matches!(v.as_ref(), ScalarValue::Bytes(b) if *b == digest));
+                if !same {
+                    d.doc
+                        .put(ROOT, key.as_str(), ScalarValue::Bytes(digest))
+                        .map_err(|e| DocError::Refused(e.to_string()))?;
+                    added += 1;
+                }
+            }
+            d.marks.insert(*seg, *end);
+            moved = true;
+        }
+        if moved {
+            self.save(month, &mut d)?;
+        }
+        Ok(added)
+    }
+
+    /// Appends what changed since the last save to `doc.changes` (with the watermarks).
+    fn save(&self, month: Month, d: &mut MonthDoc) -> Result<(), DocError> {
+        d.doc.commit();
+        let chunk = d.doc.save_after(&d.saved);
+        let framed = encode_marks(&d.marks, &chunk);
+        let path = self.changes_path(month);
+        vfs::create_dir_all_durable(self.vfs.as_ref(), &self.root.join(month.to_string()))
+            .map_err(Self::io(&path))?;
+        let file = self
+            .vfs
+            .open(&path, OpenMode::Create)
+            .map_err(Self::io(&path))?;
+        let end = file.size().map_err(Self::io(&path))?;
+        let dir = self.root.join(month.to_string());
+        vfs::write_all_at(file.as_ref(), &framed, end)
+            .and_then(|()| file.sync_data())
+            // A new changes file is durable only with its directory entry.
+            .and_then(|()| {
+                if end == 0 {
+                    self.vfs.sync_dir(&dir)
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| {
+                // A torn frame at the end is skipped when loading; cut it now if we can.
+                let _ = file.set_len(end);
+                Self::io(&path)(e)
+            })?;
+        d.saved = d.doc.get_heads();
+        d.changes_bytes = end + framed.len() as u64;
+        Ok(())
+    }
+
+    /// The month's entries (event id → digest).
+    pub(crate) fn entries(&self, month: Month) -> Result<Vec<Entry>, DocError> {
+        let doc = self.get(month)?;
+        let d = lock(&doc);
+        let mut out = Vec::new();
+        for k in d.doc.keys(ROOT) {
+            let Ok(id) = k.parse::<EventId>() else {
+                continue;
+            };
+            if let Ok(Some((Value::Scalar(v), _))) = d.doc.get(ROOT, k.as_str()) {
+                if let ScalarValue::Bytes(b) = v.as_ref() {
+                    if let Ok(digest) = <[u8; 8]>::try_from(b.as_slice()) {
+                        out.push(Entry { id, digest });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole month document (what a new peer receives).
+    pub(crate) fn save_whole(&self, month: Month) -> Result<Vec<u8>, DocError> {
+        let doc = self.get(month)?;
+        let mut d = lock(&doc);
+        Ok(d.doc.save())
+    }
+
+    /// Merges a peer's month document (checked strictly first: automerge skips damaged
+    /// parts silently otherwise).
+    pub(crate) fn merge(&self, month: Month, bytes: &[u8]) -> Result<(), DocError> {
+        automerge::Automerge::load_with_options(
+            bytes,
+            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
+        )
+        .map_err(|e| DocError::Refused(e.to_string()))?;
+        let doc = self.get(month)?;
+        let mut d = lock(&doc);
+        d.doc
+            .load_incremental(bytes)
+            .map_err(|e| DocError::Refused(e.to_string()))?;
+        self.save(month, &mut d)
+    }
+
+    /// Whether the month document's files say it needs compaction, without loading it.
+    pub(crate) fn needs_compaction_on_disk(&self, month: Month) -> Result<bool, DocError> {
+        let size = |path: PathBuf| match self.vfs.open(&path, OpenMode::Read) {
+            Ok(f) => f.size().map_err(Self::io(&path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Self::io(&path)(e)),
+        };
+        let changes = size(self.changes_path(month))?;
+        let snapshot = size(self.snapshot_path(month))?;
+        Ok(changes > snapshot.max(self.compact_bytes))
+    }
+
+    /// Whether the month document's changes outweigh its snapshot (automerge-repo's rule).
+    pub(crate) fn needs_compaction(&self, month: Month) -> Result<bool, DocError> {
+        let doc = self.get(month)?;
+        let d = lock(&doc);
+        Ok(d.changes_bytes > d.snapshot_bytes.max(self.compact_bytes))
+    }
+
+    /// Writes the month document as one snapshot, durably, then removes the changes it
+    /// covers. Returns the snapshot's size.
+    pub(crate) fn compact(&self, month: Month) -> Result<u64, DocError> {
+        let doc = self.get(month)?;
+        let mut d = lock(&doc);
+        d.doc.commit();
+        let whole = d.doc.save();
+        let framed = encode_marks(&d.marks, &whole);
+        let snapshot = self.snapshot_path(month);
+        vfs::write_atomic(self.vfs.as_ref(), &snapshot, &framed).map_err(Self::io(&snapshot))?;
+        let changes = self.changes_path(month);
+        match self.vfs.remove_file(&changes) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(&changes)(e)),
+        }
+        // Not strictly needed for safety (old changes are harmless), but keeps the
+        // directory as small as it claims to be.
+        self.vfs
+            .sync_dir(&self.root.join(month.to_string()))
+            .map_err(Self::io(&changes))?;
+        d.saved = d.doc.get_heads();
+        d.snapshot_bytes = framed.len() as u64;
+        d.changes_bytes = 0;
+        Ok(framed.len() as u64)
+    }
+}
+
+/// The small shared documents (`devices`, `settings`), one file each in `docs/`.
+pub(crate) struct SmallDocs {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    quarantine: PathBuf,
+    one_writer: Mutex<()>,
+}
+
+impl fmt::Debug for SmallDocs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmallDocs")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmallDocs {
+    pub(crate) fn new(
+        vfs: Arc<dyn Vfs>,
+        dir: &std::path::Path,
+        quarantine: &std::path::Path,
+    ) -> Self {
+        Self {
+            vfs,
+            dir: dir.to_path_buf(),
+            quarantine: quarantine.to_path_buf(),
+            one_writer: Mutex::new(()),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The document `name` (empty if none; a damaged one is set aside and started again).
+    pub(crate) fn get(&self, name: &str) -> Result<AutoCommit, DocError> {
+        let _one = lock(&self.one_writer);
+        self.get_locked(name)
+    }
+
+    /// [`SmallDocs::get`], with the writer lock held by the caller: setting a damaged
+    /// document aside never races a writer replacing it.
+    fn get_locked(&self, name: &str) -> Result<AutoCommit, DocError> {
+        let path = self.path(name);
+        let bytes = match vfs::read_file(self.vfs.as_ref(), &path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(AutoCommit::new()),
+            Err(e) => return Err(MonthDocs::io(&path)(e)),
+        };
+        match frames(&bytes).first().map(|b| AutoCommit::load(b)) {
+            Some(Ok(doc)) => Ok(doc),
+            _ => {
+                tracing::error!(
+                    document = name,
+                    "small document damaged; set aside and started again"
+                );
+                let aside = self.quarantine.join(format!(
+                    "{name}-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
+                ));
+                vfs::create_dir_all_durable(self.vfs.as_ref(), &self.quarantine)
+                    .and_then(|()| vfs::write_atomic(self.vfs.as_ref(), &aside, &bytes))
+                    .and_then(|()| self.vfs.remove_file(&path))
+                    .map_err(MonthDocs::io(&path))?;
+                Ok(AutoCommit::new())
+            }
+        }
+    }
+
+    /// Changes document `name` and writes it whole, durably.
+    pub(crate) fn change(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<(), DocError> {
+        let _one = lock(&self.one_writer);
+        let mut doc = self.get_locked(name)?;
+        change(&mut doc).map_err(|e| DocError::Refused(e.to_string()))?;
+        doc.commit();
+        let path = self.path(name);
+        vfs::create_dir_all_durable(self.vfs.as_ref(), &self.dir)
+            .and_then(|()| {
+                vfs::write_atomic(self.vfs.as_ref(), &path, &segment::frame(&doc.save()))
+            })
+            .map_err(MonthDocs::io(&path))
+    }
+}
