@@ -8,6 +8,8 @@
 //! - [`commit`]: group commit, the one way anything is appended;
 //! - [`index`]: sled, where each record is and what each check is (open, counts);
 //!   rebuildable from the segments;
+//! - [`indexer`]: applies what the leader made durable to the index, in batches, in the
+//!   background; reads drain it first;
 //! - [`documents`]: the automerge month documents (event ids and digests, for sync) and the
 //!   small shared documents;
 //! - [`keys`]: the month keys that seal every record;
@@ -19,8 +21,9 @@
 //!
 //! [`Store::capture`] and [`Store::append`] return `Ok` only once the event's record is in
 //! its segment and fdatasynced (concurrent writers share the fsync). From then on the
-//! record survives SIGKILL and power loss; an error that happens after that point (the
-//! index update) is logged and repaired, never reported as a failed write. An `Err` means
+//! record survives SIGKILL and power loss; an error that happens after that point (in the
+//! index update, which the indexer does later) is logged and repaired, never reported as a
+//! failed write. An `Err` means
 //! nothing was acknowledged, and the bytes of a failed append are never read back as a
 //! record. A capture is idempotent by its check id: submitting it again returns the first.
 //! Reads see every acknowledged write.
@@ -703,13 +706,17 @@ impl Store {
                         .filter(|&&i| group[i].kind == Kind::Capture)
                         .map(|&i| (group[i].event.check_id.clone(), group[i].record.id))
                         .collect();
-                    lock(&self.inner.pending).push(indexer::Work {
-                        month,
-                        records,
-                        ends: BTreeMap::from([(seg, end)]),
-                        captures,
-                    });
-                    self.inner.indexer.wake();
+                    let waiting = {
+                        let mut pending = lock(&self.inner.pending);
+                        pending.push(indexer::Work {
+                            month,
+                            records,
+                            ends: BTreeMap::from([(seg, end)]),
+                            captures,
+                        });
+                        pending.ids.len()
+                    };
+                    self.inner.indexer.wake(waiting);
                     for &i in &members {
                         answers[i] = Some(Ok(Appended {
                             id: group[i].record.id,

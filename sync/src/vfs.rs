@@ -94,7 +94,7 @@ pub fn read_exact_at(file: &dyn VFile, buf: &mut [u8], offset: u64) -> io::Resul
 }
 
 /// Writes all of `buf` at `offset`. On error some prefix may have been written: the caller
-/// rolls back (see `store::segment`).
+/// rolls back (see `store::segments`).
 pub fn write_all_at(file: &dyn VFile, buf: &[u8], offset: u64) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {

@@ -516,8 +516,11 @@ fn damaged_store(fs: &Arc<SimFs>, index: &Path) {
     let file = fs
         .open(seg, tsunagi_sync::vfs::OpenMode::ReadWrite)
         .unwrap();
-    let len = file.size().unwrap();
-    let fourth = 32 + (len - 32) / 9 * 3 + 60;
+    let mut bytes = vec![0u8; file.size().unwrap() as usize];
+    tsunagi_sync::vfs::read_exact_at(file.as_ref(), &mut bytes, 0).unwrap();
+    // The records end where the zeros filled ahead for appends begin.
+    let used = (bytes.iter().rposition(|b| *b != 0).unwrap() + 1) as u64;
+    let fourth = 32 + (used - 32) / 9 * 3 + 60;
     let mut byte = [0u8; 1];
     tsunagi_sync::vfs::read_exact_at(file.as_ref(), &mut byte, fourth).unwrap();
     byte[0] ^= 0xff;

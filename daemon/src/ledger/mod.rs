@@ -2,7 +2,11 @@
 //!
 //! - [`event`]: what the daemon writes (captured, answered, declared, resolved, …);
 //! - [`fold`]: the pure fold of a check's events into its state, phase and deadline;
-//! - [`Ledger`]: the adapter to `tsunagi-sync`'s store (one document per visit month).
+//! - [`Ledger`]: the adapter to `tsunagi-sync`'s store (segments per visit month): records
+//!   events, reads a check's events where the index says they are, and keeps folded
+//!   states cached by event count;
+//! - [`CheckClassifier`]: the fold as the store's index sees it (open, and the counters a
+//!   month keeps), so listing open checks and counting a month never read the month.
 
 pub mod event;
 pub mod fold;

@@ -9,7 +9,7 @@
 //! LevelDB's writer queue.
 //!
 //! One group is processed at a time, so everything the leader does (the idempotency checks,
-//! the append, the index update) sees every earlier group finished.
+//! the append and fsync, the hand-off to the indexer) sees every earlier group finished.
 
 use std::collections::HashMap;
 use std::fmt;

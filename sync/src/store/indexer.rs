@@ -26,7 +26,9 @@ use super::index::NewRecord;
 use super::{lock, Inner, Store};
 
 /// How long the indexer waits for more work before applying what it has.
-const COALESCE: Duration = Duration::from_millis(25);
+const COALESCE: Duration = Duration::from_millis(200);
+/// Pending records past which it applies at once (what is pending is held in memory).
+const URGENT: usize = 1024;
 
 /// Records made durable by one group, not yet in the index.
 #[derive(Debug)]
@@ -87,8 +89,18 @@ impl Pending {
 
 #[derive(Debug, Default)]
 struct Signal {
-    state: Mutex<(bool, bool)>,
+    state: Mutex<SignalState>,
     cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SignalState {
+    /// There is work.
+    wake: bool,
+    /// There is a lot of work: apply it now.
+    urgent: bool,
+    /// The store is gone.
+    stop: bool,
 }
 
 /// The indexer thread; stopped (and joined) when the store is dropped.
@@ -114,16 +126,19 @@ impl Indexer {
         }
     }
 
-    /// Tells the thread there is work.
-    pub(crate) fn wake(&self) {
-        lock(&self.signal.state).0 = true;
+    /// Tells the thread there is work (`pending` records in all).
+    pub(crate) fn wake(&self, pending: usize) {
+        let mut s = lock(&self.signal.state);
+        s.wake = true;
+        s.urgent |= pending >= URGENT;
+        drop(s);
         self.signal.cv.notify_one();
     }
 }
 
 impl Drop for Indexer {
     fn drop(&mut self) {
-        lock(&self.signal.state).1 = true;
+        lock(&self.signal.state).stop = true;
         self.signal.cv.notify_one();
         if let Some(handle) = lock(&self.thread).take() {
             // The last handle of a store may be the indexer's own (it upgrades for a drain):
@@ -139,20 +154,21 @@ fn run(store: &Weak<Inner>, signal: &Signal) {
     loop {
         {
             let mut s = lock(&signal.state);
-            while !s.0 && !s.1 {
+            while !s.wake && !s.stop {
                 s = signal.cv.wait(s).unwrap_or_else(|p| p.into_inner());
             }
-            if s.1 {
+            if s.stop {
                 return;
             }
-            s.0 = false;
-            let (s, _) = signal
+            let (mut s, _) = signal
                 .cv
-                .wait_timeout_while(s, COALESCE, |s| !s.1)
+                .wait_timeout_while(s, COALESCE, |s| !s.stop && !s.urgent)
                 .unwrap_or_else(|p| p.into_inner());
-            if s.1 {
+            if s.stop {
                 return;
             }
+            s.wake = false;
+            s.urgent = false;
         }
         let Some(inner) = store.upgrade() else {
             return;

@@ -4,7 +4,9 @@
 //! (a hash with the month), so the same key installed twice, or received from two peers, is
 //! one file, and two different keys never share a name: a month started on two devices
 //! while they were apart simply holds both keys, and every record names the key that sealed
-//! it. A key is never overwritten and never cached apart from its file.
+//! it. A key file is never overwritten, so the copy held in memory is always the file's. A
+//! damaged key file is not used (the month's other keys are) and is reported; the records
+//! it sealed wait for a paired device to send the key again.
 //!
 //! New records are sealed with the month's smallest key id, so once devices have exchanged
 //! keys they all seal with the same one.

@@ -3,15 +3,22 @@
 //!
 //! Open never destroys. Errors are classified ([`OpenError`]): the store is in use, the
 //! directory is not ours to write, the disk is full, or it was written by another release.
-//! Only verified damage sets something aside, and every such step is recorded in
-//! `recovery.json` ([`super::HealthNote`]) for `tsunagi status`:
+//! Only verified damage sets something aside, and every such repair is recorded in
+//! `recovery.json` ([`super::HealthNote`]) for `tsunagi status` — the note is made durable
+//! before the repair starts:
 //!
 //! - an index sled cannot open (damaged files, a panic) is moved aside and rebuilt from the
-//!   segments; an index that contradicts the segments is emptied and rebuilt;
-//! - an unfinished write at the end of a segment (never acknowledged) is cut; its bytes, if
-//!   not all zero, are copied to `quarantine/` first;
-//! - damage inside a segment keeps every record before it; the damaged bytes go to
-//!   `quarantine/`, and whole records found after them are saved again in a new segment;
+//!   segments; an index that contradicts the segments (a watermark past a segment's end, a
+//!   segment it points into that is gone) is emptied and rebuilt; a rebuild is stamped
+//!   with the index's version only once whole;
+//! - what follows the last committed group of the last segment (an unfinished write, never
+//!   acknowledged) is cut; its bytes, if not all zero, are copied to `quarantine/` first;
+//! - damage (bad bytes with committed groups after them, or anywhere in a segment that is
+//!   not the last) keeps every record before it: the damaged bytes go to `quarantine/`, the
+//!   records of the committed groups after them are saved again in a new segment whose
+//!   header records the damaged segment's valid end — durably, before anything is cut or
+//!   removed, so a failure or crash during the repair loses nothing;
+//! - records that do not open (no key for them here) are kept and tried again;
 //! - a purge that was interrupted is finished.
 
 use std::collections::BTreeMap;
@@ -871,12 +878,16 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
         }
         match scan.end {
             End::Clean => index_found(store, month, n, end, new, &unopened)?,
+            // Zeros after the last committed group: space filled ahead for appends.
+            End::Torn { at, zeros: true } => {
+                index_found(store, month, n, at, new, &unopened)?;
+                end = at;
+                segs.register(month, n, end);
+            }
             // An unfinished write at the end of the last segment: never acknowledged.
-            End::Torn { at, zeros } if Some(n) == last => {
-                if !zeros {
-                    let tail = &bytes[(at - from) as usize..];
-                    quarantine(store, &format!("{month}-{n:08}-{at}-torn.bin"), tail)?;
-                }
+            End::Torn { at, .. } if Some(n) == last => {
+                let tail = &bytes[(at - from) as usize..];
+                quarantine(store, &format!("{month}-{n:08}-{at}-torn.bin"), tail)?;
                 tracing::warn!(segment = %path.display(), at, "cutting an unfinished write (never acknowledged)");
                 index_found(store, month, n, at, new, &unopened)?;
                 end = at;

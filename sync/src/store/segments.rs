@@ -2,12 +2,12 @@
 //! [`super::commit`]), reading a record where the index says it is, and the bookkeeping of
 //! which segment each month appends to.
 //!
-//! An append is `write` + `fdatasync` at the segment's known end. If either fails, the
-//! segment is cut back to that end and fsynced; if even that fails, the segment is *left*:
-//! the next append starts a new segment whose header records where the left one's valid
-//! bytes end ([`super::segment::Header::left`]). Either way, no later append is acknowledged
-//! until the failed bytes can no longer be read as records. A new segment's header and its
-//! directory entry are fsynced before the first record goes in.
+//! An append is one committed group (`write` + `fdatasync`) at the segment's known end. If
+//! either fails, the segment is cut back to that end and fsynced; if even that fails, the
+//! segment is *left*, and a new segment is started at once, its header recording where the
+//! left one's valid bytes end ([`super::segment::Header::left`]). Either way, no later
+//! append is acknowledged until the failed bytes can no longer be read as records. A new
+//! segment's header and its directory entry are fsynced before the first record goes in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -28,7 +28,17 @@ struct Seg {
     /// Bytes that hold acknowledged records (or records received whole): the end of what
     /// may be read.
     valid_len: u64,
+    /// The file's length, zero-filled past `valid_len` (see [`PREALLOCATE`]); `None` until
+    /// asked.
+    allocated: Option<u64>,
 }
+
+/// How far ahead of the end a segment is filled with zeros. Overwriting blocks already
+/// written changes no file metadata, so an append's fdatasync needs no journal commit — on
+/// ext4 a journal commit also waits for other files' dirty data (data=ordered), such as
+/// sled's, and that is what made the slowest captures slow. The zeros are never read as
+/// records (a record counts only inside a committed group).
+pub(crate) const PREALLOCATE: u64 = 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct MonthSegs {
@@ -94,6 +104,7 @@ impl Segments {
             Seg {
                 file: None,
                 valid_len,
+                allocated: None,
             },
         );
     }
@@ -213,6 +224,11 @@ impl Segments {
         group.extend_from_slice(&segment::commit(frames));
         let (number, file, end) = self.writable(month, group.len() as u64)?;
         let path = self.path(month, number);
+        self.preallocate(month, number, file.as_ref(), end + group.len() as u64)
+            .map_err(|source| AppendError {
+                source,
+                path: path.clone(),
+            })?;
         let written = vfs::write_all_at(file.as_ref(), &group, end).and_then(|()| file.sync_data());
         match written {
             Ok(()) => {
@@ -232,6 +248,7 @@ impl Segments {
                 // records where this one ends: until a durable header says so, a restart
                 // would read the failed group back.
                 let rolled_back = file.set_len(end).and_then(|()| file.sync_data());
+                self.set_allocated(month, number, rolled_back.as_ref().ok().map(|()| end));
                 if let Err(e) = rolled_back {
                     tracing::error!(segment = %path.display(), error = %e, "cannot roll back a failed append; leaving the segment");
                     self.leave(month, number, end);
@@ -241,6 +258,52 @@ impl Segments {
                 }
                 Err(AppendError { source, path })
             }
+        }
+    }
+
+    /// Makes sure segment `number` is zero-filled (and that durably) up to `needed`, a
+    /// [`PREALLOCATE`] step ahead. A failure leaves only zeros behind.
+    fn preallocate(
+        &self,
+        month: Month,
+        number: u32,
+        file: &dyn VFile,
+        needed: u64,
+    ) -> io::Result<()> {
+        let known = self
+            .months()
+            .get(&month)
+            .and_then(|m| m.segs.get(&number))
+            .and_then(|s| s.allocated);
+        let allocated = match known {
+            Some(a) => a,
+            None => file.size()?,
+        };
+        if needed <= allocated {
+            self.set_allocated(month, number, Some(allocated));
+            return Ok(());
+        }
+        let step = PREALLOCATE.min(self.segment_bytes);
+        let target = needed + step;
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = allocated;
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64) as usize;
+            vfs::write_all_at(file, &zeros[..n], at)?;
+            at += n as u64;
+        }
+        file.sync_data()?;
+        self.set_allocated(month, number, Some(target));
+        Ok(())
+    }
+
+    fn set_allocated(&self, month: Month, number: u32, allocated: Option<u64>) {
+        if let Some(seg) = self
+            .months()
+            .get_mut(&month)
+            .and_then(|m| m.segs.get_mut(&number))
+        {
+            seg.allocated = allocated;
         }
     }
 
@@ -283,6 +346,7 @@ impl Segments {
             Seg {
                 file: Some(file),
                 valid_len: end,
+                allocated: Some(end),
             },
         );
         m.active = Some(next);
@@ -318,6 +382,15 @@ impl Segments {
         }
         // Leaving a full segment records its end in the new one's header, like a broken one.
         let leaving = left.or(active);
+        if let Some((n, end)) = active.filter(|_| left.is_none()) {
+            // Its zeros ahead are not needed any more (tidying: not made durable, and harmless
+            // if lost).
+            if let Ok((f, _)) = self.file(month, n) {
+                if f.set_len(end).is_ok() {
+                    self.set_allocated(month, n, Some(end));
+                }
+            }
+        }
         let header = Header {
             month,
             number: next,
@@ -338,6 +411,7 @@ impl Segments {
             Seg {
                 file: Some(file.clone()),
                 valid_len: HEADER_LEN,
+                allocated: Some(HEADER_LEN),
             },
         );
         m.active = Some(next);
@@ -388,10 +462,13 @@ mod tests {
             .collect()
     }
 
-    fn ids_in(fs: &SimFs, path: &Path) -> (Vec<u8>, End) {
+    /// The first byte of each record's id, and whether anything but zeros (filled ahead for
+    /// appends) follows the last committed group.
+    fn ids_in(fs: &SimFs, path: &Path) -> (Vec<u8>, bool) {
         let bytes = vfs::read_file(fs, path).unwrap();
         let s = scan(&bytes[HEADER_LEN as usize..], HEADER_LEN);
-        (s.records.iter().map(|f| f.record.id.0[0]).collect(), s.end)
+        let clean = matches!(s.end, End::Clean | End::Torn { zeros: true, .. });
+        (s.records.iter().map(|f| f.record.id.0[0]).collect(), clean)
     }
 
     fn setup() -> (Arc<SimFs>, Segments) {
@@ -411,11 +488,11 @@ mod tests {
         assert!(segs.append(nov(), &frames(10, 3)).is_err());
         segs.append(nov(), &frames(20, 1)).unwrap();
         let path = segs.path(nov(), 1);
-        assert_eq!(ids_in(&fs, &path), (vec![0, 1, 20], End::Clean));
+        assert_eq!(ids_in(&fs, &path), (vec![0, 1, 20], true));
         // And after a power cut, the same.
         fs.crash(3);
         fs.restart();
-        assert_eq!(ids_in(&fs, &path), (vec![0, 1, 20], End::Clean));
+        assert_eq!(ids_in(&fs, &path), (vec![0, 1, 20], true));
     }
 
     #[test]
