@@ -1,9 +1,10 @@
-//! Shared helpers of the store benchmarks: realistic payloads, percentiles, bench dirs.
+//! Shared helpers of the store benchmarks: realistic payloads, percentiles, bench dirs,
+//! env knobs, and this process's memory and I/O as Linux reports them.
 
 // Each bench binary uses a subset of these helpers.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
@@ -83,6 +84,17 @@ pub fn captured_payload(n: u64) -> serde_json::Value {
     })
 }
 
+/// What a bench returns: errors are reported, never unwrapped.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Environment variable `name` as a number, else `default` (also when it does not parse).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().replace(['_', ','], "").parse().ok())
+        .unwrap_or(default)
+}
+
 /// The directory benches write into: `TSUNAGI_BENCH_DIR`, else the system temp dir.
 pub fn bench_parent() -> PathBuf {
     std::env::var_os("TSUNAGI_BENCH_DIR")
@@ -126,4 +138,101 @@ pub fn ms(d: Duration) -> String {
 /// Bytes as MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `a / b` as a float (a zero `b` counts as 1 ns).
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// "met" or "NOT MET".
+pub fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
+
+/// (VmRSS, VmHWM) of this process in bytes, from /proc/self/status.
+pub fn rss() -> BenchResult<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    match (field("VmRSS:"), field("VmHWM:")) {
+        (Some(r), Some(h)) => Ok((r, h)),
+        _ => Err("no VmRSS/VmHWM in /proc/self/status".into()),
+    }
+}
+
+/// What this process wrote so far, from /proc/self/io.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Io {
+    /// Bytes passed to write calls (`wchar`).
+    pub wchar: u64,
+    /// Bytes sent to the block layer (`write_bytes`; 0 where the kernel does not count).
+    pub write_bytes: u64,
+}
+
+impl Io {
+    /// This process's counters now.
+    pub fn now() -> BenchResult<Self> {
+        let io = std::fs::read_to_string("/proc/self/io")?;
+        let field = |name: &str| -> Option<u64> {
+            io.lines()
+                .find(|l| l.starts_with(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        match (field("wchar:"), field("write_bytes:")) {
+            (Some(wchar), Some(write_bytes)) => Ok(Self { wchar, write_bytes }),
+            _ => Err("no wchar/write_bytes in /proc/self/io".into()),
+        }
+    }
+
+    /// What was written since `earlier`.
+    pub fn since(self, earlier: Io) -> Io {
+        Io {
+            wchar: self.wchar.saturating_sub(earlier.wchar),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+}
+
+/// Bytes of a segment header (`sync/src/store/segment.rs`): a segment file is this header
+/// followed by whole record frames.
+pub const SEGMENT_HEADER: u64 = 32;
+
+/// (bytes used, files) of the segment files `DIR/months/YYYY-MM/*.seg` of a store. A
+/// segment is zero-filled ahead of its end for appends (`PREALLOCATE` in
+/// `sync/src/store/segments.rs`); "used" stops at its last non-zero byte.
+pub fn segment_files(store_dir: &Path) -> BenchResult<(u64, u64)> {
+    let months = store_dir.join("months");
+    let mut total = (0, 0);
+    if !months.exists() {
+        return Ok(total);
+    }
+    for month in std::fs::read_dir(&months)? {
+        let month = month?;
+        if !month.file_type()?.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(month.path())? {
+            let f = f?;
+            if f.path().extension().is_some_and(|e| e == "seg") {
+                let bytes = std::fs::read(f.path())?;
+                total.0 += bytes
+                    .iter()
+                    .rposition(|b| *b != 0)
+                    .map_or(0, |p| p as u64 + 1);
+                total.1 += 1;
+            }
+        }
+    }
+    Ok(total)
 }
