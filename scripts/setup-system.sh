@@ -11,6 +11,7 @@ packages=(
   opensc               # OpenSC's own JPKI driver checks the virtual card independently
   opensc-pkcs11
   fonts-ipafont-gothic # Japanese glyphs for the usage report's PNG chart
+  e2fsprogs            # mkfs.ext4 for the real power-cut test (ext4 on a loop device)
 )
 if [ "${1:-}" = "--build-only" ]; then
   packages=(pkg-config libpcsclite-dev fonts-ipafont-gothic)

@@ -463,11 +463,9 @@ impl Store {
         month: Month,
         payload: serde_json::Value,
     ) -> Result<Appended, StoreError> {
-        let store = self.clone();
         let check_id = check_id.to_string();
-        tokio::task::spawn_blocking(move || store.capture_blocking(&check_id, month, payload))
+        self.on_blocking_pool(move |s| s.capture_blocking(&check_id, month, payload))
             .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Appends a later event of check `check_id` and waits until it is durable.
@@ -479,9 +477,18 @@ impl Store {
         month: Month,
         payload: serde_json::Value,
     ) -> Result<Appended, StoreError> {
-        let store = self.clone();
         let check_id = check_id.to_string();
-        tokio::task::spawn_blocking(move || store.append_blocking(&check_id, month, payload))
+        self.on_blocking_pool(move |s| s.append_blocking(&check_id, month, payload))
+            .await
+    }
+
+    /// Runs `f` on tokio's blocking pool (disk and CPU work off the reactor).
+    async fn on_blocking_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(store))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }

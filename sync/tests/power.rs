@@ -15,13 +15,15 @@
 //!   fault is gone, and a power cut afterwards loses nothing either.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use support::{assert_all_there, Acked};
 use tsunagi_sync::store::{OpenError, StoreConfig};
 use tsunagi_sync::vfs::sim::{Fault, SimFs};
 use tsunagi_sync::vfs::Vfs;
@@ -41,53 +43,26 @@ fn config(fs: &Arc<SimFs>, index: &Path) -> StoreConfig {
     c
 }
 
+/// The files of `month` left on the simulated disk: only its tombstone may be.
+fn assert_only_tombstone(fs: &SimFs, month: &str, context: &str) {
+    let left: Vec<_> = fs
+        .files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(month))
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::path::PathBuf::from(format!(
+            "/data/purged/{month}.json"
+        ))],
+        "{context}"
+    );
+}
+
 /// Opens the store, waiting for sled's threads of a store dropped a moment ago to let go of
 /// the index.
 fn open(fs: &Arc<SimFs>, index: &Path) -> Result<Store, OpenError> {
     Store::open_waiting(&config(fs, index), std::time::Duration::from_secs(10))
-}
-
-/// What was acknowledged: captures (check → month) and later events (check → ids).
-#[derive(Debug, Default, Clone)]
-struct Acked {
-    captures: BTreeMap<String, Month>,
-    events: Vec<(String, Month, EventId)>,
-}
-
-fn assert_all_there(store: &Store, acked: &Acked, context: &str) {
-    for (check, month) in &acked.captures {
-        let events = store.check_events(*month, check).unwrap();
-        assert!(
-            events.rejected.is_empty(),
-            "{context}: {:?}",
-            events.rejected
-        );
-        let captures = events
-            .events
-            .iter()
-            .filter(|(_, e)| e.payload["kind"] == "captured")
-            .count();
-        assert_eq!(captures, 1, "{context}: capture {check} lost or doubled");
-    }
-    for (check, month, id) in &acked.events {
-        let events = store.check_events(*month, check).unwrap();
-        assert!(
-            events.events.iter().any(|(e, _)| e == id),
-            "{context}: event {id} of {check} lost"
-        );
-    }
-    let report = store.verify().unwrap();
-    assert!(
-        report.problems.is_empty(),
-        "{context}: {:?}",
-        report.problems
-    );
-    let damage: Vec<_> = store
-        .health()
-        .into_iter()
-        .filter(|n| n.kind.is_damage())
-        .collect();
-    assert!(damage.is_empty(), "{context}: {damage:?}");
 }
 
 #[test]
@@ -294,17 +269,7 @@ fn every_write_site_fails_safely() {
             let store = open(&fs, &index)
                 .unwrap_or_else(|e| panic!("{context}: does not open after the cut: {e}"));
             assert_all_there(&store, &acked, &format!("{context}, after a power cut"));
-            // The purged month left nothing but its tombstone.
-            let left: Vec<_> = fs
-                .files()
-                .into_iter()
-                .filter(|p| p.to_string_lossy().contains("2026-10"))
-                .collect();
-            assert_eq!(
-                left,
-                vec![std::path::PathBuf::from("/data/purged/2026-10.json")],
-                "{context}"
-            );
+            assert_only_tombstone(&fs, "2026-10", &context);
         }
     }
     eprintln!("{sites} write operations in the script, each failed in turn with 3 faults; {injected} failures reached the caller");
@@ -314,10 +279,7 @@ fn every_write_site_fails_safely() {
 
 #[test]
 fn a_full_disk_refuses_writes_and_nothing_is_lost_when_space_returns() {
-    let fs = SimFs::new();
-    let index_parent = tempfile::tempdir().unwrap();
-    let index = index_parent.path().join("index");
-    let store = open(&fs, &index).unwrap();
+    let (fs, _tmp, index, store) = fresh_store();
     store
         .capture_blocking("c0", nov(), json!({"kind": "captured"}))
         .unwrap();
@@ -369,10 +331,7 @@ fn opening_a_new_store_on_a_full_or_failing_disk_says_which() {
 fn a_write_that_failed_is_never_read_back_even_when_the_disk_kept_it() {
     // Issue 8, paths 8 and 9: c1's record reaches the file, its fsync fails and so does the
     // cut that should remove it; the caller is told c1 failed, so c1 must never appear.
-    let fs = SimFs::new();
-    let index_parent = tempfile::tempdir().unwrap();
-    let index = index_parent.path().join("index");
-    let store = open(&fs, &index).unwrap();
+    let (fs, _tmp, index, store) = fresh_store();
     store
         .capture_blocking("c0", nov(), json!({"kind": "captured"}))
         .unwrap();
@@ -701,16 +660,7 @@ fn a_purge_never_races_a_document_back_into_existence() {
         for w in workers {
             w.join().unwrap();
         }
-        let left: Vec<_> = fs
-            .files()
-            .into_iter()
-            .filter(|p| p.to_string_lossy().contains("2001-02"))
-            .collect();
-        assert_eq!(
-            left,
-            vec![std::path::PathBuf::from("/data/purged/2001-02.json")],
-            "round {round}"
-        );
+        assert_only_tombstone(&fs, "2001-02", &format!("round {round}"));
     }
 }
 

@@ -9,15 +9,16 @@
 //! `TSUNAGI_POWER_REAL_ITERATIONS` sets the number of cuts (default 10).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rand::Rng;
+use support::{assert_all_there, record, Acked, Torture};
 use tsunagi_sync::store::StoreConfig;
-use tsunagi_sync::{Month, Store};
+use tsunagi_sync::Store;
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(cmd)
@@ -109,96 +110,46 @@ fn a_real_power_cut_keeps_every_acknowledged_write() {
     let snapshot = dir.path().join("cut.img");
     let mnt = dir.path().join("mnt");
     new_image(&image).unwrap();
-    let mut captures: BTreeMap<String, Month> = BTreeMap::new();
+    let mut acked = Acked::default();
     let mut rng = rand::thread_rng();
     let mut next = 0u64;
     for round in 0..iterations {
+        let context = format!("round {round}");
         {
             let mounted = Mounted::mount(&image, &mnt).unwrap();
-            let data = mounted.at.join("data");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_store-torture"))
-                .arg(&data)
-                .arg(next.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap();
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = tx.send(line);
-                }
-            });
-            let wait = rng.gen_range(20..400);
-            let mut lines = Vec::new();
-            while lines
-                .iter()
-                .filter(|l: &&String| l.starts_with("ack "))
-                .count()
-                < wait
-            {
-                lines.push(
-                    rx.recv_timeout(Duration::from_secs(30))
-                        .unwrap_or_else(|_| panic!("round {round}: the writer stopped")),
-                );
-            }
+            let torture = Torture::start(&mounted.at.join("data"), next);
+            let mut lines = torture.wait_for(rng.gen_range(20..400), &context);
             // The power cut: the writer dies and the disk is copied at once, before the
             // page cache is written back.
-            child.kill().unwrap();
-            child.wait().unwrap();
-            run(
-                "cp",
-                &[
-                    "--sparse=always",
-                    &image.display().to_string(),
-                    &snapshot.display().to_string(),
-                ],
-            )
-            .unwrap();
-            reader.join().unwrap();
-            lines.extend(rx.try_iter());
-            for line in lines {
-                let mut w = line.split_whitespace();
-                if let (Some("ack"), Some(check), Some(month)) = (w.next(), w.next(), w.next()) {
-                    next = next.max(check[1..].parse::<u64>().unwrap() + 1);
-                    captures.insert(check.to_string(), month.parse().unwrap());
-                }
-            }
+            lines.extend(torture.kill(&context, || {
+                run(
+                    "cp",
+                    &[
+                        "--sparse=always",
+                        &image.display().to_string(),
+                        &snapshot.display().to_string(),
+                    ],
+                )
+                .unwrap();
+            }));
+            record(lines, &mut acked, &mut next);
             next += 4;
         }
-        // The disk as it was at the cut becomes the disk.
+        // The disk as it was at the cut becomes the disk. (Later events are checked too;
+        // purges in the torture use months of their own.)
         std::fs::rename(&snapshot, &image).unwrap();
         let mounted = Mounted::mount(&image, &mnt).unwrap();
         let store = Store::open_waiting(
             &StoreConfig::new(&mounted.at.join("data")),
             Duration::from_secs(10),
         )
-        .unwrap_or_else(|e| panic!("round {round}: does not open after the cut: {e}"));
-        let damage: Vec<_> = store
-            .health()
-            .into_iter()
-            .filter(|n| n.kind.is_damage())
-            .collect();
-        assert!(damage.is_empty(), "round {round}: {damage:?}");
-        for (check, month) in &captures {
-            let events = store.check_events(*month, check).unwrap();
-            let n = events
-                .events
-                .iter()
-                .filter(|(_, e)| e.payload["kind"] == "captured")
-                .count();
-            assert_eq!(
-                n, 1,
-                "round {round}: acknowledged capture {check} lost or doubled"
-            );
-        }
-        assert!(store.verify().unwrap().problems.is_empty(), "round {round}");
+        .unwrap_or_else(|e| panic!("{context}: does not open after the cut: {e}"));
+        assert_all_there(&store, &acked, &context);
         drop(store);
     }
     eprintln!(
-        "{iterations} power cuts on ext4 over a loop device: {} acknowledged captures all there",
-        captures.len()
+        "{iterations} power cuts on ext4 over a loop device: {} acknowledged captures and {} later events all there",
+        acked.captures.len(),
+        acked.events.len()
     );
 }
