@@ -16,6 +16,7 @@ use tsunagi::ledger::{new_check_id, Ledger};
 use tsunagi::oqs::{OqsClient, OqsConfig};
 use tsunagi::reconcile::{ReconcileConfig, Reconciler};
 use tsunagi::rules::claim::Moushitatesho;
+use tsunagi::service::MonthSummary;
 
 struct Case {
     card: &'static str,
@@ -206,6 +207,34 @@ async fn captured_checks_reconcile_to_the_right_claim_basis() {
         "{revoked:?}"
     );
     assert_eq!(ledger.open_checks().unwrap().len(), 2);
+
+    // A pass reads only the index's counts and the open checks: they say what folding every
+    // check says, also once the index is rebuilt from the segments.
+    let today = now_jst().date_naive();
+    let month = tsunagi_sync::Month::of(today).unwrap();
+    let summaries = |ledger: &Ledger| {
+        let mut folded = MonthSummary::default();
+        ledger
+            .for_each_check(month, |c| folded.add(&c, today))
+            .unwrap();
+        let indexed = MonthSummary::from_counts(
+            &ledger.counts(month).unwrap(),
+            &ledger.open_checks_of(month).unwrap(),
+            today,
+        );
+        (folded, indexed)
+    };
+    let (folded, indexed) = summaries(&ledger);
+    assert_eq!(indexed, folded);
+    assert_eq!(
+        (folded.checks, folded.by_card, folded.captured_offline),
+        (6, 6, 6)
+    );
+    assert_eq!((folded.fushou, folded.old, folded.open), (1, 1, 2));
+    drop((ledger, reconciler));
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    assert_eq!(summaries(&ledger), (folded, folded));
     sim.shutdown().await;
 }
 

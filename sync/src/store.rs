@@ -102,7 +102,8 @@ pub enum StoreError {
     /// A check id the store will not hold.
     #[error("invalid check id {0:?}: 1 to 64 printable ASCII characters")]
     BadCheckId(String),
-    /// Writing the record failed; nothing was acknowledged. `disk_full` tells the cause.
+    /// Writing the record failed; nothing was acknowledged ([`StoreError::is_disk_full`]
+    /// tells whether the disk was full).
     #[error("cannot write {path}: {source}")]
     Write {
         /// The file.
@@ -395,12 +396,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Refuses a record too large to be read back (it would look like damage).
 fn read_guard(l: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
     // Guards no data: poisoning means nothing here.
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Refuses a record too large to be read back (it would look like damage).
 fn check_size(record: &Record) -> Result<(), StoreError> {
     let size = record.body().len();
     if size > segment::MAX_BODY {
@@ -537,10 +538,8 @@ impl Store {
             payload,
         };
         let signed = SignedEvent::sign(&event, &self.inner.device)?;
-        let id = signed.id();
         let (key_id, key) = self.inner.keys.sealing_key(month)?;
-        let sealed = seal::seal(&key, &Record::aad(month, key_id, id), &signed.to_bytes());
-        let record = Record { key_id, id, sealed };
+        let record = seal_as_record(month, key_id, &key, &signed);
         check_size(&record)?;
         Ok(Prepared {
             month,
@@ -569,21 +568,7 @@ impl Store {
                 month,
                 key: record.key_id,
             })?;
-        let plain = seal::open(
-            &key,
-            &Record::aad(month, record.key_id, record.id),
-            &record.sealed,
-        )
-        .map_err(|e| EventError::Malformed(e.to_string()))?;
-        let signed = SignedEvent::from_bytes(&plain)?;
-        if signed.id() != record.id {
-            return Err(EventError::WrongId {
-                stored: record.id.to_string(),
-                actual: signed.id().to_string(),
-            }
-            .into());
-        }
-        let event = signed.verify()?;
+        let event = unseal(month, &key, &record)?.verify()?;
         if event.month != month {
             return Err(EventError::WrongMonth {
                 event: event.month,
@@ -619,7 +604,7 @@ impl Store {
     }
 
     /// The leader's work for one group: idempotency, one append and fsync per month, the
-    /// index. Runs with the gate held, so groups never overlap.
+    /// hand-off to the indexer. Runs with the gate held, so groups never overlap.
     fn process(&self, group: Vec<Prepared>) -> Vec<Answer> {
         let _gate = lock(&self.inner.gate);
         let mut answers: Vec<Option<Answer>> = (0..group.len()).map(|_| None).collect();
@@ -777,7 +762,7 @@ impl Store {
         month: Month,
         new: Vec<NewRecord>,
         ends: &BTreeMap<u32, u64>,
-    ) -> Result<index::AddOutcome, StoreError> {
+    ) -> Result<(), StoreError> {
         let prior = |loc: Loc| match self.read_event(month, loc) {
             Ok(e) => Ok(Some(e)),
             Err(StoreError::Damaged { reason, .. }) => {
@@ -862,13 +847,28 @@ impl Store {
 
     fn read_frame(&self, month: Month, loc: Loc) -> Result<Record, StoreError> {
         let at = || format!("{month}/{}@{}", loc.seg, loc.offset);
+        // A read that fails is not damage (it is tried again); a location the segment
+        // cannot hold is.
         let bytes = self
             .inner
             .segments
             .read(month, loc)
-            .map_err(|e| StoreError::Damaged {
-                at: at(),
-                reason: e.to_string(),
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData
+                | io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::NotFound => StoreError::Damaged {
+                    at: at(),
+                    reason: e.to_string(),
+                },
+                _ => StoreError::Read {
+                    path: self
+                        .inner
+                        .segments
+                        .path(month, loc.seg)
+                        .display()
+                        .to_string(),
+                    source: e,
+                },
             })?;
         match segment::decode_frame(&bytes) {
             segment::Frame::Good(body, len) if len == bytes.len() => Record::from_body(body)
@@ -893,16 +893,7 @@ impl Store {
             .map_err(|e| Unopened::Io(e.into()))?
             .ok_or_else(|| Unopened::Unreadable(format!("no key {} for {month}", record.key_id)))?;
         let bad = |why: String| Unopened::Unreadable(why);
-        let plain = seal::open(
-            &key,
-            &Record::aad(month, record.key_id, record.id),
-            &record.sealed,
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        let signed = SignedEvent::from_bytes(&plain).map_err(|e| bad(e.to_string()))?;
-        if signed.id() != record.id {
-            return Err(bad("record carries another event's id".into()));
-        }
+        let signed = unseal(month, &key, record).map_err(|e| bad(e.to_string()))?;
         let event: Event =
             serde_json::from_slice(&signed.body).map_err(|e| bad(format!("event body: {e}")))?;
         if event.month != month {
@@ -1190,8 +1181,11 @@ impl Store {
             Ok(segment::scan(&bytes, from).records)
         };
         let added = self.inner.docs.catch_up(month, &ends, &records)?;
-        // Only a hint for `maintain`: the document keeps its own watermarks.
-        self.inner.index.set_doc_marks(month, &ends)?;
+        // Only a hint for `maintain` (the document keeps its own watermarks), written when
+        // it changes: a read of the document writes nothing to sled.
+        if self.inner.index.doc_marks(month)?.as_ref() != Some(&ends) {
+            self.inner.index.set_doc_marks(month, &ends)?;
+        }
         Ok(added)
     }
 
@@ -1274,7 +1268,8 @@ impl Store {
 
     /// Brings every month document up to date, compacts those that need it, and lets go of
     /// them in memory. A month with nothing new since its document was last saved is not
-    /// loaded. (tsunagid runs this in its maintenance pass.)
+    /// loaded. (Sync runs this; tsunagid's pass does not, to keep documents out of its
+    /// memory.)
     pub fn maintain(&self) -> Result<Maintenance, StoreError> {
         self.fresh()?;
         let _docs = read_guard(&self.inner.purging);
@@ -1347,16 +1342,39 @@ impl Store {
 /// Seals a signed event into a record body of `month` under month key `key`: the form
 /// [`Store::record_bodies`] gives and [`Store::receive`] takes.
 pub fn seal_record(month: Month, key: &[u8; 32], signed: &SignedEvent) -> Vec<u8> {
-    let key_id = KeyId::of(month, key);
+    seal_as_record(month, KeyId::of(month, key), key, signed).body()
+}
+
+/// The record of `signed` in `month`, sealed under `key` (whose id is `key_id`).
+fn seal_as_record(month: Month, key_id: KeyId, key: &[u8; 32], signed: &SignedEvent) -> Record {
     let id = signed.id();
     Record {
         key_id,
         id,
         sealed: seal::seal(key, &Record::aad(month, key_id, id), &signed.to_bytes()),
     }
-    .body()
 }
 
+/// Opens a record with `key`: the signed event inside, which must carry the record's id.
+/// (Its signature is not checked here.)
+fn unseal(month: Month, key: &[u8; 32], record: &Record) -> Result<SignedEvent, EventError> {
+    let plain = seal::open(
+        key,
+        &Record::aad(month, record.key_id, record.id),
+        &record.sealed,
+    )
+    .map_err(|e| EventError::Malformed(e.to_string()))?;
+    let signed = SignedEvent::from_bytes(&plain)?;
+    if signed.id() != record.id {
+        return Err(EventError::WrongId {
+            stored: record.id.to_string(),
+            actual: signed.id().to_string(),
+        });
+    }
+    Ok(signed)
+}
+
+/// Orders events as every device does: by (time, device, id).
 fn sort_events(events: &mut [(EventId, Event)]) {
     events.sort_by(|a, b| (a.1.at, &a.1.device, a.0).cmp(&(b.1.at, &b.1.device, b.0)));
 }

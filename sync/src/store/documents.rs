@@ -81,27 +81,11 @@ fn decode_marks(body: &[u8]) -> Option<(Marks, &[u8])> {
 fn frames(bytes: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut pos = 0;
-    while pos < bytes.len() {
-        // Document frames may be large (a whole snapshot): they are not held to the
-        // record size limit.
-        let Some(len) = bytes
-            .get(pos..pos + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(|b| u32::from_be_bytes(b) as usize)
-        else {
-            break;
-        };
-        let Some(body) = bytes.get(pos + 8..pos + 8 + len) else {
-            break;
-        };
-        let mut h = crc32fast::Hasher::new();
-        h.update(&bytes[pos..pos + 4]);
-        h.update(body);
-        if h.finalize().to_be_bytes() != bytes[pos + 4..pos + 8] {
-            break;
-        }
+    while let segment::Frame::Good(body, len) =
+        segment::decode_frame_within(&bytes[pos..], 0..=u32::MAX as usize)
+    {
         out.push(body);
-        pos += 8 + len;
+        pos += len;
     }
     out
 }

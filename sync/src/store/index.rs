@@ -215,6 +215,9 @@ pub enum IndexError {
     Read(String),
 }
 
+/// Every kind of entry a month has.
+const MONTH_KINDS: [u8; 7] = [b'E', b'C', b'O', b'N', b'W', b'D', b'U'];
+
 fn key(kind: u8, month: Month, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + rest.len());
     k.push(kind);
@@ -393,7 +396,7 @@ impl Index {
         ends: &BTreeMap<u32, u64>,
         classifier: &dyn Classifier,
         prior: &dyn Fn(Loc) -> Result<Option<(EventId, Event)>, String>,
-    ) -> Result<AddOutcome, IndexError> {
+    ) -> Result<(), IndexError> {
         #[cfg(test)]
         {
             use std::sync::atomic::Ordering;
@@ -405,13 +408,11 @@ impl Index {
         }
         let mut batch = sled::Batch::default();
         let mut counts = self.counts(month)?;
-        let mut outcome = AddOutcome::default();
         // Group by check, keeping segment order; skip what is indexed already.
         let mut by_check: BTreeMap<String, Vec<NewRecord>> = BTreeMap::new();
         let mut seen = std::collections::HashSet::new();
         for r in new {
             if !seen.insert(r.id) || self.event(month, r.id)?.is_some() {
-                outcome.duplicates += 1;
                 continue;
             }
             by_check
@@ -440,9 +441,8 @@ impl Index {
                 entry.locs.push(r.loc);
                 events.push((r.id, r.event));
                 counts.events += 1;
-                outcome.indexed += 1;
             }
-            events.sort_by(|a, b| (a.1.at, &a.1.device, a.0).cmp(&(b.1.at, &b.1.device, b.0)));
+            super::sort_events(&mut events);
             let plain: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
             // The classifier is the daemon's code: if it panics, the check counts as open
             // (staff see it) rather than the records being stranded.
@@ -478,7 +478,7 @@ impl Index {
             batch.insert(key(b'W', month, &seg.to_be_bytes()), &end.to_be_bytes()[..]);
         }
         self.tree.apply_batch(batch)?;
-        Ok(outcome)
+        Ok(())
     }
 
     /// How far the month document was last saved up to (segment → offset), if recorded.
@@ -564,7 +564,7 @@ impl Index {
     /// Removes every entry of `month` (a purge).
     pub(crate) fn remove_month(&self, month: Month) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
-        for kind in [b'E', b'C', b'O', b'N', b'W', b'D', b'U'] {
+        for kind in MONTH_KINDS {
             for item in self.tree.scan_prefix(key(kind, month, &[])) {
                 batch.remove(item?.0);
             }
@@ -575,7 +575,7 @@ impl Index {
 
     /// Whether any entry of `month` is left.
     pub(crate) fn has_month(&self, month: Month) -> Result<bool, IndexError> {
-        for kind in [b'E', b'C', b'O', b'N', b'W', b'D', b'U'] {
+        for kind in MONTH_KINDS {
             if self
                 .tree
                 .scan_prefix(key(kind, month, &[]))
@@ -593,15 +593,6 @@ impl Index {
         self.db.flush()?;
         Ok(())
     }
-}
-
-/// What [`Index::add`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct AddOutcome {
-    /// Records newly indexed.
-    pub indexed: usize,
-    /// Records skipped because they were indexed already.
-    pub duplicates: usize,
 }
 
 #[cfg(test)]

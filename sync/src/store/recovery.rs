@@ -604,16 +604,20 @@ struct Found {
     len: u64,
 }
 
-fn quarantine(store: &Store, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+/// Copies `bytes` to `quarantine/name`, durably, without the zeros that end them (the space
+/// a segment fills ahead for appends holds nothing worth keeping); returns the path and how
+/// many bytes were kept.
+fn quarantine(store: &Store, name: &str, bytes: &[u8]) -> Result<(PathBuf, usize), StoreError> {
     let inner = &store.inner;
     let path = inner.quarantine.join(name);
+    let kept = &bytes[..bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1)];
     vfs::create_dir_all_durable(inner.vfs.as_ref(), &inner.quarantine)
-        .and_then(|()| vfs::write_atomic(inner.vfs.as_ref(), &path, bytes))
+        .and_then(|()| vfs::write_atomic(inner.vfs.as_ref(), &path, kept))
         .map_err(|source| StoreError::Write {
             path: path.display().to_string(),
             source,
         })?;
-    Ok(path)
+    Ok((path, kept.len()))
 }
 
 /// Opens records found by a scan; returns those that open (as index entries in segment
@@ -762,6 +766,10 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
     }
     let mut found = Vec::new();
     let mut removed_known = None;
+    // Whether a segment was started to save records again: it is the newest, and appends
+    // go on in it (not in an older one, whose unfinished write at a crash would then be
+    // taken for damage).
+    let mut rescued = false;
     for number in numbers {
         let path = segs.path(month, number);
         let file = inner
@@ -789,7 +797,7 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
                 let mut bytes = vec![0u8; len as usize];
                 vfs::read_exact_at(file.as_ref(), &mut bytes, 0)
                     .map_err(|e| OpenError::at(&path, e))?;
-                let q = quarantine(store, &format!("{month}-{number:08}-header.bin"), &bytes)?;
+                let (q, _) = quarantine(store, &format!("{month}-{number:08}-header.bin"), &bytes)?;
                 let body = bytes.get(HEADER_LEN as usize..).unwrap_or_default();
                 let scan = segment::scan(body, HEADER_LEN);
                 let mut all = scan.records;
@@ -806,6 +814,7 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
                     ),
                 )?;
                 rescue(store, month, number, HEADER_LEN, all)?;
+                rescued = true;
                 inner
                     .vfs
                     .remove_file(&path)
@@ -846,10 +855,10 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
         }
     }
     let last = found.last().map(|f| f.number);
-    let mut active = last;
+    let mut active = last.filter(|_| !rescued);
     for f in &found {
         let n = f.number;
-        let mut end = valid.get(&n).copied().unwrap_or(f.len);
+        let end = valid.get(&n).copied().unwrap_or(f.len);
         segs.register(month, n, end);
         let from = marks.get(&n).copied().unwrap_or(HEADER_LEN).max(HEADER_LEN);
         if from > end {
@@ -881,8 +890,7 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
             // Zeros after the last committed group: space filled ahead for appends.
             End::Torn { at, zeros: true } => {
                 index_found(store, month, n, at, new, &unopened)?;
-                end = at;
-                segs.register(month, n, end);
+                segs.set_valid(month, n, at);
             }
             // An unfinished write at the end of the last segment: never acknowledged.
             End::Torn { at, .. } if Some(n) == last => {
@@ -890,8 +898,7 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
                 quarantine(store, &format!("{month}-{n:08}-{at}-torn.bin"), tail)?;
                 tracing::warn!(segment = %path.display(), at, "cutting an unfinished write (never acknowledged)");
                 index_found(store, month, n, at, new, &unopened)?;
-                end = at;
-                segs.register(month, n, end);
+                segs.set_valid(month, n, at);
                 if !cut(store, month, n, at) {
                     // The disk would not cut it: record its end in a new segment's header.
                     rescue(store, month, n, at, Vec::new())?;
@@ -902,7 +909,8 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
             // that is not the last (no write can be unfinished there): damage.
             End::Torn { at, .. } | End::Damaged { at } => {
                 let tail = &bytes[(at - from) as usize..];
-                let q = quarantine(store, &format!("{month}-{n:08}-{at}-damaged.bin"), tail)?;
+                let (q, kept) =
+                    quarantine(store, &format!("{month}-{n:08}-{at}-damaged.bin"), tail)?;
                 note_first(
                     inner.vfs.as_ref(),
                     &inner.dir,
@@ -911,13 +919,12 @@ fn index_month(store: &Store, month: Month, notes: &mut Vec<HealthNote>) -> Resu
                     format!(
                         "segment {} damaged at {at}: {} bytes quarantined in {}; the {} whole records found after the damage are saved again in a new segment",
                         path.display(),
-                        tail.len(),
+                        kept,
                         q.display(),
                         scan.recovered.len()
                     ),
                 )?;
                 index_found(store, month, n, at, new, &unopened)?;
-                end = at;
                 segs.leave(month, n, at);
                 rescue(store, month, n, at, scan.recovered)?;
                 // Tidying only: the new segment's header already hides the damaged bytes.

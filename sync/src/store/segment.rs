@@ -218,11 +218,20 @@ pub(crate) enum Frame<'a> {
 
 /// Decodes the frame at the start of `buf`.
 pub(crate) fn decode_frame(buf: &[u8]) -> Frame<'_> {
+    decode_frame_within(buf, BODY_HEAD..=MAX_BODY)
+}
+
+/// Decodes the frame at the start of `buf` whose body length must lie in `lengths` (a
+/// document frame may hold a whole snapshot, far larger than a record).
+pub(crate) fn decode_frame_within(
+    buf: &[u8],
+    lengths: std::ops::RangeInclusive<usize>,
+) -> Frame<'_> {
     if buf.len() < FRAME_HEAD {
         return Frame::Short;
     }
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if !(BODY_HEAD..=MAX_BODY).contains(&len) {
+    if !lengths.contains(&len) {
         return Frame::Bad;
     }
     let Some(body) = buf.get(FRAME_HEAD..FRAME_HEAD + len) else {

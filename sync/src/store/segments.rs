@@ -62,7 +62,7 @@ pub(crate) struct Segments {
     months: Mutex<HashMap<Month, MonthSegs>>,
 }
 
-/// A failed append: what the disk said, and whether the segment had to be left.
+/// A failed append: what the disk said, and about which file.
 #[derive(Debug)]
 pub(crate) struct AppendError {
     /// The error.
@@ -107,6 +107,17 @@ impl Segments {
                 allocated: None,
             },
         );
+    }
+
+    /// Sets where the valid bytes of a registered segment end (recovery, after a scan).
+    pub(crate) fn set_valid(&self, month: Month, number: u32, valid_len: u64) {
+        if let Some(seg) = self
+            .months()
+            .get_mut(&month)
+            .and_then(|m| m.segs.get_mut(&number))
+        {
+            seg.valid_len = valid_len;
+        }
     }
 
     /// Notes that a segment file numbered `number` exists (or existed): new segments are
