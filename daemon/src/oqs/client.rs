@@ -1,4 +1,13 @@
 //! HTTP side of the client: login, token cache, the two lookups, status handling.
+//!
+//! Two things keep a reception check at one round trip even while 事後確認 runs:
+//!
+//! * **The session is kept warm.** [`OqsClient::keep_session`] logs in before the cached id
+//!   token gets old, so a query finds a token and sends only its search. Without it, the first
+//!   query after the token's 25 minutes pays for a login too.
+//! * **Reception goes first.** A handle from [`OqsClient::background`] shares the token cache and
+//!   the connection pool but waits, before it sends, while any reception query is in flight,
+//!   and only a bounded number of background queries go at once (see `lane`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +18,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+use tokio::sync::{watch, Notify};
 
+use super::lane::{Lane, Lanes};
 use super::message::{
     CardAuthentication, CardBody, InsuranceBody, LoginAnswer, LoginRequest, RequestEnvelope,
     RequestHeader, RequestMsg, SearchInfo,
@@ -24,6 +35,19 @@ const PROCESSING_HEADER: &str = "x-sim-processing-micros";
 const JSON: &str = "application/json;charset=UTF-8";
 /// The id token lives 30 minutes; renewing a little early avoids a 401 round trip at the edge.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(25 * 60);
+/// Default age at which [`OqsClient::keep_session`] logs in again: 20 of the token's 25 minutes,
+/// leaving five minutes (several retries) for a login that fails.
+pub const DEFAULT_SESSION_RENEWAL: Duration = Duration::from_secs(20 * 60);
+/// Default number of background-lane queries in flight at once (the reconciler's concurrency).
+pub const DEFAULT_BACKGROUND_LIMIT: usize = 8;
+/// Shortest renewal age accepted: anything shorter would log in back to back.
+const MIN_SESSION_RENEWAL: Duration = Duration::from_millis(100);
+/// Longest renewal age accepted: the keeper renews at least this long before the token's end.
+const RENEWAL_MARGIN: Duration = Duration::from_secs(30);
+/// First wait after a failed renewal; doubled on each failure up to [`RENEW_RETRY_MAX`].
+const RENEW_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between renewal attempts while the system refuses or is unreachable.
+const RENEW_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Sentinel for "no processing time recorded" in the atomic.
 const NO_MICROS: u64 = u64::MAX;
 
@@ -38,10 +62,18 @@ pub struct OqsConfig {
     pub timeout: Duration,
 }
 
-/// Client of the qualification system. Cheap to clone: clones share the token cache.
+/// Client of the qualification system. Cheap to clone: clones share the token cache, the
+/// connection pool and the lanes.
+///
+/// A client from [`OqsClient::new`] (and its clones) is a *reception* handle: its queries never
+/// wait for anything but the line. [`OqsClient::background`] gives a handle of the same client
+/// whose queries let reception go first.
 #[derive(Debug, Clone)]
 pub struct OqsClient {
     inner: Arc<Inner>,
+    lanes: Arc<Lanes>,
+    lane: Lane,
+    renew_after: Duration,
 }
 
 struct Inner {
@@ -50,6 +82,9 @@ struct Inner {
     institution_code: String,
     timeout: Duration,
     token: Mutex<Option<CachedToken>>,
+    /// Signalled when a token is found stale by the server and forgotten, so the keeper logs in
+    /// at once instead of at its next planned renewal.
+    token_lost: Notify,
     last_micros: AtomicU64,
 }
 
@@ -113,9 +148,139 @@ impl OqsClient {
                 institution_code: config.institution_code,
                 timeout: config.timeout,
                 token: Mutex::new(None),
+                token_lost: Notify::new(),
                 last_micros: AtomicU64::new(NO_MICROS),
             }),
+            lanes: Arc::new(Lanes::new(DEFAULT_BACKGROUND_LIMIT)),
+            lane: Lane::Reception,
+            renew_after: DEFAULT_SESSION_RENEWAL,
         })
+    }
+
+    /// Sets the age at which [`OqsClient::keep_session`] logs in again (default
+    /// [`DEFAULT_SESSION_RENEWAL`]). Clamped to between 100 ms and 30 s before the token's
+    /// 25 minutes are up. Only the keeper reads it; queries use a token until its 25 minutes.
+    pub fn with_session_renewal(mut self, after: Duration) -> Self {
+        self.renew_after = after.clamp(MIN_SESSION_RENEWAL, TOKEN_LIFETIME - RENEWAL_MARGIN);
+        self
+    }
+
+    /// Sets how many background-lane queries may be in flight at once (default
+    /// [`DEFAULT_BACKGROUND_LIMIT`], at least 1).
+    ///
+    /// Call it right after [`OqsClient::new`], before cloning or taking a background handle:
+    /// it gives this handle new lanes, and handles made earlier keep the old ones (their
+    /// reception queries would no longer hold this handle's background queries back).
+    pub fn with_background_limit(mut self, limit: usize) -> Self {
+        self.lanes = Arc::new(Lanes::new(limit));
+        self
+    }
+
+    /// A background-lane handle of the same client, for 事後確認 and anything else no patient
+    /// waits for. It shares the token cache, the connection pool and the lanes.
+    ///
+    /// Its [`query_by_card`](Self::query_by_card) and
+    /// [`query_by_insurance`](Self::query_by_insurance) first take one of the background slots
+    /// (see [`with_background_limit`](Self::with_background_limit)), then wait until no
+    /// reception query of this client is in flight, and only then start; the timeout covers the
+    /// exchange, not that wait. A reception query that starts later does not stop a background
+    /// query already sent. [`probe`](Self::probe) and the session keeper are never held back.
+    pub fn background(&self) -> OqsClient {
+        OqsClient {
+            lane: Lane::Background,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this is a background-lane handle.
+    pub fn is_background(&self) -> bool {
+        self.lane == Lane::Background
+    }
+
+    /// Reception queries of this client in flight now.
+    pub fn reception_in_flight(&self) -> usize {
+        self.lanes.reception_in_flight()
+    }
+
+    /// Background slots of this client taken now: queries in flight plus those holding a slot
+    /// while they wait for reception to be idle.
+    pub fn background_in_flight(&self) -> usize {
+        self.lanes.background_in_flight()
+    }
+
+    /// How old the cached session (id token) is, or `None` when there is none usable: never
+    /// logged in, forgotten after the server refused it, or past its 25 minutes.
+    pub fn session_age(&self) -> Option<Duration> {
+        let slot = self.inner.token.lock().ok()?;
+        slot.as_ref()
+            .map(|t| t.obtained.elapsed())
+            .filter(|age| *age < TOKEN_LIFETIME)
+    }
+
+    /// Keeps the session warm until `shutdown` turns true (or its sender is dropped): logs in
+    /// whenever there is no usable token or the token is older than the renewal age (see
+    /// [`with_session_renewal`](Self::with_session_renewal)), so queries find a token and cost
+    /// one round trip. A failed login is logged (never the token) and retried after 1 s,
+    /// doubling up to 60 s, or after the server's `Retry-After` if longer; the old token, while
+    /// it lasts, keeps serving queries meanwhile.
+    ///
+    /// Run one per client, on its own task, e.g.
+    /// `tokio::spawn({ let c = client.clone(); async move { c.keep_session(rx).await } })`.
+    ///
+    /// Cancel safe: dropping the future abandons a login in flight; the token cache is written
+    /// only with a complete answer.
+    pub async fn keep_session(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut retry = RENEW_RETRY_FIRST;
+        let mut failing = false;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let due_in = self
+                .session_age()
+                .map_or(Duration::ZERO, |age| self.renew_after.saturating_sub(age));
+            if !due_in.is_zero() {
+                let lost = self.inner.token_lost.notified();
+                tokio::select! {
+                    _ = stopped(&mut shutdown) => return,
+                    _ = tokio::time::sleep(due_in) => {}
+                    _ = lost => {}
+                }
+                continue;
+            }
+            let result = tokio::select! {
+                _ = stopped(&mut shutdown) => return,
+                r = self.probe() => r,
+            };
+            let wait = match result {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("qualification system session restored");
+                    } else {
+                        tracing::debug!("qualification system session renewed");
+                    }
+                    failing = false;
+                    retry = RENEW_RETRY_FIRST;
+                    continue;
+                }
+                Err(e) => {
+                    let wait = match &e {
+                        QueryError::RateLimited {
+                            retry_after: Some(after),
+                        } => retry.max(*after),
+                        _ => retry,
+                    };
+                    tracing::warn!(error = %e, retry_in = ?wait, "session renewal failed");
+                    failing = true;
+                    retry = (retry * 2).min(RENEW_RETRY_MAX);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = stopped(&mut shutdown) => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
     }
 
     /// Looks the person up with the My Number card's evidence.
@@ -200,8 +365,11 @@ impl OqsClient {
         }
     }
 
-    /// The whole exchange under one deadline.
+    /// The lane's turn, then the whole exchange under one deadline.
     async fn search(&self, path: &str, body: Vec<u8>) -> Result<Answer, QueryError> {
+        // Held until the answer is read (or the future dropped), so the background lane waits
+        // for the whole reception exchange, login included.
+        let _pass = self.lanes.enter(self.lane).await;
         tokio::time::timeout(self.inner.timeout, self.search_unbounded(path, body))
             .await
             .map_err(|_| QueryError::Timeout)?
@@ -283,6 +451,8 @@ impl OqsClient {
         if let Ok(mut slot) = self.inner.token.lock() {
             *slot = None;
         }
+        // A stored permit if the keeper is busy: it then looks again at once, which is harmless.
+        self.inner.token_lost.notify_one();
     }
 
     async fn post(
@@ -312,6 +482,11 @@ impl OqsClient {
             body,
         })
     }
+}
+
+/// Resolves when `shutdown` is true or its sender is gone (nobody can stop us any more, so stop).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, QueryError> {
@@ -476,6 +651,149 @@ mod tests {
             headers: h,
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    /// The standard scenario's simulator and a query it answers 有効.
+    async fn simulator() -> (oqs_sim::SimHandle, InsuranceQuery) {
+        let today = chrono::Utc::now().date_naive();
+        let s = oqs_sim::scenario::standard(today).unwrap();
+        let sim = oqs_sim::Simulator::start(s.sim_config()).await.unwrap();
+        let key = s.insurance_of("valid-employee").unwrap();
+        let q = InsuranceQuery {
+            visit_date: today,
+            insurer: crate::domain::InsurerNumber::parse(&key.insurer.wire()).unwrap(),
+            symbol: key.symbol.clone(),
+            number: key.number.clone(),
+            branch: key.branch.clone(),
+            birth_date: key.birthdate,
+            limit_consent: false,
+            file_id: "warm-1".to_string(),
+        };
+        (sim, q)
+    }
+
+    /// Polls until `cond` holds, for at most 5 s.
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn warm_session_costs_one_round_trip() {
+        // It sends only the search when the keeper holds a session, from either lane; a client
+        // without one pays for a login as well (which shows the counters can tell).
+        let (sim, q) = simulator().await;
+        let cold = client(sim.base_url(), Duration::from_secs(5));
+        assert!(cold.session_age().is_none());
+        let answer = cold.query_by_insurance(&q).await.unwrap();
+        assert!(matches!(answer, Answer::Confirmed { .. }), "{answer:?}");
+        assert_eq!((sim.login_count(), sim.request_count()), (1, 1));
+
+        let warm = client(sim.base_url(), Duration::from_secs(5));
+        let (stop, stopped) = watch::channel(false);
+        let keeper = tokio::spawn({
+            let c = warm.clone();
+            async move { c.keep_session(stopped).await }
+        });
+        eventually("keeper logged in", || warm.session_age().is_some()).await;
+        assert_eq!(sim.login_count(), 2);
+        for (i, handle) in [warm.clone(), warm.background()].iter().enumerate() {
+            let (logins, searches) = (sim.login_count(), sim.request_count());
+            let answer = handle.query_by_insurance(&q).await.unwrap();
+            assert!(matches!(answer, Answer::Confirmed { .. }), "{answer:?}");
+            assert_eq!(
+                (sim.login_count() - logins, sim.request_count() - searches),
+                (0, 1),
+                "query {i} made a login or more than one search"
+            );
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), keeper)
+            .await
+            .expect("keeper stops on shutdown")
+            .unwrap();
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn keeper_renews_after_the_threshold() {
+        // It logs in again once the token reaches the renewal age, and not before.
+        let (sim, _) = simulator().await;
+        let renewal = Duration::from_millis(600);
+        let c = client(sim.base_url(), Duration::from_secs(5)).with_session_renewal(renewal);
+        let (stop, stopped) = watch::channel(false);
+        let keeper = tokio::spawn({
+            let c = c.clone();
+            async move { c.keep_session(stopped).await }
+        });
+        // When the current token was obtained, from its age (exact up to the microseconds
+        // between two clock reads, unlike the instant the poll happens to notice it).
+        let obtained = || c.session_age().map(|age| Instant::now() - age);
+        eventually("first login", || obtained().is_some()).await;
+        let first = obtained().unwrap();
+        assert_eq!(sim.login_count(), 1);
+        let renewed = || obtained().is_some_and(|t| t > first + Duration::from_millis(50));
+        eventually("renewal", renewed).await;
+        let second = obtained().unwrap();
+        let gap = second - first;
+        assert!(
+            gap + Duration::from_millis(5) >= renewal,
+            "renewed after {gap:?}, before the threshold {renewal:?}"
+        );
+        assert!(sim.login_count() >= 2);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), keeper)
+            .await
+            .expect("keeper stops on shutdown")
+            .unwrap();
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn keeper_retries_until_the_line_returns() {
+        // It keeps trying while the system is unreachable, logs in once it answers, and stops
+        // when the shutdown sender is dropped.
+        let (sim, _) = simulator().await;
+        sim.faults().set_mode(oqs_sim::FaultMode::Refuse);
+        let c = client(sim.base_url(), Duration::from_secs(2));
+        let (stop, stopped) = watch::channel(false);
+        let keeper = tokio::spawn({
+            let c = c.clone();
+            async move { c.keep_session(stopped).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            c.session_age().is_none(),
+            "a session through a refused line"
+        );
+        sim.faults().clear();
+        eventually("login after the line returned", || {
+            c.session_age().is_some()
+        })
+        .await;
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(2), keeper)
+            .await
+            .expect("keeper stops when the sender is gone")
+            .unwrap();
+        sim.shutdown().await;
+    }
+
+    #[test]
+    fn handles_share_state_and_clamp_settings() {
+        let c = client("http://127.0.0.1:1".to_string(), Duration::from_secs(1))
+            .with_session_renewal(Duration::ZERO)
+            .with_background_limit(0);
+        assert_eq!(c.renew_after, MIN_SESSION_RENEWAL);
+        let long = c.clone().with_session_renewal(Duration::from_secs(3600));
+        assert!(long.renew_after < TOKEN_LIFETIME);
+        let b = c.background();
+        assert!(b.is_background() && !c.is_background());
+        assert!(Arc::ptr_eq(&b.inner, &c.inner) && Arc::ptr_eq(&b.lanes, &c.lanes));
+        assert!(b.background().is_background());
     }
 
     #[test]

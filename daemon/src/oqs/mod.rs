@@ -14,6 +14,7 @@
 pub mod challenge;
 pub mod classify;
 mod client;
+mod lane;
 mod message;
 
 use std::fmt;
@@ -24,7 +25,7 @@ use serde::Serialize;
 
 use crate::domain::{IdentityMethod, InsurerNumber};
 
-pub use client::{OqsClient, OqsConfig};
+pub use client::{OqsClient, OqsConfig, DEFAULT_BACKGROUND_LIMIT, DEFAULT_SESSION_RENEWAL};
 
 /// A lookup keyed by the My Number card (マイナンバーカードによる資格確認).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +157,7 @@ impl Notice {
 }
 
 /// Sex (性別, OQSCD007).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sex {
     /// 1 男.
@@ -178,7 +179,7 @@ impl Sex {
 }
 
 /// Insured person or dependant (本人・家族の別, OQSCD009).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PersonalFamily {
     /// 1 本人.
@@ -188,7 +189,7 @@ pub enum PersonalFamily {
 }
 
 /// Reason the qualification was lost (資格喪失事由, OQSCD008).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReasonOfLoss {
     /// 01 死亡.
@@ -213,7 +214,7 @@ impl ReasonOfLoss {
 }
 
 /// 限度額適用認定証 information, present only when the patient consented.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LimitCertificate {
     /// Kind of certificate, the OQSCD011 code (`01`..`03`).
     pub classification: Option<String>,
@@ -235,7 +236,7 @@ pub struct LimitCertificate {
 /// Serialized with snake_case names; `insurer_number` is the 8-character wire form (a 6-digit
 /// 国保 number is padded with two leading spaces, `"  139917"`), dates are `YYYY-MM-DD`. Address
 /// and post number are deliberately not kept: nothing in the daemon needs them.
-#[derive(Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Qualification {
     /// 保険者番号, 8-character wire form.
     pub insurer_number: InsurerNumber,

@@ -122,6 +122,7 @@ impl Simulator {
             tokens: Mutex::new(Default::default()),
             faults: faults.clone(),
             requests: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(server::run_main(
@@ -173,6 +174,7 @@ impl std::fmt::Debug for SimHandle {
             .field("admin_addr", &self.admin_addr)
             .field("mode", &self.faults.mode())
             .field("requests", &self.request_count())
+            .field("logins", &self.login_count())
             .finish()
     }
 }
@@ -201,6 +203,12 @@ impl SimHandle {
     /// Searches answered so far (both search routes, faulted ones included).
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Logins received so far (refused ones included), counted on arrival like
+    /// [`SimHandle::request_count`]: together they are every request the main listener served.
+    pub fn login_count(&self) -> u64 {
+        self.shared.logins.load(Ordering::Relaxed)
     }
 
     /// Stops the listeners and waits for the tasks. Cancel-safe: the stop signal is sent

@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: Mutex<HashMap<String, (String, Instant)>>,
     pub(crate) faults: Faults,
     pub(crate) requests: AtomicU64,
+    pub(crate) logins: AtomicU64,
 }
 
 impl Shared {
@@ -122,6 +123,7 @@ async fn post_faults(State(f): State<Faults>, body: Bytes) -> Response {
 // Login
 
 async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    s.logins.fetch_add(1, Ordering::Relaxed);
     delay(&s).await;
     let fail = |status: StatusCode, msg: &str| {
         let body = LoginResponse {
