@@ -1303,6 +1303,30 @@ impl Store {
     /// entries. Resumes by itself at the next open if interrupted.
     pub fn purge(&self, month: Month, aggregate: &serde_json::Value) -> Result<(), StoreError> {
         let _gate = lock(&self.inner.gate);
+        self.purge_gated(month, aggregate)
+    }
+
+    /// Purges `month` only if its counts are still `seen` — what the caller decided on. A
+    /// capture or event written since (another task of the same process: a back-dated
+    /// reception check, a peer's record) changes them, and then nothing is purged and
+    /// `Ok(false)` says so. The comparison and the purge run under the commit gate, so no
+    /// append can come between them.
+    pub fn purge_if_unchanged(
+        &self,
+        month: Month,
+        seen: &MonthCounts,
+        aggregate: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let _gate = lock(&self.inner.gate);
+        if self.counts(month)? != *seen {
+            return Ok(false);
+        }
+        self.purge_gated(month, aggregate)?;
+        Ok(true)
+    }
+
+    /// The purge itself; the caller holds the commit gate.
+    fn purge_gated(&self, month: Month, aggregate: &serde_json::Value) -> Result<(), StoreError> {
         let _no_documents = self
             .inner
             .purging

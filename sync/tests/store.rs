@@ -631,3 +631,28 @@ fn bad_check_ids_are_refused_before_anything_is_written() {
     }
     assert!(store.months().unwrap().is_empty());
 }
+
+/// A purge decided on counts read earlier must not take a capture acknowledged since: the
+/// daemon reads a month's counts, a back-dated reception check lands in that month, then the
+/// pass purges.
+#[test]
+fn a_purge_decided_before_a_capture_does_not_take_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let oct = Month::new(2026, 10).unwrap();
+    store.capture_blocking("o1", oct, json!({"n": 1})).unwrap();
+    let seen = store.counts(oct).unwrap();
+    // Acknowledged between the decision and the purge.
+    store.capture_blocking("o2", oct, json!({"n": 2})).unwrap();
+    assert!(!store
+        .purge_if_unchanged(oct, &seen, &json!({"checks": 1}))
+        .unwrap());
+    assert!(!store.is_purged(oct));
+    assert_eq!(store.check_ids(oct).unwrap().len(), 2);
+    // Decided again on what is there now, the purge goes ahead.
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_if_unchanged(oct, &seen, &json!({"checks": 2}))
+        .unwrap());
+    assert!(store.is_purged(oct));
+}
