@@ -13,14 +13,17 @@
 //! I/O lives at the edges (`card`, `oqs`, the CLI); `rules` and the answer classification are
 //! pure and tested with tables.
 
+pub mod api;
 pub mod card;
 pub mod check;
 pub mod cli;
 pub mod cli_rules;
 pub mod domain;
 pub mod ledger;
+pub mod ops;
 pub mod oqs;
 pub mod reconcile;
 pub mod report;
 pub mod rules;
 pub mod service;
+pub mod view;

@@ -1,4 +1,4 @@
-//! `tsunagi`: parse, dispatch, map the result to an exit code (0 ok, 1 not confirmed, 2 error).
+//! `tsunagi`: parse, dispatch, map the result to an exit code (see `cli::exit`).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(message) => {
             eprintln!("tsunagi: {message}");
-            2
+            cli::exit::ERROR
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(2))
@@ -22,23 +22,28 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<i32, String> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let config = cli.config.as_path();
     let result = match cli.command {
         Command::Check(args) => runtime()?
-            .block_on(cli::check::check(&args, &mut out))
+            .block_on(cli::check::check(&args, config, &mut out))
             .map_err(|e| e.message),
-        Command::Pending(args) => cli::ledger::pending(&args, &mut out).map_err(|e| e.message),
-        Command::Show(args) => cli::ledger::show(&args, &mut out).map_err(|e| e.message),
+        Command::Pending(args) => runtime()?
+            .block_on(cli::ledger::pending(&args, config, &mut out))
+            .map_err(|e| e.message),
+        Command::Show(args) => runtime()?
+            .block_on(cli::ledger::show(&args, config, &mut out))
+            .map_err(|e| e.message),
         Command::Reconcile(args) => runtime()?
-            .block_on(cli::ledger::reconcile(&args, &mut out))
+            .block_on(cli::ledger::reconcile(&args, config, &mut out))
             .map_err(|e| e.message),
         Command::Declare(args) => runtime()?
-            .block_on(cli::ledger::declare(&args, &mut out))
+            .block_on(cli::ledger::declare(&args, config, &mut out))
             .map_err(|e| e.message),
         Command::RecordDocument(args) => runtime()?
-            .block_on(cli::ledger::record_document(&args, &mut out))
+            .block_on(cli::ledger::record_document(&args, config, &mut out))
             .map_err(|e| e.message),
         Command::Status(args) => runtime()?
-            .block_on(cli::ledger::status(&args, &mut out))
+            .block_on(cli::ledger::status(&args, config, &mut out))
             .map_err(|e| e.message),
         Command::Readers(args) => cli::check::readers(&args, &mut out).map_err(|e| e.message),
         #[cfg(feature = "demo")]

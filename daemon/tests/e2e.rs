@@ -43,6 +43,7 @@ struct World {
     sim: SimHandle,
     card: Option<AttachedCard>,
     data_dir: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
     _pcscd: PcscdSession,
 }
 
@@ -56,6 +57,7 @@ impl World {
             sim,
             card: None,
             data_dir: None,
+            config: None,
             _pcscd: pcscd,
         }
     }
@@ -86,6 +88,10 @@ impl World {
         if let Some(dir) = &self.data_dir {
             cmd.env("TSUNAGI_DATA_DIR", dir);
         }
+        match &self.config {
+            Some(c) => cmd.env("TSUNAGI_CONFIG", c),
+            None => cmd.env("TSUNAGI_CONFIG", "/nonexistent/tsunagi.toml"),
+        };
         run(cmd, stdin)
     }
 
@@ -623,10 +629,15 @@ fn tsunagid_watches_the_reader_and_the_card() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\ninstitution_code = {:?}\n[oqs]\nurl = {:?}\n[reconcile]\ninterval_secs = 1\n",
+            "data_dir = {:?}\ninstitution_code = {:?}\n[oqs]\nurl = {:?}\n[reconcile]\ninterval_secs = 1\n[api]\nlisten = \"127.0.0.1:{}\"\n",
             data.display().to_string(),
             scenario().institution_code,
-            w.sim.base_url()
+            w.sim.base_url(),
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
         ),
     )
     .unwrap();
@@ -660,7 +671,8 @@ fn tsunagid_watches_the_reader_and_the_card() {
     w.card = None; // the patient takes the card back
     let status = card_on_slot(false);
     assert!(status.readers_problem.is_none(), "{status:?}");
-    w.data_dir = Some(data.clone());
+    // While tsunagid runs, `tsunagi status` asks it (the store is the daemon's alone).
+    w.config = Some(config.clone());
     let r = w.tsunagi(&["status"], "");
     assert!(
         r.stdout

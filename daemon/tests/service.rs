@@ -35,6 +35,15 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// A loopback port free now (the daemon's API listens there).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn wait_for(dir: &Path, what: &str, ok: impl Fn(&Status) -> bool) -> Status {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -110,10 +119,12 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
         &config,
         format!(
             "data_dir = {:?}\ninstitution_code = {:?}\n[oqs]\nurl = {:?}\ntimeout_ms = 1000\n\
-             [reconcile]\ninterval_secs = 1\n[health]\noffline_after = 1\nprobe_secs = 1\n",
+             [reconcile]\ninterval_secs = 1\n[health]\noffline_after = 1\nprobe_secs = 1\n\
+             [api]\nlisten = \"127.0.0.1:{}\"\n",
             data.display().to_string(),
             s.institution_code,
-            sim.base_url()
+            sim.base_url(),
+            free_port()
         ),
     )
     .unwrap();
@@ -130,13 +141,16 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
         s.line.label_ja().contains("オフライン")
     });
     assert_eq!(down.queue, 2, "{down:?}");
-    // While the daemon runs, commands still reach the ledger between its passes.
+    // While the daemon runs, commands go through it (the store is the daemon's alone).
     let pending = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
         .args(["pending", "--json"])
-        .env("TSUNAGI_DATA_DIR", &data)
+        .env("TSUNAGI_CONFIG", &config)
+        .env_remove("TSUNAGI_DATA_DIR")
         .output()
         .unwrap();
     assert!(pending.status.success(), "{pending:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&pending.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
 
     sim.faults().clear();
     // A pass drains the queue; the next finds nothing open and ends the old month.

@@ -65,16 +65,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let service = tokio::spawn(tsunagi::service::run(config, client, stopped));
-        wait_for_signal().await;
-        let _ = stop.send(true);
-        if let Err(e) = service.await {
-            tracing::error!(error = %e, "service task failed");
+        let mut service = tokio::spawn(tsunagi::service::run(config, client, stopped));
+        // A daemon that cannot start (store in use, port taken) ends before any signal.
+        tokio::select! {
+            result = &mut service => return result,
+            () = wait_for_signal() => {}
         }
+        let _ = stop.send(true);
+        service.await
     });
-    ExitCode::SUCCESS
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("tsunagid: {}", e.message_ja());
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "service task failed");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// SIGTERM (systemd) or Ctrl-C.

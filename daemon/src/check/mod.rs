@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod health;
+pub mod workflow;
 
 use std::time::{Duration, Instant};
 

@@ -3,11 +3,17 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
+use crate::api::CheckStartRequest;
 use crate::card::reader::Readers;
 use crate::card::{CardError, Pin, PinEntry};
-use crate::check::{self, now_jst, CheckError};
+use crate::check::capture::VisitContext;
+use crate::check::workflow::{self, CheckRequest, Reception};
+use crate::check::{now_jst, CheckError};
+use crate::domain::IdentityMethod;
 use crate::oqs::{OqsClient, OqsConfig};
+use crate::view::CheckReport;
 
+use super::client::{ApiClient, Target};
 use super::render;
 use super::{CheckArgs, OqsArgs, ReadersArgs};
 
@@ -71,13 +77,66 @@ pub fn readers(args: &ReadersArgs, out: &mut dyn Write) -> Result<i32, CommandEr
     Ok(0)
 }
 
-/// `tsunagi check`: one check over pcscd. Returns the exit code.
-pub async fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
+/// `tsunagi check`: one check, through tsunagid when it runs, else over pcscd here.
+/// Returns the exit code.
+pub async fn check(
+    args: &CheckArgs,
+    config: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let report = match super::client::target(config, args.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            if !args.json {
+                writeln!(out, "マイナンバーカードをリーダーに置いてください…").map_err(io_error)?;
+                out.flush().map_err(io_error)?;
+            }
+            check_through(&api, args).await?
+        }
+        Target::Direct(dir) => check_here(args, dir.as_deref(), out).await?,
+    };
+    if args.json {
+        let text = serde_json::to_string(&report).map_err(|e| CommandError::new(e.to_string()))?;
+        writeln!(out, "{text}").map_err(io_error)?;
+    } else if before_the_card(&report) {
+        // Nothing was read: the reader side failed, like any command's error.
+        return Err(CommandError::new(report.message_ja));
+    } else {
+        render::report_text(&report, out).map_err(io_error)?;
+    }
+    Ok(super::exit::of_report(&report))
+}
+
+/// A check that failed before any card was read (pcscd, the reader, no card placed).
+fn before_the_card(report: &CheckReport) -> bool {
+    matches!(
+        report.error.as_deref(),
+        Some("service-not-running" | "no-readers" | "reader-not-found" | "no-card" | "pcsc")
+    ) && report.certificate.is_none()
+}
+
+/// The check over pcscd in this process, recorded in `dir` when given.
+async fn check_here(
+    args: &CheckArgs,
+    dir: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<CheckReport, CommandError> {
     let (client, institution) = oqs_client(&args.oqs)?;
     let now = now_jst();
-    let visit_date = args.visit_date.unwrap_or_else(|| now.date_naive());
+    let request = CheckRequest {
+        method: args.method,
+        visit: VisitContext {
+            visit_date: args.visit_date.unwrap_or_else(|| now.date_naive()),
+            facility: args.facility,
+            first_visit: args.first_visit,
+            next_visit: args.next_visit,
+            last_known: None,
+        },
+    };
     // Connect first, so a stopped pcscd is reported before the operator is asked for a card.
-    let readers = Readers::connect().map_err(|e| CommandError::new(e.message_ja()))?;
+    let readers = match Readers::connect() {
+        Ok(r) => r,
+        Err(e) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
+    };
     if !args.json {
         writeln!(out, "マイナンバーカードをリーダーに置いてください…").map_err(io_error)?;
         out.flush().map_err(io_error)?;
@@ -89,116 +148,82 @@ pub async fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<i32, Command
         readers.open(&name)
     })
     .await
-    .map_err(|e| CommandError::new(e.to_string()))?
-    .map_err(|e| CommandError::new(e.message_ja()))?;
+    .map_err(|e| CommandError::new(e.to_string()))?;
+    let transport = match transport {
+        Ok(t) => t,
+        Err(e) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
+    };
+    let ledger = dir.map(open_ledger).transpose()?;
     let entry = TerminalPinEntry::new(args.confirm_last_try);
-    // When tsunagid says the line is down, capture at once instead of waiting out the budget.
-    let known_offline = args.data_dir.as_deref().is_some_and(|dir| {
-        crate::service::read_status(dir, Duration::from_secs(60))
-            .is_some_and(|s| s.line == crate::check::health::LineState::Offline)
-    });
-    let outcome = check::run(
+    workflow::perform(
+        Reception {
+            ledger: ledger.as_ref(),
+            client: Some(&client),
+            institution_code: &institution,
+        },
         transport,
-        args.method,
-        visit_date,
-        now,
-        (!known_offline).then_some(&client),
-        &institution,
+        &request,
         Box::new(entry),
+        now,
     )
-    .await;
-    match outcome {
-        Ok(outcome) => {
-            if let Some(dir) = &args.data_dir {
-                if let Some(code) = record(dir, args, &outcome, visit_date, now, out).await? {
-                    return Ok(code);
-                }
-            }
-            if args.json {
-                let json = render::outcome_json(&outcome, visit_date);
-                writeln!(out, "{json}").map_err(io_error)?;
-            } else {
-                render::outcome_text(&outcome, visit_date, out).map_err(io_error)?;
-            }
-            Ok(render::exit_code(&outcome))
-        }
-        Err(e) => {
-            if args.json {
-                writeln!(out, "{}", render::error_json(&e)).map_err(io_error)?;
-            } else {
-                writeln!(out, "{}", e.message_ja()).map_err(io_error)?;
-            }
-            Ok(render::error_exit_code(&e))
-        }
-    }
+    .await
+    .map_err(|e| CommandError::new(e.message_ja()))
 }
 
-/// Exit code of a check captured for 事後確認.
-pub const EXIT_CAPTURED: i32 = 3;
-
-/// Records the check in the ledger: a check answered at reception as a record, one the
-/// qualification system could not answer as a capture. Returns the exit code when the check
-/// was captured (the caller prints the answer otherwise).
-async fn record(
-    dir: &std::path::Path,
-    args: &CheckArgs,
-    outcome: &check::CheckOutcome,
-    visit_date: chrono::NaiveDate,
-    now: chrono::DateTime<chrono::FixedOffset>,
-    out: &mut dyn Write,
-) -> Result<Option<i32>, CommandError> {
-    use crate::check::capture::{captured, instructions_ja, VisitContext};
-    use crate::ledger::event::CheckEvent;
-    use crate::reconcile::answered;
-    let visit = VisitContext {
-        visit_date,
-        facility: args.facility,
+/// The check through tsunagid: the PIN is asked here first and travels in the request body;
+/// a wrong PIN or an unconfirmed last try is asked again as the terminal would.
+async fn check_through(api: &ApiClient, args: &CheckArgs) -> Result<CheckReport, CommandError> {
+    let mut entry = TerminalPinEntry::new(args.confirm_last_try);
+    let mut request = CheckStartRequest {
+        reader: args.reader.clone(),
+        method: args.method.as_str().to_string(),
+        pin: None,
+        confirm_last_try: args.confirm_last_try,
+        visit_date: args.visit_date,
+        facility: Some(args.facility.as_str().to_string()),
         first_visit: args.first_visit,
         next_visit: args.next_visit,
-        last_known: None,
+        card_wait_secs: Some(args.card_wait),
     };
-    let reason = match &outcome.answer {
-        Err(e) if e.is_transient() => Some(e.kind()),
-        _ => None,
-    };
-    let ledger = open_ledger(dir)?;
-    let id = crate::ledger::new_check_id();
-    let capture = captured(outcome, &visit, reason, now);
-    let store = |e: crate::ledger::LedgerError| CommandError::new(e.message_ja());
-    ledger
-        .record(&id, visit_date, &CheckEvent::Captured(capture.clone()))
-        .await
-        .map_err(store)?;
-    match &outcome.answer {
-        Ok(answer) => {
-            let event = answered(crate::ledger::event::Via::Card, answer, now);
-            ledger
-                .record(&id, visit_date, &CheckEvent::Answered(event))
-                .await
-                .map_err(store)?;
-            Ok(None)
-        }
-        Err(e) if e.is_transient() => {
-            let lines = instructions_ja(&capture);
-            if args.json {
-                let v = serde_json::json!({
-                    "status": "captured",
-                    "check_id": id,
-                    "error": e.kind(),
-                    "method": outcome.evidence.method.as_str(),
-                    "visit_date": visit_date.to_string(),
-                    "instructions_ja": lines,
-                });
-                writeln!(out, "{v}").map_err(io_error)?;
-            } else {
-                writeln!(out, "オフライン受付（確認ID: {id}）").map_err(io_error)?;
-                for l in lines {
-                    writeln!(out, "・{l}").map_err(io_error)?;
+    let mut tries_left = 3;
+    loop {
+        if args.method == IdentityMethod::Pin && request.pin.is_none() {
+            match entry.pin(tries_left) {
+                Some(pin) => request.pin = Some(pin.digits().to_string()),
+                None => {
+                    return Ok(workflow::card_failure(
+                        &CheckRequest {
+                            method: args.method,
+                            visit: VisitContext {
+                                visit_date: args
+                                    .visit_date
+                                    .unwrap_or_else(|| now_jst().date_naive()),
+                                facility: args.facility,
+                                first_visit: args.first_visit,
+                                next_visit: args.next_visit,
+                                last_known: None,
+                            },
+                        },
+                        &CheckError::Card(CardError::Cancelled),
+                    ))
                 }
             }
-            Ok(Some(EXIT_CAPTURED))
         }
-        Err(_) => Ok(None),
+        let report: CheckReport = api.post("/v1/checks", &request).await?;
+        match (report.error.as_deref(), report.pin_tries_left) {
+            (Some("wrong-pin"), Some(left)) if left > 0 => {
+                entry.wrong_pin(left);
+                tries_left = left;
+                request.pin = None;
+            }
+            (Some("last-try-not-confirmed"), _) if !request.confirm_last_try => {
+                if !entry.confirm_last_try() {
+                    return Ok(report);
+                }
+                request.confirm_last_try = true;
+            }
+            _ => return Ok(report),
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use oqs_sim::Simulator;
 use tsunagi_vcard::card::VirtualCard;
 
 use crate::card::{CardError, Pin, PinEntry, Transport};
-use crate::check::{self, now_jst};
+use crate::check::capture::VisitContext;
+use crate::check::now_jst;
+use crate::check::workflow::{self, CheckRequest, Reception};
 use crate::domain::IdentityMethod;
 use crate::oqs::{OqsClient, OqsConfig};
 
@@ -160,25 +162,37 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
         card.power_on();
         let pins = ScriptedPins::new(step.pins);
         writeln!(out, "本人確認の方法: {}", step.method.label_ja()).map_err(io)?;
-        let outcome = check::run(
+        let request = CheckRequest {
+            method: step.method,
+            visit: VisitContext {
+                visit_date: today,
+                facility: crate::domain::FacilityType::Medical,
+                first_visit: false,
+                next_visit: None,
+                last_known: None,
+            },
+        };
+        let report = workflow::perform(
+            Reception {
+                ledger: None,
+                client: Some(&client),
+                institution_code: &scenario.institution_code,
+            },
             VirtualTransport(card),
-            step.method,
-            today,
-            now_jst(),
-            Some(&client),
-            &scenario.institution_code,
+            &request,
             Box::new(pins.clone()),
+            now_jst(),
         )
-        .await;
+        .await
+        .map_err(|e| CommandError {
+            message: e.message_ja(),
+        })?;
         if let Ok(shown) = pins.shown.lock() {
             for line in shown.iter() {
                 writeln!(out, "{line}").map_err(io)?;
             }
         }
-        match outcome {
-            Ok(outcome) => render::outcome_text(&outcome, today, out).map_err(io)?,
-            Err(e) => writeln!(out, "{}", e.message_ja()).map_err(io)?,
-        }
+        render::report_text(&report, out).map_err(io)?;
         writeln!(out).map_err(io)?;
         if args.pause_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
@@ -202,7 +216,6 @@ async fn offline_part(
     today: chrono::NaiveDate,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
-    use crate::check::capture::{captured, instructions_ja, VisitContext};
     use crate::ledger::event::CheckEvent;
     use crate::ledger::Ledger;
     use crate::reconcile::{ReconcileConfig, Reconciler};
@@ -222,38 +235,33 @@ async fn offline_part(
         };
         let mut virtual_card = VirtualCard::new(profile.clone());
         virtual_card.power_on();
-        let outcome = check::run(
+        let request = CheckRequest {
+            method: IdentityMethod::Visual,
+            visit: VisitContext {
+                visit_date: today,
+                facility: crate::domain::FacilityType::Medical,
+                first_visit,
+                next_visit: None,
+                last_known: None,
+            },
+        };
+        let report = workflow::perform(
+            Reception {
+                ledger: Some(&ledger),
+                client: Some(client),
+                institution_code: &scenario.institution_code,
+            },
             VirtualTransport(virtual_card),
-            IdentityMethod::Visual,
-            today,
-            now_jst(),
-            Some(client),
-            &scenario.institution_code,
+            &request,
             Box::new(ScriptedPins::new(&[])),
+            now_jst(),
         )
         .await
         .map_err(|e| fail(e.message_ja()))?;
-        let reason = match &outcome.answer {
-            Err(e) => e.kind(),
-            Ok(_) => "demo",
+        render::report_text(&report, out).map_err(io)?;
+        let Some(id) = report.check_id.clone() else {
+            return Err(fail("デモの確認が記録されませんでした".into()));
         };
-        let visit = VisitContext {
-            visit_date: today,
-            facility: crate::domain::FacilityType::Medical,
-            first_visit,
-            next_visit: None,
-            last_known: None,
-        };
-        let capture = captured(&outcome, &visit, Some(reason), now_jst());
-        let id = crate::ledger::new_check_id();
-        ledger
-            .record(&id, today, &CheckEvent::Captured(capture.clone()))
-            .await
-            .map_err(|e| fail(e.message_ja()))?;
-        writeln!(out, "オフライン受付（確認ID: {id}）").map_err(io)?;
-        for line in instructions_ja(&capture) {
-            writeln!(out, "・{line}").map_err(io)?;
-        }
         if first_visit {
             let m = Moushitatesho {
                 name: Some("見本　初子".into()),
@@ -285,7 +293,7 @@ async fn offline_part(
     .map_err(io)?;
     for id in &ids {
         let c = ledger.check(id).map_err(|e| fail(e.message_ja()))?;
-        match &c.resolution {
+        match &crate::view::CheckView::of(&c, today).resolution {
             Some(r) => {
                 writeln!(out, "・{id}: {}", r.summary_ja).map_err(io)?;
                 super::ledger::write_claim_fields(out, r, "    ").map_err(io)?;

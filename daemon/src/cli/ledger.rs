@@ -1,27 +1,31 @@
 //! `tsunagi pending | show | reconcile | declare | status`: the checks waiting for 事後確認.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use clap::Args;
 use serde_json::json;
 
 use super::check::{io_error, open_ledger, oqs_client, CommandError};
-use super::OqsArgs;
+use super::client::{segment, target, Target};
+use super::{exit, OqsArgs};
+use crate::api::{CheckList, ReconcileReport, ReconcileRequest};
+use crate::card::reader::Readers;
+use crate::card::CardError;
 use crate::check::now_jst;
-use crate::ledger::event::{AnswerStatus, CheckEvent};
-use crate::ledger::fold::{CheckState, Phase};
+use crate::ops::{self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest};
 use crate::reconcile::{ReconcileConfig, Reconciler};
-use crate::rules::claim::{InsuranceType, Moushitatesho, Sex};
-use crate::rules::copay::CopayRatio;
+use crate::rules::settings::RuleSettings;
+use crate::service::Status;
+use crate::view::{AnswerKind, CheckView, ListState, ResolutionView};
 
 /// Where the checks are.
 #[derive(Debug, Args)]
 pub struct DataDir {
-    /// The data directory (the ledger).
+    /// The data directory (the ledger); default the one in the configuration file.
     #[arg(long, env = "TSUNAGI_DATA_DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `tsunagi pending`.
@@ -119,162 +123,168 @@ pub struct StatusArgs {
     pub oqs: OqsArgs,
 }
 
-fn ledger_error(e: crate::ledger::LedgerError) -> CommandError {
+fn op_error(e: crate::ops::OpError) -> CommandError {
     CommandError::new(e.message_ja())
 }
 
-fn phase_ja(c: &CheckState) -> &'static str {
-    match c.phase() {
-        Phase::Done => "確認済み",
-        Phase::Waiting => "事後確認待ち",
-        Phase::NeedsStaff => "要対応",
-        Phase::Resolved => "請求根拠決定",
-    }
+/// The ledger of a direct target.
+fn direct_ledger(dir: Option<PathBuf>) -> Result<crate::ledger::Ledger, CommandError> {
+    open_ledger(&Target::require_dir(dir)?)
 }
 
-fn check_json(c: &CheckState, today: NaiveDate) -> serde_json::Value {
-    json!({
-        "id": c.id,
-        "visit_date": c.visit_date().to_string(),
-        "facility": c.captured.facility,
-        "phase": c.phase(),
-        "due": c.due().map(|d| d.to_string()),
-        "overdue": c.is_overdue(today),
-        "reason": c.captured.reason,
-        "attempts": c.attempts,
-        "last_error": c.last_error,
-        "answer": c.best_answer().map(|a| a.status),
-        "declaration": c.declaration.is_some(),
-        "resolution": c.resolution,
-    })
-}
-
-fn what_is_missing_ja(c: &CheckState) -> Option<&'static str> {
-    if c.phase() != Phase::NeedsStaff {
-        return None;
-    }
-    Some(match c.best_answer().map(|a| a.status) {
-        Some(AnswerStatus::Multiple) => {
-            "複数の資格が該当しました。患者さんに保険を確認してください。"
-        }
-        _ if c.captured.facility.is_ryouyouhi() => {
-            "柔整・あはき: 資格が確認できるまで申請できません。次回施術時に確認してください。"
-        }
-        _ => {
-            "資格が確認できませんでした。被保険者資格申立書を記録してください（tsunagi declare）。"
-        }
-    })
+/// One check as a line of the pending list.
+fn pending_line(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
+    let due = c
+        .due
+        .map(|d| d.format("%Y年%-m月%-d日").to_string())
+        .unwrap_or_else(|| "—".into());
+    let overdue = if c.overdue { "【期限超過】" } else { "" };
+    writeln!(
+        out,
+        "  {}  受診日 {}  {}  {}  期限 {}{}",
+        c.id,
+        c.visit_date.format("%Y-%m-%d"),
+        c.facility.label_ja(),
+        c.phase.label_ja(),
+        due,
+        overdue
+    )
 }
 
 /// `tsunagi pending`.
-pub fn pending(args: &PendingArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
-    let ledger = open_ledger(&args.dir.data_dir)?;
-    let today = now_jst().date_naive();
-    let mut open = ledger.open_checks().map_err(ledger_error)?;
-    if args.overdue {
-        open.retain(|c| c.is_overdue(today));
-    }
-    open.sort_by_key(|c| (c.due(), c.id.clone()));
+pub async fn pending(
+    args: &PendingArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let state = if args.overdue {
+        ListState::Overdue
+    } else {
+        ListState::Pending
+    };
+    let open = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            let path = match state {
+                ListState::Overdue => "/v1/checks?state=overdue",
+                _ => "/v1/checks?state=pending",
+            };
+            api.get::<CheckList>(path).await?.checks
+        }
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            ops::list(&ledger, state, None, now_jst().date_naive())
+                .await
+                .map_err(op_error)?
+        }
+    };
     if args.json {
-        let list: Vec<_> = open.iter().map(|c| check_json(c, today)).collect();
-        writeln!(out, "{}", serde_json::Value::Array(list)).map_err(io_error)?;
-        return Ok(0);
+        let text = serde_json::to_string(&open).map_err(|e| CommandError::new(e.to_string()))?;
+        writeln!(out, "{text}").map_err(io_error)?;
+        return Ok(exit::OK);
     }
     if open.is_empty() {
         writeln!(out, "事後確認を待っている確認はありません。").map_err(io_error)?;
-        return Ok(0);
+        return Ok(exit::OK);
     }
     writeln!(out, "事後確認待ち: {}件", open.len()).map_err(io_error)?;
     for c in &open {
-        let due = c
-            .due()
-            .map(|d| d.format("%Y年%-m月%-d日").to_string())
-            .unwrap_or_else(|| "—".into());
-        let overdue = if c.is_overdue(today) {
-            "【期限超過】"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "  {}  受診日 {}  {}  {}  期限 {}{}",
-            c.id,
-            c.visit_date().format("%Y-%m-%d"),
-            c.captured.facility.label_ja(),
-            phase_ja(c),
-            due,
-            overdue
-        )
-        .map_err(io_error)?;
+        pending_line(c, out).map_err(io_error)?;
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// `tsunagi show`.
-pub fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
-    let ledger = open_ledger(&args.dir.data_dir)?;
-    let today = now_jst().date_naive();
-    let c = ledger.check(&args.id).map_err(ledger_error)?;
+pub async fn show(
+    args: &ShowArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let c = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            api.get::<CheckView>(&format!("/v1/checks/{}", segment(&args.id)))
+                .await?
+        }
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            ops::view(&ledger, &args.id, now_jst().date_naive())
+                .await
+                .map_err(op_error)?
+        }
+    };
     if args.json {
-        writeln!(out, "{}", check_json(&c, today)).map_err(io_error)?;
-        return Ok(0);
+        let text = serde_json::to_string(&c).map_err(|e| CommandError::new(e.to_string()))?;
+        writeln!(out, "{text}").map_err(io_error)?;
+        return Ok(exit::OK);
     }
-    writeln!(out, "確認ID: {}", c.id).map_err(io_error)?;
+    show_text(&c, out).map_err(io_error)?;
+    Ok(exit::OK)
+}
+
+fn show_text(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "確認ID: {}", c.id)?;
     writeln!(
         out,
         "受診日: {}  施設: {}",
-        c.visit_date(),
-        c.captured.facility.label_ja()
-    )
-    .map_err(io_error)?;
-    writeln!(out, "状態: {}", phase_ja(&c)).map_err(io_error)?;
-    if let Some(due) = c.due().filter(|_| c.is_open()) {
-        let overdue = if c.is_overdue(today) {
-            "（期限超過）"
-        } else {
-            ""
-        };
-        writeln!(out, "事後確認の期限: {due}{overdue}").map_err(io_error)?;
+        c.visit_date,
+        c.facility.label_ja()
+    )?;
+    writeln!(out, "状態: {}", c.phase.label_ja())?;
+    if let Some(due) = c.due.filter(|_| c.is_open()) {
+        let overdue = if c.overdue { "（期限超過）" } else { "" };
+        writeln!(out, "事後確認の期限: {due}{overdue}")?;
     }
-    if let Some(card) = &c.captured.card {
+    if let (Some(serial), Some(method)) = (&c.certificate_serial, c.method) {
         writeln!(
             out,
-            "カード: 証明書シリアル {}（本人確認: {}）",
-            card.serial,
-            card.method.label_ja()
-        )
-        .map_err(io_error)?;
+            "カード: 証明書シリアル {serial}（本人確認: {}）",
+            method.label_ja()
+        )?;
     }
-    if let Some(a) = c.best_answer() {
+    if let Some(a) = &c.answer {
         let label = match a.status {
-            AnswerStatus::Confirmed => "有効",
-            AnswerStatus::Invalid if a.newer_exists => "資格（無効）・新しい資格あり",
-            AnswerStatus::Invalid => "資格（無効）",
-            AnswerStatus::NotFound => "資格情報なし",
-            AnswerStatus::Multiple => "複数該当",
-            AnswerStatus::CardRefused => "カードでは確認できず",
+            AnswerKind::Confirmed => "有効",
+            AnswerKind::Invalid if a.newer_exists => "資格（無効）・新しい資格あり",
+            AnswerKind::Invalid => "資格（無効）",
+            AnswerKind::NotFound => "資格情報なし",
+            AnswerKind::Multiple => "複数該当",
+            AnswerKind::CardRefused => "カードでは確認できず",
         };
-        writeln!(out, "資格確認結果: {label}").map_err(io_error)?;
+        writeln!(out, "資格確認結果: {label}")?;
+    }
+    if let Some(n) = &c.known_numbers {
+        writeln!(
+            out,
+            "把握している保険: 保険者番号 {}  記号 {}  番号 {}",
+            n.insurer,
+            n.symbol.as_deref().unwrap_or("—"),
+            n.number
+        )?;
     }
     if let Some(r) = &c.resolution {
-        writeln!(out, "請求の根拠: {}", r.summary_ja).map_err(io_error)?;
-        write_claim_fields(out, r, "  ").map_err(io_error)?;
+        writeln!(out, "請求の根拠: {}", r.summary_ja)?;
+        write_claim_fields(out, r, "  ")?;
     }
-    if let Some(m) = what_is_missing_ja(&c) {
-        writeln!(out, "対応: {m}").map_err(io_error)?;
+    if let Some(m) = &c.next_step_ja {
+        writeln!(out, "対応: {m}")?;
     }
     if let Some(e) = &c.last_error {
-        writeln!(out, "最後の照会エラー: {e}（{}回）", c.attempts).map_err(io_error)?;
+        writeln!(out, "最後の照会エラー: {e}（{}回）", c.attempts)?;
     }
-    Ok(0)
+    for n in &c.notes {
+        writeln!(out, "メモ: {n}")?;
+    }
+    Ok(())
 }
 
 /// The claim's fields of a decided check, for staff.
 pub fn write_claim_fields(
     out: &mut dyn Write,
-    r: &crate::ledger::event::Resolved,
+    r: &ResolutionView,
     indent: &str,
 ) -> std::io::Result<()> {
+    if r.basis == crate::view::ClaimBasis::Manual {
+        return Ok(());
+    }
     writeln!(
         out,
         "{indent}保険者番号 {}  記号 {}  番号 {}",
@@ -292,104 +302,102 @@ pub fn write_claim_fields(
 }
 
 /// `tsunagi reconcile`.
-pub async fn reconcile(args: &ReconcileArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
-    let ledger = open_ledger(&args.dir.data_dir)?;
-    let (client, _) = oqs_client(&args.oqs)?;
-    let reconciler = Reconciler::new(ledger, client, ReconcileConfig::default());
-    let report = reconciler
-        .run_pass(now_jst(), args.now)
-        .await
-        .map_err(ledger_error)?;
+pub async fn reconcile(
+    args: &ReconcileArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let report = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            api.post::<_, ReconcileReport>("/v1/reconcile", &ReconcileRequest { force: args.now })
+                .await?
+        }
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            let (client, _) = oqs_client(&args.oqs)?;
+            let reconciler = Reconciler::new(ledger, client, ReconcileConfig::default());
+            let pass = reconciler
+                .run_pass(now_jst(), args.now)
+                .await
+                .map_err(|e| CommandError::new(e.message_ja()))?;
+            ReconcileReport { ran: true, pass }
+        }
+    };
+    let pass = report.pass;
     if args.json {
-        writeln!(out, "{}", json!(report)).map_err(io_error)?;
+        writeln!(out, "{}", json!(pass)).map_err(io_error)?;
+    } else if !report.ran {
+        writeln!(
+            out,
+            "資格確認システムにつながらないため、事後確認は回線が戻ってから行います（事後確認待ち {}件）。",
+            pass.examined
+        )
+        .map_err(io_error)?;
     } else {
         writeln!(
             out,
             "事後確認: 対象 {}件、請求根拠決定 {}件、要対応 {}件、照会失敗 {}件（後で再試行）",
-            report.examined, report.resolved, report.needs_staff, report.failed
+            pass.examined, pass.resolved, pass.needs_staff, pass.failed
         )
         .map_err(io_error)?;
     }
-    Ok(if report.failed > 0 { 2 } else { 0 })
+    Ok(if pass.failed > 0 || !report.ran {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
 }
 
 /// `tsunagi declare`.
-pub async fn declare(args: &DeclareArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
-    let sex = match args.sex.as_deref() {
-        None => None,
-        Some("male" | "男" | "m") => Some(Sex::Male),
-        Some("female" | "女" | "f") => Some(Sex::Female),
-        Some(other) => {
-            return Err(CommandError::new(format!(
-                "性別「{other}」が分かりません。male（男）か female（女）で指定してください。"
-            )))
-        }
-    };
-    let insurance_type = match args.insurance_type.as_deref() {
-        None => None,
-        Some("employee" | "社保") => Some(InsuranceType::Employee),
-        Some("kokuho" | "国保") => Some(InsuranceType::Kokuho),
-        Some("late-elderly" | "後期") => Some(InsuranceType::LateElderly),
-        Some(other) => {
-            return Err(CommandError::new(format!(
-            "保険の種類「{other}」が分かりません。employee・kokuho・late-elderly のいずれかです。"
-        )))
-        }
-    };
-    let copay = match args.copay {
-        None => None,
-        Some(t) => Some(CopayRatio::from_tenths(t).ok_or_else(|| {
-            CommandError::new(format!(
-                "負担割合 {t} は指定できません（1・2・3割のいずれか）。"
-            ))
-        })?),
-    };
-    let ledger = open_ledger(&args.dir.data_dir)?;
-    let check = ledger.check(&args.id).map_err(ledger_error)?;
-    if let Some(b) = args.birth_date {
-        if b > check.visit_date() {
-            return Err(CommandError::new(format!(
-                "生年月日（{b}）が受診日（{}）より後です。",
-                check.visit_date()
-            )));
-        }
-    }
-    let m = Moushitatesho {
+pub async fn declare(
+    args: &DeclareArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let request = DeclarationRequest {
         name: args.name.clone(),
         birth_date: args.birth_date,
-        sex,
+        sex: args.sex.clone(),
         address: args.address.clone(),
         phone: args.phone.clone(),
-        insurance_type,
+        insurance_type: args.insurance_type.clone(),
         insurer_name: args.insurer_name.clone(),
-        employer_name: args.employer.clone(),
-        copay,
+        employer: args.employer.clone(),
+        copay: args.copay,
     };
-    let missing = m.missing_fields_ja();
-    ledger
-        .record(
-            &check.id,
-            check.visit_date(),
-            &CheckEvent::Declared { moushitatesho: m },
-        )
-        .await
-        .map_err(ledger_error)?;
-    writeln!(out, "申立書を記録しました（確認ID: {}）。", check.id).map_err(io_error)?;
-    if !missing.is_empty() {
-        writeln!(out, "未記入の項目: {}", missing.join("・")).map_err(io_error)?;
+    let report = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            api.post::<_, DeclarationReport>(
+                &format!("/v1/checks/{}/declaration", segment(&args.id)),
+                &request,
+            )
+            .await?
+        }
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            ops::declare(&ledger, &args.id, &request, now_jst().date_naive())
+                .await
+                .map_err(op_error)?
+        }
+    };
+    writeln!(out, "申立書を記録しました（確認ID: {}）。", report.check.id).map_err(io_error)?;
+    if !report.missing_ja.is_empty() {
+        writeln!(out, "未記入の項目: {}", report.missing_ja.join("・")).map_err(io_error)?;
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
-/// `tsunagi status`: from tsunagid's status file while it runs, else asked directly.
-pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
+/// `tsunagi status`: from tsunagid while it runs, else asked here.
+pub async fn status(
+    args: &StatusArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
     use crate::check::health::LineState;
-    let from_daemon =
-        crate::service::read_status(&args.dir.data_dir, std::time::Duration::from_secs(60));
-    let (line, queue, overdue, daemon, repairs) = match &from_daemon {
-        Some(s) => (s.line, s.queue, s.overdue, true, s.store_repairs.clone()),
-        None => {
-            let ledger = open_ledger(&args.dir.data_dir)?;
+    let (status, daemon) = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => (api.get::<Status>("/v1/status").await?, true),
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
             let repairs: Vec<_> = ledger
                 .store()
                 .health()
@@ -397,15 +405,34 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
                 .filter(|n| n.kind.is_damage())
                 .collect();
             let today = now_jst().date_naive();
-            let open = ledger.open_checks().map_err(ledger_error)?;
-            let overdue = open.iter().filter(|c| c.is_overdue(today)).count();
+            let open = ops::list(&ledger, ListState::Pending, None, today)
+                .await
+                .map_err(op_error)?;
             let (client, _) = oqs_client(&args.oqs)?;
             let line = match client.probe().await {
                 Ok(()) => LineState::Online,
                 Err(e) if e.is_transient() => LineState::Offline,
                 Err(_) => LineState::Degraded,
             };
-            (line, open.len(), overdue, false, repairs)
+            let (readers, readers_problem) = match Readers::connect().and_then(|r| r.list()) {
+                Ok(list) if list.is_empty() => (list, Some(CardError::NoReaders.message_ja())),
+                Ok(list) => (list, None),
+                Err(e) => (Vec::new(), Some(e.message_ja())),
+            };
+            (
+                Status {
+                    line,
+                    queue: open.len(),
+                    overdue: open.iter().filter(|c| c.overdue).count(),
+                    last_pass: None,
+                    readers,
+                    readers_problem,
+                    store_repairs: repairs,
+                    updated_at: now_jst().to_rfc3339(),
+                    pid: std::process::id(),
+                },
+                false,
+            )
         }
     };
     if args.json {
@@ -413,33 +440,36 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
             out,
             "{}",
             json!({
-                "line": line,
-                "queue": queue,
-                "overdue": overdue,
+                "line": status.line,
+                "queue": status.queue,
+                "overdue": status.overdue,
                 "daemon": daemon,
-                "readers": from_daemon.as_ref().map(|s| &s.readers),
-                "readers_problem": from_daemon.as_ref().and_then(|s| s.readers_problem.as_ref()),
-                "store_repairs": repairs,
+                "readers": status.readers,
+                "readers_problem": status.readers_problem,
+                "store_repairs": status.store_repairs,
             })
         )
         .map_err(io_error)?;
     } else {
-        writeln!(out, "回線: {}", line.label_ja()).map_err(io_error)?;
-        writeln!(out, "事後確認待ち: {queue}件（うち期限超過 {overdue}件）").map_err(io_error)?;
-        if let Some(s) = &from_daemon {
-            for r in &s.readers {
-                let card = if r.card_present {
-                    "カードあり"
-                } else {
-                    "カードなし"
-                };
-                writeln!(out, "カードリーダー: {}（{card}）", r.name).map_err(io_error)?;
-            }
-            if let Some(p) = &s.readers_problem {
-                writeln!(out, "カードリーダー: {p}").map_err(io_error)?;
-            }
+        writeln!(out, "回線: {}", status.line.label_ja()).map_err(io_error)?;
+        writeln!(
+            out,
+            "事後確認待ち: {}件（うち期限超過 {}件）",
+            status.queue, status.overdue
+        )
+        .map_err(io_error)?;
+        for r in &status.readers {
+            let card = if r.card_present {
+                "カードあり"
+            } else {
+                "カードなし"
+            };
+            writeln!(out, "カードリーダー: {}（{card}）", r.name).map_err(io_error)?;
         }
-        for note in &repairs {
+        if let Some(p) = &status.readers_problem {
+            writeln!(out, "カードリーダー: {p}").map_err(io_error)?;
+        }
+        for note in &status.store_repairs {
             writeln!(
                 out,
                 "保存データの修復: {}",
@@ -448,14 +478,10 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<i32, Comma
             .map_err(io_error)?;
         }
         if !daemon {
-            writeln!(
-                out,
-                "（tsunagid は動いていません。事後確認は tsunagi reconcile で行えます）"
-            )
-            .map_err(io_error)?;
+            eprintln!("（tsunagid は動いていません。事後確認は tsunagi reconcile で行えます）");
         }
     }
-    Ok(0)
+    Ok(exit::OK)
 }
 
 /// `tsunagi record-document`: a document shown instead of a card read (資格確認書, the old
@@ -506,116 +532,91 @@ pub struct RecordDocumentArgs {
 /// records an acceptable document as a check to confirm by its numbers.
 pub async fn record_document(
     args: &RecordDocumentArgs,
+    config: &Path,
     out: &mut dyn Write,
 ) -> Result<i32, CommandError> {
-    use crate::ledger::event::{Captured, DocumentRecord, NumbersRecord};
     use crate::rules::calendar::parse_date;
-    use crate::rules::claim::InsuranceNumbers;
-    use crate::rules::documents::{document_validity, DocumentKind, PresentedDocument};
-    use crate::rules::settings::RuleSettings;
-
     let bad = |m: String| CommandError::new(m);
-    let kind: DocumentKind = args
-        .kind
-        .parse()
-        .map_err(|e: crate::rules::documents::DocumentError| bad(e.message_ja()))?;
     let date = |s: &Option<String>| -> Result<Option<NaiveDate>, CommandError> {
         s.as_deref()
             .map(|d| parse_date(d).map_err(|e| bad(e.message_ja())))
             .transpose()
     };
-    let now = now_jst();
-    let visit = match &args.visit_date {
-        Some(text) => crate::cli::parse_visit_date(text).map_err(bad)?,
-        None => now.date_naive(),
+    let visit_date = match &args.visit_date {
+        Some(text) => Some(crate::cli::parse_visit_date(text).map_err(bad)?),
+        None => None,
     };
-    let expires = date(&args.expires)?;
-    let birth_date = date(&args.birth_date)?;
-    if birth_date.is_some_and(|b| b > visit) {
-        return Err(bad("生年月日が受診日より後になっています。".into()));
-    }
-    let facility: crate::domain::FacilityType = args
-        .facility
-        .parse()
-        .map_err(|e: crate::domain::DomainError| bad(e.message_ja()))?;
-    let numbers = match (&args.insurer, &args.number) {
-        (Some(i), Some(n)) => {
-            let checked =
-                InsuranceNumbers::new(i, args.symbol.as_deref(), n, args.branch.as_deref())
-                    .map_err(|e| bad(e.message_ja()))?;
-            Some(NumbersRecord {
-                insurer: checked.insurer().clone(),
-                symbol: checked.kigo().map(str::to_string),
-                number: checked.bango().to_string(),
-                branch: checked.edaban().map(str::to_string),
-            })
+    let request = DocumentRequest {
+        kind: args.kind.clone(),
+        expires: date(&args.expires)?,
+        visit_date,
+        with_card: args.with_card,
+        insurer: args.insurer.clone(),
+        symbol: args.symbol.clone(),
+        number: args.number.clone(),
+        branch: args.branch.clone(),
+        birth_date: date(&args.birth_date)?,
+        facility: Some(args.facility.clone()),
+        first_visit: args.first_visit,
+    };
+    let report = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            api.post::<_, DocumentReport>("/v1/documents", &request)
+                .await?
         }
-        (None, None) => None,
-        _ => return Err(bad("保険者番号と番号は両方指定してください。".into())),
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            let facility = args
+                .facility
+                .parse()
+                .map_err(|e: crate::domain::DomainError| bad(e.message_ja()))?;
+            ops::record_document(
+                &ledger,
+                &request,
+                facility,
+                &RuleSettings::default(),
+                now_jst(),
+            )
+            .await
+            .map_err(op_error)?
+        }
     };
-    let insurance = numbers
-        .as_ref()
-        .map(|n| crate::rules::claim::InsuranceType::from_insurer(&n.insurer))
-        .unwrap_or(crate::rules::claim::InsuranceType::Unknown);
-    let verdict = document_validity(
-        &PresentedDocument {
-            kind,
-            expires,
-            with_card: args.with_card,
-            insurance,
-        },
-        visit,
-        &RuleSettings::default(),
-    )
-    .map_err(|e| bad(e.message_ja()))?;
-    if !verdict.acceptable {
+    if report.status != "recorded" {
         if args.json {
-            writeln!(out, "{}", json!({"status": "refused", "reason_ja": verdict.reason_ja, "rule": verdict.rule.to_string()}))
-                .map_err(io_error)?;
+            writeln!(
+                out,
+                "{}",
+                json!({"status": "refused", "reason_ja": report.reason_ja, "rule": report.rule})
+            )
+            .map_err(io_error)?;
         } else {
-            writeln!(out, "この書類では受け付けられません: {}", verdict.reason_ja)
+            writeln!(out, "この書類では受け付けられません: {}", report.reason_ja)
                 .map_err(io_error)?;
-            for r in &verdict.requirements {
-                writeln!(out, "・{}", r.label_ja()).map_err(io_error)?;
+            for r in &report.requirements_ja {
+                writeln!(out, "・{r}").map_err(io_error)?;
             }
         }
-        return Ok(1);
+        return Ok(exit::NOT_CONFIRMED);
     }
-    let ledger = open_ledger(&args.dir.data_dir)?;
-    let id = crate::ledger::new_check_id();
-    let capture = Captured {
-        visit_date: visit,
-        facility,
-        first_visit: args.first_visit,
-        next_visit: None,
-        card: None,
-        document: Some(DocumentRecord {
-            kind,
-            expires,
-            numbers,
-            birth_date,
-        }),
-        reason: Some("document".into()),
-        last_known: None,
-        captured_at: now,
-    };
-    ledger
-        .record(&id, visit, &CheckEvent::Captured(capture))
-        .await
-        .map_err(ledger_error)?;
     if args.json {
         writeln!(
             out,
             "{}",
-            json!({"status": "recorded", "check_id": id, "reason_ja": verdict.reason_ja})
+            json!({"status": "recorded", "check_id": report.check_id, "reason_ja": report.reason_ja})
         )
         .map_err(io_error)?;
     } else {
-        writeln!(out, "{}を記録しました（確認ID: {id}）。", kind.label_ja()).map_err(io_error)?;
-        writeln!(out, "{}", verdict.reason_ja).map_err(io_error)?;
-        for r in &verdict.requirements {
-            writeln!(out, "・{}", r.label_ja()).map_err(io_error)?;
+        writeln!(
+            out,
+            "{}を記録しました（確認ID: {}）。",
+            report.kind_ja,
+            report.check_id.as_deref().unwrap_or("")
+        )
+        .map_err(io_error)?;
+        writeln!(out, "{}", report.reason_ja).map_err(io_error)?;
+        for r in &report.requirements_ja {
+            writeln!(out, "・{r}").map_err(io_error)?;
         }
     }
-    Ok(0)
+    Ok(exit::OK)
 }

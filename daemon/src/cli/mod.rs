@@ -1,11 +1,13 @@
 //! The `tsunagi` command line: parsing and dispatch. Operator output is Japanese; `--json`
 //! output has stable English field names for programs.
 //!
-//! Exit codes: 0 confirmed / done, 1 not confirmed (invalid, not found, refused), 2 error.
+//! Exit codes: see [`exit`].
 
 pub mod check;
+pub mod client;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod exit;
 pub mod ledger;
 pub mod render;
 
@@ -17,8 +19,11 @@ use crate::domain::IdentityMethod;
 
 /// Tsunagi (つなぎ): My Number card qualification checks that keep working offline.
 #[derive(Debug, Parser)]
-#[command(name = "tsunagi", version, about, long_about = None)]
+#[command(name = "tsunagi", version, about, long_about = None, after_help = exit::HELP)]
 pub struct Cli {
+    /// tsunagid's configuration file: when tsunagid runs, commands go through its API.
+    #[arg(long, global = true, env = "TSUNAGI_CONFIG", default_value = client::DEFAULT_CONFIG)]
+    pub config: std::path::PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

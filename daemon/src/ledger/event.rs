@@ -33,11 +33,29 @@ pub enum CheckEvent {
     },
     /// The claim basis was decided (事後確認 done, or 不詳 claim).
     Resolved(Resolved),
+    /// The patient reported insurance numbers after the visit (後日申告): the reconciler asks
+    /// by them, and the claim can use them.
+    NumbersReported(Reported),
     /// A staff note.
     Annotated {
         /// The note.
         note: String,
     },
+}
+
+impl CheckEvent {
+    /// The event's kind, as stored (`kind` field).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckEvent::Captured(_) => "captured",
+            CheckEvent::Answered(_) => "answered",
+            CheckEvent::Declared { .. } => "declared",
+            CheckEvent::AttemptFailed { .. } => "attempt-failed",
+            CheckEvent::Resolved(_) => "resolved",
+            CheckEvent::NumbersReported(_) => "numbers-reported",
+            CheckEvent::Annotated { .. } => "annotated",
+        }
+    }
 }
 
 /// A captured check.
@@ -114,6 +132,17 @@ pub struct KnownInsurance {
     pub birth_date: NaiveDate,
     /// The co-payment in tenths (1–3), if confirmed.
     pub copay_tenths: Option<u8>,
+}
+
+/// Insurance numbers the patient reported after the visit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    /// The numbers.
+    pub numbers: NumbersRecord,
+    /// 生年月日, needed to ask by numbers.
+    pub birth_date: Option<NaiveDate>,
+    /// When they were recorded.
+    pub at: DateTime<FixedOffset>,
 }
 
 /// How the answer was asked for.

@@ -5,7 +5,9 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::event::{AnswerStatus, Answered, Captured, CheckEvent, Resolved};
+use super::event::{
+    AnswerStatus, Answered, Captured, CheckEvent, NumbersRecord, Reported, Resolved,
+};
 use crate::rules::claim::Moushitatesho;
 use crate::rules::deadlines::{follow_up, FollowUpFacts, Treatment};
 
@@ -44,6 +46,8 @@ pub struct CheckState {
     pub resolution: Option<Resolved>,
     /// Staff notes.
     pub notes: Vec<String>,
+    /// Numbers the patient reported later; the latest report counts.
+    pub reported: Option<Reported>,
 }
 
 impl CheckState {
@@ -71,14 +75,23 @@ impl CheckState {
         self.answers.iter().max_by_key(|a| rank(a))
     }
 
-    /// Whether the clinic holds numbers for the patient (earlier data or a document).
+    /// Whether the clinic holds numbers for the patient (earlier data, a document, or a
+    /// later report).
     pub fn knows_numbers(&self) -> bool {
-        self.captured.last_known.is_some()
-            || self
-                .captured
-                .document
-                .as_ref()
-                .is_some_and(|d| d.numbers.is_some())
+        self.known_numbers().is_some()
+    }
+
+    /// The numbers the clinic holds for the patient, with the birth date when known: a later
+    /// report first (the patient's own latest word), then earlier data, then the document.
+    pub fn known_numbers(&self) -> Option<(&NumbersRecord, Option<NaiveDate>)> {
+        if let Some(r) = &self.reported {
+            return Some((&r.numbers, r.birth_date));
+        }
+        if let Some(k) = &self.captured.last_known {
+            return Some((&k.numbers, Some(k.birth_date)));
+        }
+        let d = self.captured.document.as_ref()?;
+        Some((d.numbers.as_ref()?, d.birth_date))
     }
 
     /// Where it stands.
@@ -160,6 +173,7 @@ pub fn fold<'a>(id: &str, events: impl IntoIterator<Item = &'a CheckEvent>) -> O
                     last_error: None,
                     resolution: None,
                     notes: Vec::new(),
+                    reported: None,
                 });
             }
             // A second capture of the same check (a replay from another device) adds nothing.
@@ -192,6 +206,10 @@ fn apply(s: &mut CheckState, event: &CheckEvent) {
             if s.resolution.is_none() {
                 s.resolution = Some(r.clone());
             }
+        }
+        CheckEvent::NumbersReported(r) => {
+            // Store order is the same on every device: the latest report wins everywhere.
+            s.reported = Some(r.clone());
         }
         CheckEvent::Annotated { note } => s.notes.push(note.clone()),
     }

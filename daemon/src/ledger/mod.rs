@@ -191,6 +191,19 @@ const FOLD_CACHE: usize = 4096;
 pub struct Ledger {
     store: Store,
     cache: Arc<Mutex<FoldCache>>,
+    changes: Option<tokio::sync::broadcast::Sender<Change>>,
+}
+
+/// An event just made durable (変更通知), for whoever follows the ledger (the API's event
+/// stream). Carries ids and kinds only, never personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The check.
+    pub check_id: String,
+    /// The event's kind (`captured`, `answered`, `declared`, `resolved`, …).
+    pub kind: &'static str,
+    /// For a capture: taken while the qualification system did not answer.
+    pub offline: bool,
 }
 
 /// A new check id (ULID: sortable by creation time, unique across devices).
@@ -215,7 +228,15 @@ impl Ledger {
         Ok(Self {
             store,
             cache: Arc::default(),
+            changes: None,
         })
+    }
+
+    /// Sends a [`Change`] on `changes` after each event this ledger (and its clones) make
+    /// durable.
+    pub fn with_changes(mut self, changes: tokio::sync::broadcast::Sender<Change>) -> Self {
+        self.changes = Some(changes);
+        self
     }
 
     /// The underlying store.
@@ -238,6 +259,14 @@ impl Ledger {
             CheckEvent::Captured(_) => self.store.capture(id, month, payload).await?,
             _ => self.store.append(id, month, payload).await?,
         };
+        if let Some(changes) = &self.changes {
+            // Nobody listening is fine.
+            let _ = changes.send(Change {
+                check_id: id.to_string(),
+                kind: event.kind(),
+                offline: matches!(event, CheckEvent::Captured(c) if c.reason.is_some()),
+            });
+        }
         Ok(())
     }
 

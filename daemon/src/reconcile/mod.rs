@@ -50,7 +50,17 @@ impl Default for ReconcileConfig {
 }
 
 /// What one pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct PassReport {
     /// Open checks looked at.
     pub examined: usize,
@@ -366,15 +376,17 @@ impl Reconciler {
             .best_answer()
             .is_some_and(|a| matches!(a.status, AnswerStatus::Confirmed | AnswerStatus::Invalid));
         let known = check
-            .captured
-            .last_known
-            .as_ref()
-            .map(|k| (k.numbers.clone(), Some(k.birth_date)))
-            .or_else(|| {
-                let d = check.captured.document.as_ref()?;
-                Some((d.numbers.clone()?, d.birth_date))
-            });
-        if !confirmed && !has(&check, Via::Insurance) {
+            .known_numbers()
+            .map(|(numbers, birth)| (numbers.clone(), birth));
+        // Numbers reported after the last answer by numbers are asked about again.
+        let asked_since_report = match &check.reported {
+            Some(r) => check
+                .answers
+                .iter()
+                .any(|a| a.via == Via::Insurance && a.answered_at >= r.at),
+            None => has(&check, Via::Insurance),
+        };
+        if !confirmed && !asked_since_report {
             if let Some((numbers, Some(birth_date))) = known {
                 let query = InsuranceQuery {
                     visit_date: check.visit_date(),

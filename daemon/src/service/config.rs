@@ -34,6 +34,36 @@ pub struct ServiceConfig {
     /// Retention (R20).
     #[serde(default)]
     pub retention: RetentionSection,
+    /// The local HTTP API.
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: the local HTTP API (ローカルAPI) the CLI, the receipt computer, the reception page
+/// and the tray use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address to listen on. Loopback unless `allow_remote` says otherwise.
+    pub listen: std::net::SocketAddr,
+    /// Allow a non-loopback `listen` (the token is then the only guard: use with care).
+    pub allow_remote: bool,
+    /// The bearer token's file; default `<data_dir>/api.token`. Created on first start,
+    /// readable only by the service user.
+    pub token_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8947)),
+            allow_remote: false,
+            token_file: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// `[oqs]`.
@@ -165,6 +195,15 @@ impl ServiceConfig {
                 ),
             });
         }
+        if !config.api.allow_remote && !config.api.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                detail: format!(
+                    "[api] listen = \"{}\" はこの機械の外から届くアドレスです。ループバック（127.0.0.1）にするか、allow_remote = true を明示してください",
+                    config.api.listen
+                ),
+            });
+        }
         Ok(config)
     }
 
@@ -193,6 +232,14 @@ impl ServiceConfig {
             software_checks_digit: self.reconcile.software_checks_digit,
             ..ReconcileConfig::default()
         }
+    }
+
+    /// The API token's file.
+    pub fn token_file(&self) -> PathBuf {
+        self.api
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("api.token"))
     }
 
     /// Seconds between passes.
@@ -224,6 +271,7 @@ mod tests {
             "institution_code = \"12\"",
             "institution_code = \"1319900017\"\nunknown = 1",
             "institution_code = \"1319900017\"\n[oqs]\ntimeout_ms = \"fast\"",
+            "institution_code = \"1319900017\"\n[api]\nlisten = \"0.0.0.0:8947\"",
         ] {
             let e = ServiceConfig::parse(bad, "t").unwrap_err();
             assert!(e.message_ja().contains("設定ファイル"), "{bad}");

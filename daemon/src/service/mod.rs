@@ -1,8 +1,11 @@
-//! `tsunagid`, the daemon (常駐サービス): keeps the line's health, drains captured checks when
-//! the qualification system answers, and ends months whose retention is over. It opens the store only for each pass, so `tsunagi` commands can use
-//! it in between, and writes its state to `status.json` for `tsunagi status` and the tray.
+//! `tsunagid`, the daemon (常駐サービス): the one owner of the data directory. It holds the
+//! store for its whole life, serves the local API (reception checks, reads, records, status,
+//! the event stream), keeps the line's health and the qualification system's session, drains
+//! captured checks when the system answers, and ends months whose retention is over. It also
+//! writes its state to `status.json` for whoever reads files.
 
 pub mod config;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,7 +14,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::check::health::{Health, LineState};
+use crate::check::health::LineState;
 use crate::check::now_jst;
 use crate::ledger::fold::CheckState;
 use crate::ledger::{tags, CheckClassifier, Ledger, LedgerError};
@@ -19,28 +22,33 @@ use crate::oqs::OqsClient;
 use crate::reconcile::{PassReport, Reconciler};
 use crate::rules::deadlines::retention_until;
 use config::ServiceConfig;
+pub use daemon::Daemon;
 use tsunagi_sync::store::MonthCounts;
 use tsunagi_sync::Month;
 
-/// What `status.json` holds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The daemon's status (状態): what `GET /v1/status` answers and `status.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Status {
-    /// The line.
+    /// The line: `online`, `degraded` or `offline`.
+    #[schema(value_type = String, example = "online")]
     pub line: LineState,
     /// Checks waiting for 事後確認 or staff.
     pub queue: usize,
     /// Of which past their deadline.
     pub overdue: usize,
-    /// The last pass.
+    /// The last reconcile pass's counts.
+    #[schema(value_type = Option<Object>)]
     pub last_pass: Option<PassReport>,
     /// The card readers and whether a card is on each (empty when none or pcscd is down).
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub readers: Vec<crate::card::reader::ReaderInfo>,
     /// Why the readers cannot be seen, for staff (pcscd not running, no reader).
     #[serde(default)]
     pub readers_problem: Option<String>,
     /// Repairs of damage the store made (set aside, rebuilt), newest last.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub store_repairs: Vec<tsunagi_sync::store::HealthNote>,
     /// When written (RFC 3339, JST).
     pub updated_at: String,
@@ -173,15 +181,16 @@ pub fn months_to_purge(
         .collect()
 }
 
-/// One maintenance pass over an open ledger: each month's counts come from the index and
-/// only its open checks are read; then reconciliation (when the line is up) and retention.
-/// (The month documents are sync's: brought up to date when a peer needs them, not here —
-/// loading a 50,000-check month's document would double the pass's memory.) Returns the
-/// pass report, the queue and the overdue count.
-async fn pass(
+/// One maintenance pass over the ledger: each month's counts come from the index and only
+/// its open checks are read; then reconciliation (when a reconciler is given: the line is
+/// up) and retention. (The month documents are sync's: brought up to date when a peer needs
+/// them, not here — loading a 50,000-check month's document would double the pass's
+/// memory.) Returns the pass report, the queue and the overdue count.
+pub(crate) async fn pass(
     ledger: &Ledger,
     reconciler: Option<&Reconciler>,
     config: &ServiceConfig,
+    force: bool,
 ) -> Result<(Option<PassReport>, usize, usize), LedgerError> {
     let now = now_jst();
     let today = now.date_naive();
@@ -194,6 +203,7 @@ async fn pass(
             let month_open = reader.open_checks_of(month)?;
             months.push((
                 month,
+                counts,
                 MonthSummary::from_counts(&counts, &month_open, today),
             ));
             open.extend(month_open);
@@ -203,29 +213,34 @@ async fn pass(
     .await
     .map_err(|e| LedgerError::Encode(e.to_string()))??;
     let report = match reconciler {
-        Some(r) => Some(r.run_pass_over(open, now, false).await?),
+        Some(r) => Some(r.run_pass_over(open, now, force).await?),
         None => None,
     };
     let ledger = ledger.clone();
     let extra = config.retention.extra_months;
     tokio::task::spawn_blocking(move || {
-        // Counts read before reconciling can only keep a month longer: one with a check
-        // decided in this pass goes at the next. (No capture can come in meanwhile: the store
-        // belongs to this process for the whole pass.)
-        for month in months_to_purge(&months, today, extra) {
-            let summary = months
-                .iter()
-                .find(|(m, _)| *m == month)
-                .map(|(_, s)| *s)
-                .unwrap_or_default();
-            tracing::info!(%month, "retention over: purging the month");
+        let summaries: Vec<(Month, MonthSummary)> =
+            months.iter().map(|(m, _, s)| (*m, *s)).collect();
+        for month in months_to_purge(&summaries, today, extra) {
+            let Some((_, counts, summary)) = months.iter().find(|(m, _, _)| *m == month) else {
+                continue;
+            };
             let aggregate =
                 serde_json::to_value(summary).map_err(|e| LedgerError::Encode(e.to_string()))?;
-            ledger.store().purge(month, &aggregate)?;
+            // Decided on the counts read above: a check recorded in the month since (a
+            // back-dated reception check) keeps the month until the next pass decides again.
+            if ledger
+                .store()
+                .purge_if_unchanged(month, counts, &aggregate)?
+            {
+                tracing::info!(%month, "retention over: month purged");
+            } else {
+                tracing::info!(%month, "month changed during the pass; purge decided again next pass");
+            }
         }
         // Counts read before reconciling: what this pass decided leaves the queue.
-        let open: usize = months.iter().map(|(_, s)| s.open).sum();
-        let overdue = months.iter().map(|(_, s)| s.overdue).sum();
+        let open: usize = summaries.iter().map(|(_, s)| s.open).sum();
+        let overdue = summaries.iter().map(|(_, s)| s.overdue).sum();
         let resolved = report.map_or(0, |r| r.resolved);
         Ok::<_, LedgerError>((report, open.saturating_sub(resolved), overdue))
     })
@@ -233,9 +248,8 @@ async fn pass(
     .map_err(|e| LedgerError::Encode(e.to_string()))?
 }
 
-/// Card watch: the readers and the cards on them, as pcscd sees them now; insertions and
-/// removals are logged (without any card data).
-async fn watch_readers(status: &mut Status) {
+/// Card watch: the readers and the cards on them, as pcscd sees them now.
+async fn watch_readers(daemon: &Daemon) {
     let seen = tokio::task::spawn_blocking(|| {
         crate::card::reader::Readers::connect().and_then(|r| r.list())
     })
@@ -252,79 +266,81 @@ async fn watch_readers(status: &mut Status) {
             Some(format!("カードリーダーの確認に失敗しました: {e}")),
         ),
     };
-    for r in &readers {
-        let before = status.readers.iter().find(|b| b.name == r.name);
-        match (before.map(|b| b.card_present), r.card_present) {
-            (Some(false) | None, true) => tracing::info!(reader = %r.name, "card placed"),
-            (Some(true), false) => tracing::info!(reader = %r.name, "card removed"),
-            _ => {}
-        }
-    }
-    status.readers = readers;
-    status.readers_problem = problem;
+    daemon.set_readers(readers, problem);
 }
 
-/// Runs the daemon until `shutdown` turns true. Every task it starts ends before it returns.
-pub async fn run(config: ServiceConfig, client: OqsClient, mut shutdown: watch::Receiver<bool>) {
-    let mut health = Health::new(config.health());
-    let mut next_pass = Instant::now();
-    let mut last = Status {
-        line: LineState::Online,
-        queue: 0,
-        overdue: 0,
-        last_pass: None,
-        readers: Vec::new(),
-        readers_problem: None,
-        store_repairs: Vec::new(),
-        updated_at: now_jst().to_rfc3339(),
-        pid: std::process::id(),
-    };
-    loop {
-        let now = Instant::now();
-        if health.probe_due(now) {
-            health.probed(now);
-            match client.probe().await {
-                Ok(()) => health.on_success(),
-                Err(e) if e.is_transient() => health.on_failure(Instant::now()),
-                Err(e) => {
-                    tracing::error!(error = %e, "the qualification system refuses this facility; check the settings");
-                    health.on_failure(Instant::now());
-                }
-            }
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory's store.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The API's token or listener.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiStartError),
+}
+
+impl StartupError {
+    /// The message for whoever runs the service.
+    pub fn message_ja(&self) -> String {
+        match self {
+            StartupError::Ledger(LedgerError::Open(tsunagi_sync::store::OpenError::InUse {
+                ..
+            })) => "このデータディレクトリは別の tsunagid（または tsunagi コマンド）が使用中です。tsunagid を二重に起動していないか確認してください。".into(),
+            StartupError::Ledger(e) => e.message_ja(),
+            StartupError::Api(e) => e.message_ja(),
         }
+    }
+}
+
+/// Opens the store (it stays open for the daemon's life), starts the API, and runs until
+/// `shutdown` turns true. Every task it starts ends before it returns.
+pub async fn run(
+    config: ServiceConfig,
+    client: OqsClient,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StartupError> {
+    let dir = config.data_dir.clone();
+    let ledger =
+        tokio::task::spawn_blocking(move || Ledger::open_waiting(&dir, Duration::from_secs(2)))
+            .await
+            .map_err(|e| LedgerError::Encode(e.to_string()))??;
+    let daemon = Daemon::new(config, ledger, client, shutdown.clone());
+    let api = crate::api::Server::bind(daemon.clone()).await?;
+    tracing::info!(addr = %api.local_addr(), "local API listening");
+    let session = {
+        let client = daemon.client().clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { client.keep_session(stop).await })
+    };
+    let serving = tokio::spawn(api.serve(shutdown.clone()));
+    maintain(&daemon, shutdown).await;
+    if let Err(e) = serving.await {
+        tracing::error!(error = %e, "API task failed");
+    }
+    if let Err(e) = session.await {
+        tracing::error!(error = %e, "session task failed");
+    }
+    tracing::info!("tsunagid stopped");
+    Ok(())
+}
+
+/// The maintenance loop: probes, passes, readers, the status file.
+async fn maintain(daemon: &Daemon, mut shutdown: watch::Receiver<bool>) {
+    let config = daemon.config().clone();
+    let mut next_pass = Instant::now();
+    loop {
+        daemon.probe_if_due().await;
         if Instant::now() >= next_pass {
             next_pass = Instant::now() + config.reconcile_interval();
-            match Ledger::open_waiting(&config.data_dir, Duration::from_secs(2)) {
-                Ok(ledger) => {
-                    last.store_repairs = ledger
-                        .store()
-                        .health()
-                        .into_iter()
-                        .filter(|n| n.kind.is_damage())
-                        .collect();
-                    let reconciler = health.should_ask().then(|| {
-                        Reconciler::new(ledger.clone(), client.clone(), config.reconcile_config())
-                    });
-                    match pass(&ledger, reconciler.as_ref(), &config).await {
-                        Ok((report, queue, overdue)) => {
-                            if report.is_some_and(|r| r.failed > 0 && r.resolved == 0) {
-                                health.on_failure(Instant::now());
-                            }
-                            last.queue = queue;
-                            last.overdue = overdue;
-                            last.last_pass = report.or(last.last_pass);
-                        }
-                        Err(e) => tracing::error!(error = %e, "maintenance pass failed"),
-                    }
-                    // The store is let go here, so commands can use it until the next pass.
-                }
-                Err(e) => tracing::info!(error = %e, "store busy; next pass later"),
+            if let Err(e) = daemon.pass(false).await {
+                tracing::error!(error = %e, "maintenance pass failed");
             }
         }
-        watch_readers(&mut last).await;
-        last.line = health.state();
-        last.updated_at = now_jst().to_rfc3339();
-        write_status(&config.data_dir, &last);
+        watch_readers(daemon).await;
+        let mut status = daemon.status();
+        status.updated_at = now_jst().to_rfc3339();
+        write_status(&config.data_dir, &status);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.changed() => {}

@@ -1,0 +1,612 @@
+//! The routes: authentication, request parsing into problem documents, and one handler per
+//! operation. Handlers only translate: the work is in [`Daemon`] and [`crate::ops`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+use utoipa::{IntoParams, ToSchema};
+
+use super::problem::Problem;
+use crate::card::Pin;
+use crate::check::now_jst;
+use crate::domain::{FacilityType, IdentityMethod};
+use crate::ops::{
+    self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest, NumbersRequest,
+    ResolveRequest,
+};
+use crate::reconcile::PassReport;
+use crate::service::daemon::{DaemonEvent, StartCheck, StartError};
+use crate::service::{Daemon, Status};
+use crate::view::{CheckReport, CheckView, ListState};
+use tsunagi_sync::Month;
+
+#[derive(Debug, Clone)]
+struct App {
+    daemon: Daemon,
+    token: Arc<str>,
+}
+
+/// The router, with authentication on every route but the OpenAPI document.
+pub(super) fn router(daemon: Daemon, token: String) -> Router {
+    let app = App {
+        daemon,
+        token: token.into(),
+    };
+    let guarded = Router::new()
+        .route("/v1/checks", post(start_check).get(list_checks))
+        .route("/v1/checks/{id}", get(read_check))
+        .route("/v1/checks/{id}/declaration", post(declare))
+        .route("/v1/checks/{id}/numbers", post(report_numbers))
+        .route("/v1/checks/{id}/resolution", post(resolve))
+        .route("/v1/documents", post(record_document))
+        .route("/v1/reconcile", post(reconcile))
+        .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .merge(guarded)
+        .fallback(|| async { Problem::not_found("そのAPIはありません。") })
+        .with_state(app)
+}
+
+/// Bearer token check. A refused request is logged with its path, never with what it sent.
+async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(t) if super::token::matches(t, &app.token) => next.run(request).await,
+        _ => {
+            tracing::warn!(path = %request.uri().path(), "API request without a valid token refused");
+            Problem::unauthorized().into_response()
+        }
+    }
+}
+
+/// A JSON body whose rejection is a problem document naming the field.
+struct Body<T>(T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_problem(&rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: &JsonRejection) -> Problem {
+    let text = rejection.body_text();
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Request body too large",
+            "リクエストが大きすぎます。",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-json",
+            "Body must be application/json",
+            "リクエストは JSON（Content-Type: application/json）で送ってください。",
+        ),
+        _ => {
+            // serde_path_to_error's text: "...target type: <path>: <what>".
+            let detail = text
+                .split_once("target type: ")
+                .map(|(_, rest)| rest)
+                .unwrap_or(&text);
+            let field = detail
+                .split_once(": ")
+                .map(|(path, _)| path)
+                .filter(|p| !p.contains(' ') && *p != ".");
+            let mut p =
+                Problem::bad_request(format!("リクエストの内容が正しくありません（{detail}）。"));
+            if let Some(f) = field {
+                p = p.field(f);
+            }
+            p
+        }
+    }
+}
+
+fn query_problem(rejection: &QueryRejection) -> Problem {
+    Problem::bad_request(format!(
+        "問い合わせの条件が正しくありません（{}）。",
+        rejection.body_text()
+    ))
+}
+
+// ----- reception checks -----
+
+/// A reception check to start (資格確認の開始).
+#[derive(Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckStartRequest {
+    /// The reader; absent for the first reader with a card.
+    pub reader: Option<String>,
+    /// Identity method: `visual` (目視) or `pin` (暗証番号).
+    pub method: String,
+    /// The 4-digit PIN the patient typed (暗証番号 method only). Never logged or stored.
+    pub pin: Option<String>,
+    /// The patient agreed to spend the last PIN try.
+    #[serde(default)]
+    pub confirm_last_try: bool,
+    /// The visit date (default today in Japan).
+    pub visit_date: Option<chrono::NaiveDate>,
+    /// Facility type (default the configured one): `medical`, `dental`, `pharmacy`, `judo`,
+    /// `ahaki`, `home-nursing`.
+    pub facility: Option<String>,
+    /// 初診・初検.
+    #[serde(default)]
+    pub first_visit: bool,
+    /// The next booked visit.
+    pub next_visit: Option<chrono::NaiveDate>,
+    /// Seconds to wait for a card to be placed (default 30).
+    #[schema(maximum = 120)]
+    pub card_wait_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for CheckStartRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The PIN never reaches a log.
+        f.debug_struct("CheckStartRequest")
+            .field("reader", &self.reader)
+            .field("method", &self.method)
+            .field("pin_given", &self.pin.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest card wait a request may ask for.
+const CARD_WAIT_MAX: u64 = 120;
+
+impl CheckStartRequest {
+    fn parse(&self) -> Result<StartCheck, Problem> {
+        let method: IdentityMethod =
+            self.method
+                .parse()
+                .map_err(|e: crate::domain::DomainError| {
+                    Problem::bad_request(e.message_ja()).field("method")
+                })?;
+        let pin = match &self.pin {
+            None => None,
+            Some(p) => Some(
+                Pin::parse(p)
+                    .ok_or_else(|| Problem::bad_request("暗証番号は数字4桁です。").field("pin"))?,
+            ),
+        };
+        if method == IdentityMethod::Pin && pin.is_none() {
+            return Err(Problem::bad_request(
+                "暗証番号による確認には暗証番号（数字4桁）が必要です。",
+            )
+            .field("pin"));
+        }
+        let facility = match &self.facility {
+            None => None,
+            Some(f) => Some(
+                f.parse::<FacilityType>()
+                    .map_err(|e| Problem::bad_request(e.message_ja()).field("facility"))?,
+            ),
+        };
+        for (field, date) in [
+            ("visit_date", self.visit_date),
+            ("next_visit", self.next_visit),
+        ] {
+            if date.is_some_and(|d| Month::of(d).is_err()) {
+                return Err(
+                    Problem::bad_request(crate::ledger::visit_date_message_ja()).field(field)
+                );
+            }
+        }
+        let wait = self.card_wait_secs.unwrap_or(30);
+        if wait > CARD_WAIT_MAX {
+            return Err(Problem::bad_request(format!(
+                "カードを待つ時間は {CARD_WAIT_MAX} 秒までです。"
+            ))
+            .field("card_wait_secs"));
+        }
+        Ok(StartCheck {
+            reader: self.reader.clone().filter(|r| !r.is_empty()),
+            method,
+            pin,
+            confirm_last_try: self.confirm_last_try,
+            visit_date: self.visit_date,
+            facility,
+            first_visit: self.first_visit,
+            next_visit: self.next_visit,
+            card_wait: Duration::from_secs(wait),
+        })
+    }
+}
+
+/// Starts a check on a reader and waits for its result: the answer, or the capture for
+/// 事後確認 and what to do now.
+#[utoipa::path(post, path = "/v1/checks", tag = "checks",
+    request_body = CheckStartRequest,
+    responses(
+        (status = 200, description = "The check ran (see `status`)", body = CheckReport),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The reader is busy", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The capture could not be saved", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn start_check(
+    State(app): State<App>,
+    Body(request): Body<CheckStartRequest>,
+) -> Result<Json<CheckReport>, Problem> {
+    let start = request.parse()?;
+    match app.daemon.check(start).await {
+        Ok(report) => Ok(Json(report)),
+        Err(e @ StartError::ReaderBusy(_)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "reader-busy",
+            "Reader busy",
+            e.message_ja(),
+        )),
+        Err(e @ StartError::Ledger(_)) => {
+            tracing::error!(error = %e, "capture not saved");
+            Err(Problem::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "not-saved",
+                "The check could not be saved",
+                e.message_ja(),
+            ))
+        }
+    }
+}
+
+// ----- reading checks -----
+
+/// Which checks to list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `pending` (default), `overdue`, `resolved` or `all`.
+    #[param(value_type = Option<String>)]
+    pub state: Option<ListState>,
+    /// Only this visit month (`YYYY-MM`).
+    pub month: Option<String>,
+}
+
+/// A list of checks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckList {
+    /// The checks, by deadline then id.
+    pub checks: Vec<CheckView>,
+}
+
+/// Lists checks by state and month.
+#[utoipa::path(get, path = "/v1/checks", tag = "checks", params(ListQuery),
+    responses(
+        (status = 200, description = "The checks", body = CheckList),
+        (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn list_checks(
+    State(app): State<App>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<CheckList>, Problem> {
+    let Query(q) = query.map_err(|e| query_problem(&e))?;
+    let month = match q.month.as_deref() {
+        None | Some("") => None,
+        Some(m) => Some(m.parse::<Month>().map_err(|_| {
+            Problem::bad_request("月は YYYY-MM（2000-01〜2999-12）で指定してください。")
+                .field("month")
+        })?),
+    };
+    let today = now_jst().date_naive();
+    let checks = ops::list(
+        app.daemon.ledger(),
+        q.state.unwrap_or_default(),
+        month,
+        today,
+    )
+    .await?;
+    Ok(Json(CheckList { checks }))
+}
+
+/// Whether `id` can name a check at all (a ULID, or an id from an older device): anything
+/// else is "not found" without asking the store.
+fn plausible_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_not_found(id: &str) -> Problem {
+    Problem::not_found(format!("確認 {} は見つかりません。", id.escape_default()))
+}
+
+/// Reads one check.
+#[utoipa::path(get, path = "/v1/checks/{id}", tag = "checks",
+    params(("id" = String, Path, description = "The check id")),
+    responses(
+        (status = 200, description = "The check", body = CheckView),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn read_check(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<CheckView>, Problem> {
+    if !plausible_id(&id) {
+        return Err(check_not_found(&id));
+    }
+    let today = now_jst().date_naive();
+    Ok(Json(ops::view(app.daemon.ledger(), &id, today).await?))
+}
+
+// ----- recording -----
+
+/// Records a 被保険者資格申立書 for a check.
+#[utoipa::path(post, path = "/v1/checks/{id}/declaration", tag = "records",
+    params(("id" = String, Path, description = "The check id")),
+    request_body = DeclarationRequest,
+    responses(
+        (status = 200, description = "Recorded", body = DeclarationReport),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn declare(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Body(request): Body<DeclarationRequest>,
+) -> Result<Json<DeclarationReport>, Problem> {
+    if !plausible_id(&id) {
+        return Err(check_not_found(&id));
+    }
+    let today = now_jst().date_naive();
+    Ok(Json(
+        ops::declare(app.daemon.ledger(), &id, &request, today).await?,
+    ))
+}
+
+/// Records insurance numbers the patient reported after the visit.
+#[utoipa::path(post, path = "/v1/checks/{id}/numbers", tag = "records",
+    params(("id" = String, Path, description = "The check id")),
+    request_body = NumbersRequest,
+    responses(
+        (status = 200, description = "Recorded", body = CheckView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn report_numbers(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Body(request): Body<NumbersRequest>,
+) -> Result<Json<CheckView>, Problem> {
+    if !plausible_id(&id) {
+        return Err(check_not_found(&id));
+    }
+    Ok(Json(
+        ops::report_numbers(app.daemon.ledger(), &id, &request, now_jst()).await?,
+    ))
+}
+
+/// Resolves an open check by hand, with a reason.
+#[utoipa::path(post, path = "/v1/checks/{id}/resolution", tag = "records",
+    params(("id" = String, Path, description = "The check id")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "Resolved", body = CheckView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn resolve(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Body(request): Body<ResolveRequest>,
+) -> Result<Json<CheckView>, Problem> {
+    if !plausible_id(&id) {
+        return Err(check_not_found(&id));
+    }
+    Ok(Json(
+        ops::resolve_by_hand(app.daemon.ledger(), &id, &request, now_jst()).await?,
+    ))
+}
+
+/// Records a document shown instead of a card (資格確認書, 保険証, マイナポータル, お知らせ)
+/// after applying the document rules on the visit date.
+#[utoipa::path(post, path = "/v1/documents", tag = "records",
+    request_body = DocumentRequest,
+    responses(
+        (status = 200, description = "Recorded or refused (see `status`)", body = DocumentReport),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn record_document(
+    State(app): State<App>,
+    Body(request): Body<DocumentRequest>,
+) -> Result<Json<DocumentReport>, Problem> {
+    let d = &app.daemon;
+    Ok(Json(
+        ops::record_document(
+            d.ledger(),
+            &request,
+            d.config().facility,
+            d.settings(),
+            now_jst(),
+        )
+        .await?,
+    ))
+}
+
+/// Asking for a reconcile pass now.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    /// Ask for every open check now, ignoring retry delays.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What a reconcile pass did; `ran` is false when the line is down (nothing was asked).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReconcileReport {
+    /// Whether the qualification system was asked.
+    pub ran: bool,
+    /// The pass's counts.
+    pub pass: PassReport,
+}
+
+/// Runs a reconcile pass now (事後確認).
+#[utoipa::path(post, path = "/v1/reconcile", tag = "checks",
+    request_body = ReconcileRequest,
+    responses(
+        (status = 200, description = "The pass ran", body = ReconcileReport),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn reconcile(
+    State(app): State<App>,
+    Body(request): Body<ReconcileRequest>,
+) -> Result<Json<ReconcileReport>, Problem> {
+    match app.daemon.pass(request.force).await {
+        Ok(report) => Ok(Json(ReconcileReport {
+            ran: report.is_some(),
+            pass: report.unwrap_or_default(),
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "reconcile pass failed");
+            Err(Problem::internal(e.message_ja()))
+        }
+    }
+}
+
+/// The daemon's status: line, queue, overdue, store health, readers.
+#[utoipa::path(get, path = "/v1/status", tag = "status",
+    responses(
+        (status = 200, description = "The status", body = Status),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn status(State(app): State<App>) -> Json<Status> {
+    let mut s = app.daemon.status();
+    s.updated_at = now_jst().to_rfc3339();
+    Json(s)
+}
+
+/// One entry of the event stream.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StreamEvent {
+    /// `check_captured`, `check_answered`, `check_resolved`, `check_updated`, `line` or
+    /// `resync` (events were missed: read the lists again).
+    pub kind: String,
+    /// The check, for check events.
+    pub check_id: Option<String>,
+    /// The line's state, for `line` events.
+    pub line: Option<String>,
+}
+
+impl StreamEvent {
+    fn of(e: &DaemonEvent) -> Self {
+        match e {
+            DaemonEvent::Check(c) => StreamEvent {
+                kind: match c.kind {
+                    "captured" if c.offline => "check_captured",
+                    "answered" => "check_answered",
+                    "resolved" => "check_resolved",
+                    _ => "check_updated",
+                }
+                .into(),
+                check_id: Some(c.check_id.clone()),
+                line: None,
+            },
+            DaemonEvent::Line(state) => StreamEvent {
+                kind: "line".into(),
+                check_id: None,
+                line: serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string)),
+            },
+        }
+    }
+}
+
+/// Server-sent events of changes: each `data` is one [`StreamEvent`] as JSON, the SSE event
+/// name is its `kind`.
+#[utoipa::path(get, path = "/v1/events", tag = "status",
+    responses(
+        (status = 200, description = "The event stream", body = StreamEvent, content_type = "text/event-stream"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let changes = BroadcastStream::new(app.daemon.subscribe()).map(|item| {
+        let e = match item {
+            Ok(e) => StreamEvent::of(&e),
+            Err(_) => StreamEvent {
+                kind: "resync".into(),
+                check_id: None,
+                line: None,
+            },
+        };
+        Some(e)
+    });
+    // Ends with the daemon, so a graceful shutdown is not held open by a listener.
+    let stop = WatchStream::new(app.daemon.stopping()).filter_map(|s| s.then_some(None));
+    let stream = changes
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|e| e)
+        .map(|e| {
+            Ok(Event::default()
+                .event(e.kind.clone())
+                .json_data(&e)
+                .unwrap_or_else(|_| Event::default().event("resync")))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(super::openapi::document())
+}

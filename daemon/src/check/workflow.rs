@@ -1,0 +1,255 @@
+//! The reception check workflow (受付の資格確認): card, query, capture, record — one function
+//! that the local API and the CLI's direct mode both call, so a check is decided and recorded
+//! the same way whoever started it.
+//!
+//! The decision in one place:
+//! - the qualification system answered: the answer is recorded (a capture with no reason and
+//!   the answer), and shown;
+//! - it did not answer (transient error, or known offline): the check is captured for
+//!   事後確認 — durably, before the operator is told — with what to do now;
+//! - it refused the request or the card: shown, and recorded as a capture without answer
+//!   only when there is something to confirm later (never: the refusal is final);
+//! - the card failed: shown; nothing is recorded.
+
+use chrono::{DateTime, FixedOffset};
+
+use super::capture::{captured, instructions_ja, VisitContext};
+use super::{CheckError, CheckOutcome};
+use crate::card::{CardError, PinEntry, Transport};
+use crate::domain::IdentityMethod;
+use crate::ledger::event::{CheckEvent, Via};
+use crate::ledger::{Ledger, LedgerError};
+use crate::oqs::{Answer, OqsClient, QueryError};
+use crate::view::{CertificateView, CheckReport, NoticeView, ReportStatus};
+
+/// What the workflow works with.
+#[derive(Debug, Clone, Copy)]
+pub struct Reception<'a> {
+    /// Where checks are recorded; `None` only for the CLI run without a data directory (the
+    /// check is then shown, never captured).
+    pub ledger: Option<&'a Ledger>,
+    /// The qualification system, or `None` when the line is known to be down (capture at
+    /// once instead of holding the patient for the whole time budget).
+    pub client: Option<&'a OqsClient>,
+    /// This facility's 医療機関コード.
+    pub institution_code: &'a str,
+}
+
+/// One check as reception asks for it.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    /// 目視 or 暗証番号.
+    pub method: IdentityMethod,
+    /// The visit.
+    pub visit: VisitContext,
+}
+
+/// Runs one check end to end and returns what reception is shown. `Err` only when a check
+/// that must be captured could not be written: the operator must then be told it was *not*
+/// saved.
+pub async fn perform<T: Transport + 'static>(
+    reception: Reception<'_>,
+    transport: T,
+    request: &CheckRequest,
+    pin_entry: Box<dyn PinEntry + Send>,
+    now: DateTime<FixedOffset>,
+) -> Result<CheckReport, LedgerError> {
+    let visit_date = request.visit.visit_date;
+    let outcome = super::run(
+        transport,
+        request.method,
+        visit_date,
+        now,
+        reception.client,
+        reception.institution_code,
+        pin_entry,
+    )
+    .await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return Ok(card_failure(request, &e)),
+    };
+    let mut report = report_of(&outcome, request);
+    let Some(ledger) = reception.ledger else {
+        return Ok(report);
+    };
+    let captures = matches!(&outcome.answer, Err(e) if e.is_transient());
+    if outcome.answer.is_err() && !captures {
+        // A final refusal: nothing to confirm later.
+        return Ok(report);
+    }
+    let id = crate::ledger::new_check_id();
+    let reason = match &outcome.answer {
+        Err(e) => Some(e.kind()),
+        Ok(_) => None,
+    };
+    let capture = captured(&outcome, &request.visit, reason, now);
+    ledger
+        .record(&id, visit_date, &CheckEvent::Captured(capture.clone()))
+        .await?;
+    if let Ok(answer) = &outcome.answer {
+        let event = crate::reconcile::answered(Via::Card, answer, now);
+        if let Err(e) = ledger
+            .record(&id, visit_date, &CheckEvent::Answered(event))
+            .await
+        {
+            // The answer is on screen and the check is recorded; the reconciler will ask
+            // again for the missing answer. Not a failure of this check.
+            tracing::warn!(check = %id, error = %e, "answer not recorded; it will be asked again");
+        }
+    } else {
+        report.status = ReportStatus::Captured;
+        report.instructions_ja = instructions_ja(&capture);
+        report.message_ja = format!("オフライン受付（確認ID: {id}）");
+    }
+    report.check_id = Some(id);
+    Ok(report)
+}
+
+/// The report of a check that got as far as the qualification system.
+fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
+    let mut r = CheckReport {
+        status: ReportStatus::Error,
+        check_id: None,
+        method: outcome.evidence.method,
+        visit_date: request.visit.visit_date,
+        certificate: Some(CertificateView {
+            serial: outcome.certificate.serial_hex.clone(),
+            not_after: outcome.certificate.not_after,
+        }),
+        apdus: outcome.timings.apdus,
+        qualification: None,
+        candidates: Vec::new(),
+        newer_exists: false,
+        notices: Vec::new(),
+        error: None,
+        transient: false,
+        pin_tries_left: None,
+        message_ja: String::new(),
+        instructions_ja: Vec::new(),
+    };
+    let notices = |n: &[crate::oqs::Notice]| -> Vec<NoticeView> {
+        n.iter()
+            .map(|n| NoticeView {
+                code: n.code().to_string(),
+                message_ja: n.message_ja(),
+            })
+            .collect()
+    };
+    match &outcome.answer {
+        Ok(answer) => {
+            r.message_ja = answer.message_ja();
+            match answer {
+                Answer::Confirmed {
+                    qualification,
+                    notices: n,
+                } => {
+                    r.status = ReportStatus::Confirmed;
+                    r.qualification = Some(qualification.clone());
+                    r.notices = notices(n);
+                }
+                Answer::Invalid {
+                    qualification,
+                    newer_exists,
+                } => {
+                    r.status = ReportStatus::Invalid;
+                    r.qualification = Some(qualification.clone());
+                    r.newer_exists = *newer_exists;
+                }
+                Answer::NotFound { notices: n } => {
+                    r.status = ReportStatus::NotFound;
+                    r.notices = notices(n);
+                }
+                Answer::MultipleMatches(all) => {
+                    r.status = ReportStatus::Multiple;
+                    r.candidates = all.clone();
+                }
+            }
+        }
+        Err(e) => {
+            r.status = query_error_status(e);
+            r.error = Some(e.kind().to_string());
+            r.transient = e.is_transient();
+            r.message_ja = e.message_ja();
+        }
+    }
+    r
+}
+
+/// A query error that the card or the patient caused is a refusal (not confirmed); the rest
+/// are failures of the check itself.
+fn query_error_status(e: &QueryError) -> ReportStatus {
+    match e {
+        QueryError::CertificateExpired
+        | QueryError::CertificateRevoked
+        | QueryError::PinRequired
+        | QueryError::CardNotAccepted { .. } => ReportStatus::Refused,
+        _ => ReportStatus::Error,
+    }
+}
+
+/// The report of a check that ended at the card.
+pub fn card_failure(request: &CheckRequest, error: &CheckError) -> CheckReport {
+    let (name, refused) = match error {
+        CheckError::Card(e) => (card_error_name(e), card_refused(e)),
+        CheckError::Task(_) => ("internal", false),
+    };
+    CheckReport {
+        status: if refused {
+            ReportStatus::Refused
+        } else {
+            ReportStatus::Error
+        },
+        check_id: None,
+        method: request.method,
+        visit_date: request.visit.visit_date,
+        certificate: None,
+        apdus: 0,
+        qualification: None,
+        candidates: Vec::new(),
+        newer_exists: false,
+        notices: Vec::new(),
+        error: Some(name.to_string()),
+        transient: false,
+        pin_tries_left: match error {
+            CheckError::Card(CardError::WrongPin { tries_left }) => Some(*tries_left),
+            _ => None,
+        },
+        message_ja: error.message_ja(),
+        instructions_ja: Vec::new(),
+    }
+}
+
+/// Card errors that end the check as "not confirmed" rather than as a failure to retry.
+fn card_refused(e: &CardError) -> bool {
+    matches!(
+        e,
+        CardError::WrongPin { .. }
+            | CardError::PinBlocked
+            | CardError::LastTryNotConfirmed
+            | CardError::Cancelled
+            | CardError::NotMyNumberCard
+    )
+}
+
+/// Stable kebab-case name of a card error.
+pub fn card_error_name(error: &CardError) -> &'static str {
+    match error {
+        CardError::ServiceNotRunning => "service-not-running",
+        CardError::NoReaders => "no-readers",
+        CardError::ReaderNotFound { .. } => "reader-not-found",
+        CardError::NoCardInTime => "no-card",
+        CardError::Removed => "card-removed",
+        CardError::NotMyNumberCard => "not-my-number-card",
+        CardError::BadCertificate { .. } => "bad-certificate",
+        CardError::TruncatedResponse => "truncated-response",
+        CardError::WrongPin { .. } => "wrong-pin",
+        CardError::PinBlocked => "pin-blocked",
+        CardError::LastTryNotConfirmed => "last-try-not-confirmed",
+        CardError::Cancelled => "cancelled",
+        CardError::PinNotVerified => "pin-not-verified",
+        CardError::SignatureMismatch => "signature-mismatch",
+        CardError::Unexpected { .. } => "unexpected-status",
+        CardError::Pcsc(_) => "pcsc",
+    }
+}

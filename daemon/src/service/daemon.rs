@@ -1,0 +1,438 @@
+//! The daemon's shared state (常駐サービスの状態): the one ledger, the qualification
+//! system's client, the line's health, the status, the change stream. The API's handlers and
+//! the maintenance loop hold a [`Daemon`]; every operation goes through it.
+//!
+//! What is serialised and what is not:
+//! - the store serialises its own writes (one group commit) and is safe to read from any
+//!   task, so reception checks, API reads and a reconcile pass run side by side;
+//! - one check per card reader at a time (a reader is a physical slot);
+//! - one reconcile pass at a time (`pass_lock`), whether the timer or "reconcile now" asked;
+//! - no lock is held across a query to the qualification system: a pass holds only
+//!   `pass_lock`, which reception never takes, and the client puts reception queries ahead
+//!   of the pass's (its background lane).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::broadcast;
+
+use super::config::ServiceConfig;
+use super::{pass, Status};
+use crate::card::reader::Readers;
+use crate::card::{CardError, Pin, PinEntry};
+use crate::check::capture::VisitContext;
+use crate::check::health::{Health, LineState};
+use crate::check::now_jst;
+use crate::check::workflow::{self, CheckRequest, Reception};
+use crate::check::CheckError;
+use crate::domain::{FacilityType, IdentityMethod};
+use crate::ledger::{Change, Ledger, LedgerError};
+use crate::oqs::OqsClient;
+use crate::reconcile::{PassReport, Reconciler};
+use crate::rules::settings::RuleSettings;
+use crate::view::{CheckReport, ReportStatus};
+
+/// A change clients follow (the API's event stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// An event of a check was made durable.
+    Check(Change),
+    /// The line changed state.
+    Line(LineState),
+}
+
+/// A reception check as a client asks for it.
+#[derive(Debug, Clone)]
+pub struct StartCheck {
+    /// The reader; `None` for the first reader with a card.
+    pub reader: Option<String>,
+    /// 目視 or 暗証番号.
+    pub method: IdentityMethod,
+    /// The PIN (暗証番号 method), typed by the patient.
+    pub pin: Option<Pin>,
+    /// The patient agreed to spend the last PIN try.
+    pub confirm_last_try: bool,
+    /// The visit date; default today in Japan.
+    pub visit_date: Option<chrono::NaiveDate>,
+    /// The facility type; default the configured one.
+    pub facility: Option<FacilityType>,
+    /// 初診・初検.
+    pub first_visit: bool,
+    /// The next booked visit.
+    pub next_visit: Option<chrono::NaiveDate>,
+    /// How long to wait for a card to be placed.
+    pub card_wait: std::time::Duration,
+}
+
+/// Why a reception check could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another check is using the reader.
+    #[error("reader {0} is busy")]
+    ReaderBusy(String),
+    /// The capture could not be written: the check is not saved.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl StartError {
+    /// The message for staff.
+    pub fn message_ja(&self) -> String {
+        match self {
+            StartError::ReaderBusy(r) => format!(
+                "カードリーダー「{r}」は別の確認に使用中です。終わってからもう一度確認してください。"
+            ),
+            StartError::Ledger(e) => e.message_ja(),
+        }
+    }
+}
+
+/// Cheap to clone; every clone is the same daemon.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServiceConfig,
+    ledger: Ledger,
+    client: OqsClient,
+    reconciler: Reconciler,
+    health: Mutex<Health>,
+    status: Mutex<Status>,
+    events: broadcast::Sender<DaemonEvent>,
+    readers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pass_lock: tokio::sync::Mutex<()>,
+    settings: RuleSettings,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How many changes a slow client may fall behind before it is told to re-read.
+const EVENT_BACKLOG: usize = 256;
+
+impl Daemon {
+    /// The daemon over an open ledger. The ledger's changes feed the event stream;
+    /// `stopping` turns true when the daemon shuts down.
+    pub fn new(
+        config: ServiceConfig,
+        ledger: Ledger,
+        client: OqsClient,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let (changes, mut changes_rx) = broadcast::channel::<Change>(EVENT_BACKLOG);
+        let ledger = ledger.with_changes(changes);
+        let forward = events.clone();
+        // Owned by the runtime; ends when the ledger (every clone of the sender) is gone.
+        tokio::spawn(async move {
+            loop {
+                match changes_rx.recv().await {
+                    Ok(c) => {
+                        let _ = forward.send(DaemonEvent::Check(c));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "change stream lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let reconciler = Reconciler::new(
+            ledger.clone(),
+            client.background(),
+            config.reconcile_config(),
+        );
+        let health = Health::new(config.health());
+        let status = Status {
+            line: LineState::Online,
+            queue: 0,
+            overdue: 0,
+            last_pass: None,
+            readers: Vec::new(),
+            readers_problem: None,
+            store_repairs: ledger
+                .store()
+                .health()
+                .into_iter()
+                .filter(|n| n.kind.is_damage())
+                .collect(),
+            updated_at: now_jst().to_rfc3339(),
+            pid: std::process::id(),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                settings: RuleSettings::default(),
+                config,
+                ledger,
+                client,
+                reconciler,
+                health: Mutex::new(health),
+                status: Mutex::new(status),
+                events,
+                readers: Mutex::default(),
+                pass_lock: tokio::sync::Mutex::new(()),
+                stopping,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    /// The qualification system's client (reception lane).
+    pub fn client(&self) -> &OqsClient {
+        &self.inner.client
+    }
+
+    /// The rule settings.
+    pub fn settings(&self) -> &RuleSettings {
+        &self.inner.settings
+    }
+
+    /// Follows the daemon's changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<DaemonEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Turns true when the daemon shuts down.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.clone()
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        let mut s = lock(&self.inner.status).clone();
+        s.line = self.line();
+        s
+    }
+
+    /// The line's state now.
+    pub fn line(&self) -> LineState {
+        lock(&self.inner.health).state()
+    }
+
+    fn reader_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.inner.readers)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// One reception check: waits for the card, reads it, asks the qualification system (or
+    /// captures at once when the line is known to be down), records, and reports.
+    pub async fn check(&self, start: StartCheck) -> Result<CheckReport, StartError> {
+        let now = now_jst();
+        let request = CheckRequest {
+            method: start.method,
+            visit: VisitContext {
+                visit_date: start.visit_date.unwrap_or_else(|| now.date_naive()),
+                facility: start.facility.unwrap_or(self.inner.config.facility),
+                first_visit: start.first_visit,
+                next_visit: start.next_visit,
+                last_known: None,
+            },
+        };
+        // Find and open the reader on a blocking thread: pcscd calls block.
+        let wanted = start.reader.clone();
+        let wait = start.card_wait;
+        let opened = tokio::task::spawn_blocking(move || {
+            let readers = Readers::connect()?;
+            let name = readers.wait_for_card(wanted.as_deref(), wait)?;
+            Ok::<_, CardError>((readers, name))
+        })
+        .await;
+        let (readers, name) = match opened {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
+            Err(e) => {
+                return Ok(workflow::card_failure(
+                    &request,
+                    &CheckError::Task(e.to_string()),
+                ))
+            }
+        };
+        let reader = self.reader_lock(&name);
+        let Ok(_held) = reader.try_lock() else {
+            return Err(StartError::ReaderBusy(name));
+        };
+        let transport = match tokio::task::spawn_blocking(move || readers.open(&name)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
+            Err(e) => {
+                return Ok(workflow::card_failure(
+                    &request,
+                    &CheckError::Task(e.to_string()),
+                ))
+            }
+        };
+        let known_offline = self.line() == LineState::Offline;
+        let entry = GivenPin::new(start.pin, start.confirm_last_try);
+        let wrong = entry.wrong.clone();
+        let started = Instant::now();
+        let mut report = workflow::perform(
+            Reception {
+                ledger: Some(&self.inner.ledger),
+                client: (!known_offline).then_some(&self.inner.client),
+                institution_code: &self.inner.config.institution_code,
+            },
+            transport,
+            &request,
+            Box::new(entry),
+            now,
+        )
+        .await?;
+        // One PIN per request: a wrong one ends the check; say how many tries are left
+        // rather than "cancelled".
+        if report.error.as_deref() == Some("cancelled") {
+            if let Some(tries_left) = *lock(&wrong) {
+                report = workflow::card_failure(
+                    &request,
+                    &CheckError::Card(CardError::WrongPin { tries_left }),
+                );
+            }
+        }
+        // The line's health learns from reception's own queries too.
+        match (report.status, report.transient) {
+            (ReportStatus::Error, true) if !known_offline => {
+                self.on_line_failure();
+            }
+            (ReportStatus::Confirmed | ReportStatus::Invalid | ReportStatus::NotFound, _) => {
+                self.on_line_success();
+            }
+            _ => {}
+        }
+        tracing::info!(status = ?report.status, ms = started.elapsed().as_millis() as u64, "reception check done");
+        Ok(report)
+    }
+
+    fn on_line_failure(&self) {
+        let changed = {
+            let mut h = lock(&self.inner.health);
+            let before = h.state();
+            h.on_failure(Instant::now());
+            (before != h.state()).then(|| h.state())
+        };
+        if let Some(state) = changed {
+            let _ = self.inner.events.send(DaemonEvent::Line(state));
+        }
+    }
+
+    fn on_line_success(&self) {
+        let changed = {
+            let mut h = lock(&self.inner.health);
+            let before = h.state();
+            h.on_success();
+            (before != h.state()).then(|| h.state())
+        };
+        if let Some(state) = changed {
+            let _ = self.inner.events.send(DaemonEvent::Line(state));
+        }
+    }
+
+    /// Probes the line when due (the breaker's schedule).
+    pub async fn probe_if_due(&self) {
+        let due = {
+            let mut h = lock(&self.inner.health);
+            let now = Instant::now();
+            let due = h.probe_due(now);
+            if due {
+                h.probed(now);
+            }
+            due
+        };
+        if !due {
+            return;
+        }
+        match self.inner.client.probe().await {
+            Ok(()) => self.on_line_success(),
+            Err(e) if e.is_transient() => self.on_line_failure(),
+            Err(e) => {
+                tracing::error!(error = %e, "the qualification system refuses this facility; check the settings");
+                self.on_line_failure();
+            }
+        }
+    }
+
+    /// One maintenance pass (counts, reconcile when the line is up, retention); one at a
+    /// time. `force` asks every open check now, ignoring retry delays.
+    pub async fn pass(&self, force: bool) -> Result<Option<PassReport>, LedgerError> {
+        let _one = self.inner.pass_lock.lock().await;
+        let ask = lock(&self.inner.health).should_ask();
+        let reconciler = ask.then_some(&self.inner.reconciler);
+        let (report, queue, overdue) =
+            pass(&self.inner.ledger, reconciler, &self.inner.config, force).await?;
+        if report.is_some_and(|r| r.failed > 0 && r.resolved == 0) {
+            self.on_line_failure();
+        }
+        let mut s = lock(&self.inner.status);
+        s.queue = queue;
+        s.overdue = overdue;
+        s.last_pass = report.or(s.last_pass);
+        Ok(report)
+    }
+
+    /// Updates what the status says about the readers.
+    pub fn set_readers(
+        &self,
+        readers: Vec<crate::card::reader::ReaderInfo>,
+        problem: Option<String>,
+    ) {
+        let mut s = lock(&self.inner.status);
+        for r in &readers {
+            let before = s.readers.iter().find(|b| b.name == r.name);
+            match (before.map(|b| b.card_present), r.card_present) {
+                (Some(false) | None, true) => tracing::info!(reader = %r.name, "card placed"),
+                (Some(true), false) => tracing::info!(reader = %r.name, "card removed"),
+                _ => {}
+            }
+        }
+        s.readers = readers;
+        s.readers_problem = problem;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The PIN a request carried: given once; a wrong PIN ends the check (the patient types
+/// again in a new request), and the tries left are kept to say so.
+#[derive(Debug)]
+struct GivenPin {
+    pin: Option<Pin>,
+    confirm_last_try: bool,
+    wrong: Arc<Mutex<Option<u8>>>,
+}
+
+impl GivenPin {
+    fn new(pin: Option<Pin>, confirm_last_try: bool) -> Self {
+        Self {
+            pin,
+            confirm_last_try,
+            wrong: Arc::default(),
+        }
+    }
+}
+
+impl PinEntry for GivenPin {
+    fn pin(&mut self, _tries_left: u8) -> Option<Pin> {
+        self.pin.take()
+    }
+
+    fn confirm_last_try(&mut self) -> bool {
+        self.confirm_last_try
+    }
+
+    fn wrong_pin(&mut self, tries_left: u8) {
+        *lock(&self.wrong) = Some(tries_left);
+    }
+}
