@@ -8,7 +8,7 @@
 //! - [`check`]: one qualification check from card to answer.
 //! - [`rules`]: the ministry's rules as pure functions (the date is always an argument).
 //! - [`report`]: the usage-rate report (マイナ保険証利用率) beside the national figures.
-//! - [`cli`], [`cli_rules`]: the staff-facing commands.
+//! - [`cli`]: the staff-facing commands.
 //!
 //! I/O lives at the edges (`card`, `oqs`, the CLI); `rules` and the answer classification are
 //! pure and tested with tables.
@@ -17,7 +17,6 @@ pub mod api;
 pub mod card;
 pub mod check;
 pub mod cli;
-pub mod cli_rules;
 pub mod domain;
 pub mod ledger;
 pub mod ops;

@@ -55,12 +55,23 @@ fn run(cli: Cli) -> Result<i32, String> {
             let stdin = std::io::stdin();
             let interactive = stdin.is_terminal();
             let mut input = stdin.lock();
-            tsunagi::cli_rules::run_rules(&cmd, today, &mut out, &mut input, interactive)
-                .map_err(|e| e.message_ja())
+            match cli::settings::rule_settings(config) {
+                Ok(settings) => tsunagi::cli::rules::run_rules(
+                    &cmd,
+                    today,
+                    &settings,
+                    &mut out,
+                    &mut input,
+                    interactive,
+                )
+                .map_err(|e| e.message_ja()),
+                Err(e) => Err(e.message),
+            }
         }
+        Command::Settings => cli::settings::print(config, &mut out).map_err(|e| e.message),
         Command::Report(cmd) => {
             let today = tsunagi::check::now_jst().date_naive();
-            tsunagi::cli_rules::run_report(&cmd, today, &mut out).map_err(|e| e.message_ja())
+            tsunagi::cli::rules::run_report(&cmd, today, &mut out).map_err(|e| e.message_ja())
         }
     };
     let _ = out.flush();

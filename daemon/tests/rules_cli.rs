@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use chrono::NaiveDate;
-use tsunagi::cli_rules::{
+use tsunagi::cli::rules::{
     run_report, run_rules, CliError, DocumentArgs, ExemptionArgs, KakuninshoArgs, ReportCommand,
     RulesCommand, UsageArgs,
 };
@@ -18,7 +18,8 @@ fn today() -> NaiveDate {
 fn rules(cmd: RulesCommand, input: &str, interactive: bool) -> (Result<i32, CliError>, String) {
     let mut out = Vec::new();
     let mut inp = Cursor::new(input.as_bytes().to_vec());
-    let r = run_rules(&cmd, today(), &mut out, &mut inp, interactive);
+    let settings = tsunagi::rules::settings::RuleSettings::default();
+    let r = run_rules(&cmd, today(), &settings, &mut out, &mut inp, interactive);
     (r, String::from_utf8(out).unwrap())
 }
 

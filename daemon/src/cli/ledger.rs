@@ -16,7 +16,6 @@ use crate::card::CardError;
 use crate::check::now_jst;
 use crate::ops::{self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest};
 use crate::reconcile::{ReconcileConfig, Reconciler};
-use crate::rules::settings::RuleSettings;
 use crate::service::Status;
 use crate::view::{AnswerKind, CheckView, ListState, ResolutionView};
 
@@ -574,7 +573,7 @@ pub async fn record_document(
                 &ledger,
                 &request,
                 facility,
-                &RuleSettings::default(),
+                &super::settings::rule_settings(config)?,
                 now_jst(),
             )
             .await

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod exit;
 pub mod ledger;
 pub mod render;
+pub mod rules;
+pub mod settings;
 
 use std::time::Duration;
 
@@ -53,10 +55,12 @@ pub enum Command {
     Status(ledger::StatusArgs),
     /// Staff helpers that answer rule questions (資格確認書, 免除, 書類).
     #[command(subcommand)]
-    Rules(crate::cli_rules::RulesCommand),
+    Rules(rules::RulesCommand),
+    /// Every setting the commands use, with its value and where it came from.
+    Settings,
     /// Reports (マイナ保険証 usage rate).
     #[command(subcommand)]
-    Report(crate::cli_rules::ReportCommand),
+    Report(rules::ReportCommand),
 }
 
 /// Where the qualification system is and who we are to it.

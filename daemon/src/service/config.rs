@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::check::health::HealthConfig;
 use crate::domain::FacilityType;
 use crate::reconcile::ReconcileConfig;
+use crate::rules::settings::RuleSettings;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +38,10 @@ pub struct ServiceConfig {
     /// The local HTTP API.
     #[serde(default)]
     pub api: ApiSection,
+    /// `[rules]`: rule settings that differ from the defaults (dates the ministry moved,
+    /// the receipt software's field lengths); any key of [`RuleSettings`].
+    #[serde(default)]
+    pub rules: toml::Table,
 }
 
 /// `[api]`: the local HTTP API (ローカルAPI) the CLI, the receipt computer, the reception page
@@ -93,8 +98,9 @@ pub struct ReconcileSection {
     pub interval_secs: u64,
     /// Checks asked about at once.
     pub concurrency: usize,
-    /// The receipt software validates the insurer number's check digit (`77777779`).
-    pub software_checks_digit: bool,
+    /// The receipt software validates the insurer number's check digit (`77777779`);
+    /// default no.
+    pub software_checks_digit: Option<bool>,
 }
 
 impl Default for ReconcileSection {
@@ -102,7 +108,7 @@ impl Default for ReconcileSection {
         Self {
             interval_secs: 30,
             concurrency: 8,
-            software_checks_digit: false,
+            software_checks_digit: None,
         }
     }
 }
@@ -195,6 +201,12 @@ impl ServiceConfig {
                 ),
             });
         }
+        config
+            .rule_settings()
+            .map_err(|detail| ConfigError::Invalid {
+                path: path.into(),
+                detail,
+            })?;
         if !config.api.allow_remote && !config.api.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 path: path.into(),
@@ -229,9 +241,74 @@ impl ServiceConfig {
     pub fn reconcile_config(&self) -> ReconcileConfig {
         ReconcileConfig {
             concurrency: self.reconcile.concurrency.max(1),
-            software_checks_digit: self.reconcile.software_checks_digit,
+            software_checks_digit: self.reconcile.software_checks_digit.unwrap_or(false),
+            field_lengths: self.rules().claim_fields,
             ..ReconcileConfig::default()
         }
+    }
+
+    /// The rule settings: the defaults with `[rules]` laid over them. (Checked when the
+    /// file is parsed, so this cannot fail afterwards.)
+    pub fn rules(&self) -> RuleSettings {
+        self.rule_settings().unwrap_or_default()
+    }
+
+    /// The rule settings, or what in `[rules]` is wrong.
+    pub fn rule_settings(&self) -> Result<RuleSettings, String> {
+        let defaults =
+            toml::Table::try_from(RuleSettings::default()).map_err(|e| format!("[rules]: {e}"))?;
+        let mut merged = defaults.clone();
+        for (key, value) in &self.rules {
+            match (merged.get_mut(key), value) {
+                (None, _) => return Err(format!("[rules] に {key} という設定はありません")),
+                (Some(toml::Value::Table(inner)), toml::Value::Table(given)) => {
+                    for (k, v) in given {
+                        if !inner.contains_key(k) {
+                            return Err(format!("[rules.{key}] に {k} という設定はありません"));
+                        }
+                        inner.insert(k.clone(), v.clone());
+                    }
+                }
+                (Some(slot), v) => *slot = v.clone(),
+            }
+        }
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[rules]: {}", e.message()))
+    }
+
+    /// Every setting a command uses, with its value and whether the file set it (else it is
+    /// the default), in a stable order.
+    pub fn settings_with_sources(&self) -> Vec<(String, String, bool)> {
+        let mut out = vec![(
+            "reconcile.software_checks_digit".to_string(),
+            self.reconcile
+                .software_checks_digit
+                .unwrap_or(false)
+                .to_string(),
+            self.reconcile.software_checks_digit.is_some(),
+        )];
+        let merged = toml::Table::try_from(self.rules()).unwrap_or_default();
+        for (key, value) in &merged {
+            match value {
+                toml::Value::Table(inner) => {
+                    for (k, v) in inner {
+                        let set = self
+                            .rules
+                            .get(key)
+                            .and_then(toml::Value::as_table)
+                            .is_some_and(|t| t.contains_key(k));
+                        out.push((format!("rules.{key}.{k}"), v.to_string(), set));
+                    }
+                }
+                v => out.push((
+                    format!("rules.{key}"),
+                    v.to_string(),
+                    self.rules.contains_key(key),
+                )),
+            }
+        }
+        out
     }
 
     /// The API token's file.
@@ -272,9 +349,44 @@ mod tests {
             "institution_code = \"1319900017\"\nunknown = 1",
             "institution_code = \"1319900017\"\n[oqs]\ntimeout_ms = \"fast\"",
             "institution_code = \"1319900017\"\n[api]\nlisten = \"0.0.0.0:8947\"",
+            "institution_code = \"1319900017\"\n[rules]\nno_such_rule = 1",
+            "institution_code = \"1319900017\"\n[rules]\nclaim_submission_day = \"ten\"",
+            "institution_code = \"1319900017\"\n[rules.claim_fields]\nwidth = 3",
         ] {
             let e = ServiceConfig::parse(bad, "t").unwrap_err();
             assert!(e.message_ja().contains("設定ファイル"), "{bad}");
         }
+    }
+
+    #[test]
+    fn rules_lay_over_the_defaults_and_say_where_each_came_from() {
+        let c = ServiceConfig::parse(
+            "institution_code = \"1319900017\"\n[reconcile]\nsoftware_checks_digit = true\n\
+             [rules]\nexpired_acceptance_until = 2026-09-30\n[rules.claim_fields]\nbango = 12\n",
+            "t",
+        )
+        .unwrap();
+        let r = c.rules();
+        assert_eq!(
+            r.expired_acceptance_until,
+            chrono::NaiveDate::from_ymd_opt(2026, 9, 30).unwrap()
+        );
+        assert_eq!(r.claim_fields.bango, 12);
+        assert_eq!(
+            r.claim_fields.kigo,
+            RuleSettings::default().claim_fields.kigo
+        );
+        assert_eq!(c.reconcile_config().field_lengths.bango, 12);
+        assert!(c.reconcile_config().software_checks_digit);
+        let sources = c.settings_with_sources();
+        let find = |k: &str| sources.iter().find(|(n, _, _)| n == k).unwrap().clone();
+        assert!(find("rules.expired_acceptance_until").2);
+        assert_eq!(
+            find("rules.claim_fields.bango"),
+            ("rules.claim_fields.bango".into(), "12".into(), true)
+        );
+        assert!(!find("rules.claim_fields.kigo").2);
+        assert!(!find("rules.claim_submission_day").2);
+        assert!(find("reconcile.software_checks_digit").2);
     }
 }

@@ -163,7 +163,7 @@ impl Daemon {
         };
         Self {
             inner: Arc::new(Inner {
-                settings: RuleSettings::default(),
+                settings: config.rules(),
                 config,
                 ledger,
                 client,

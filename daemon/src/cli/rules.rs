@@ -358,13 +358,13 @@ fn opt<T>(
 fn run_kakuninsho(
     a: &KakuninshoArgs,
     today: NaiveDate,
+    settings: &RuleSettings,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
     interactive: bool,
 ) -> Result<i32, CliError> {
     use KakuninshoQuestion as Q;
     let on = opt(&a.date, |s| Ok(parse_date(s)?))?.unwrap_or(today);
-    let settings = RuleSettings::default();
     let yn = |q: Q| move |s: &str| parse_yes_no(q.text_ja(), s);
     let mut f = KakuninshoFacts {
         newborn_enrolment: opt(&a.newborn, yn(Q::NewbornEnrolment))?,
@@ -387,7 +387,7 @@ fn run_kakuninsho(
         }
     }
     let outcome = loop {
-        match kakuninsho_eligibility(&f, on, &settings)? {
+        match kakuninsho_eligibility(&f, on, settings)? {
             Step::Decided(o) => break o,
             Step::Ask(q) => {
                 let t = q.text_ja();
@@ -457,11 +457,11 @@ fn run_kakuninsho(
 
 fn run_exemption(
     a: &ExemptionArgs,
+    settings: &RuleSettings,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
     interactive: bool,
 ) -> Result<i32, CliError> {
-    let settings = RuleSettings::default();
     let mut f = ExemptionFacts {
         facility: opt(&a.facility, |s| Ok(s.trim().parse::<FacilityType>()?))?,
         practitioners: if a.practitioners.is_empty() {
@@ -478,7 +478,7 @@ fn run_exemption(
         end_of_juryo_inin: opt(&a.end_juryo_inin, parse_planned_end)?,
     };
     let outcome = loop {
-        match mandate_exemption(&f, &settings)? {
+        match mandate_exemption(&f, settings)? {
             Step::Decided(o) => break o,
             Step::Ask(q) => {
                 let t = q.text_ja();
@@ -535,7 +535,12 @@ fn run_exemption(
     Ok(if outcome.reason.is_some() { 0 } else { 1 })
 }
 
-fn run_document(a: &DocumentArgs, today: NaiveDate, out: &mut dyn Write) -> Result<i32, CliError> {
+fn run_document(
+    a: &DocumentArgs,
+    today: NaiveDate,
+    settings: &RuleSettings,
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
     let kind: DocumentKind = a.kind.parse()?;
     let visit = opt(&a.visit, |s| Ok(parse_date(s)?))?.unwrap_or(today);
     let expires = opt(&a.expires, |s| Ok(parse_date(s)?))?;
@@ -549,7 +554,7 @@ fn run_document(a: &DocumentArgs, today: NaiveDate, out: &mut dyn Write) -> Resu
         with_card: a.with_card,
         insurance,
     };
-    let v = document_validity(&doc, visit, &RuleSettings::default())?;
+    let v = document_validity(&doc, visit, settings)?;
     let head = if v.acceptable {
         "受け付けられます"
     } else {
@@ -582,14 +587,15 @@ fn run_document(a: &DocumentArgs, today: NaiveDate, out: &mut dyn Write) -> Resu
 pub fn run_rules(
     cmd: &RulesCommand,
     today: NaiveDate,
+    settings: &RuleSettings,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
     interactive: bool,
 ) -> Result<i32, CliError> {
     match cmd {
-        RulesCommand::Kakuninsho(a) => run_kakuninsho(a, today, out, input, interactive),
-        RulesCommand::Exemption(a) => run_exemption(a, out, input, interactive),
-        RulesCommand::Document(a) => run_document(a, today, out),
+        RulesCommand::Kakuninsho(a) => run_kakuninsho(a, today, settings, out, input, interactive),
+        RulesCommand::Exemption(a) => run_exemption(a, settings, out, input, interactive),
+        RulesCommand::Document(a) => run_document(a, today, settings, out),
     }
 }
 
