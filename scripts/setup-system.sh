@@ -28,3 +28,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# schemathesis: daemon/tests/api.rs runs it against tsunagid's GET /openapi.json. It goes into
+# its own venv at a fixed path (the test looks there, or at $TSUNAGI_SCHEMATHESIS). Pinned:
+# hypothesis 6.170.10 removed `many.more()`, which schemathesis 3's hypothesis-jsonschema
+# still calls ("'many' object has no attribute 'more'" on every operation).
+if [ "${1:-}" != "--build-only" ]; then
+  tools="${TSUNAGI_TOOLS:-$HOME/.cache/tsunagi-tools}"
+  want="schemathesis==3.39.16 hypothesis==6.170.9"
+  if [ "$(cat "$tools/venv/.tsunagi-installed" 2>/dev/null)" != "$want" ] \
+    || ! "$tools/venv/bin/schemathesis" --version >/dev/null 2>&1; then
+    echo "installing into $tools/venv: $want" >&2
+    python3 -m venv "$tools/venv"
+    # shellcheck disable=SC2086 # $want is a list of requirements
+    "$tools/venv/bin/python" -m pip install --quiet --disable-pip-version-check $want
+    echo "$want" >"$tools/venv/.tsunagi-installed"
+  fi
+fi

@@ -405,6 +405,9 @@ pub struct DocumentRequest {
     /// 初診・初検.
     #[serde(default)]
     pub first_visit: bool,
+    /// An id the client made for this check (a ULID): the same request sent again never
+    /// records a second check.
+    pub check_id: Option<String>,
 }
 
 /// What recording a document did.
@@ -503,7 +506,14 @@ pub async fn record_document(
     if !verdict.acceptable {
         return Ok(report);
     }
-    let id = crate::ledger::new_check_id();
+    let id = match &request.check_id {
+        Some(id) => ulid::Ulid::from_string(id)
+            .map(|u| u.to_string())
+            .map_err(|_| {
+                OpError::invalid("check_id", "check_id は ULID（26文字）で指定してください。")
+            })?,
+        None => crate::ledger::new_check_id(),
+    };
     let capture = Captured {
         visit_date: visit,
         facility,

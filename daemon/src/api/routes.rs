@@ -59,6 +59,14 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(guarded)
         .fallback(|| async { Problem::not_found("そのAPIはありません。") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "このAPIはその方法（HTTPメソッド）では使えません。",
+            )
+        })
         .with_state(app)
 }
 
@@ -68,8 +76,10 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
     match presented {
         Some(t) if super::token::matches(t, &app.token) => next.run(request).await,
         _ => {
@@ -84,34 +94,74 @@ struct Body<T>(T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
+        // serde reads a struct from a JSON array of its fields as well as from an object;
+        // a request body is an object, so anything else is refused before it is parsed.
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| {
+                let t = t.trim();
+                t.eq_ignore_ascii_case("application/json")
+                    || (t.starts_with("application/") && t.ends_with("+json"))
+            });
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(too_large())
+            }
+            Err(rejection) => {
+                return Err(Problem::bad_request(format!(
+                    "リクエストを読み取れませんでした（{}）。",
+                    rejection.body_text()
+                )))
+            }
+        };
+        if !json_type {
+            return Err(not_json());
+        }
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Problem::bad_request(
+                "リクエストの内容は JSON のオブジェクト（{ … }）で送ってください。",
+            ));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(v)) => Ok(Body(v)),
             Err(rejection) => Err(json_problem(&rejection)),
         }
     }
 }
 
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        "Request body too large",
+        "リクエストが大きすぎます。",
+    )
+}
+
+fn not_json() -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "not-json",
+        "Body must be application/json",
+        "リクエストは JSON（Content-Type: application/json）で送ってください。",
+    )
+}
+
 fn json_problem(rejection: &JsonRejection) -> Problem {
     let text = rejection.body_text();
     match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            "Request body too large",
-            "リクエストが大きすぎます。",
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "not-json",
-            "Body must be application/json",
-            "リクエストは JSON（Content-Type: application/json）で送ってください。",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => not_json(),
         _ => {
             // serde_path_to_error's text: "...target type: <path>: <what>".
             let detail = text
@@ -148,6 +198,7 @@ pub struct CheckStartRequest {
     /// The reader; absent for the first reader with a card.
     pub reader: Option<String>,
     /// Identity method: `visual` (目視) or `pin` (暗証番号).
+    #[schema(value_type = MethodName)]
     pub method: String,
     /// The 4-digit PIN the patient typed (暗証番号 method only). Never logged or stored.
     pub pin: Option<String>,
@@ -158,6 +209,7 @@ pub struct CheckStartRequest {
     pub visit_date: Option<chrono::NaiveDate>,
     /// Facility type (default the configured one): `medical`, `dental`, `pharmacy`, `judo`,
     /// `ahaki`, `home-nursing`.
+    #[schema(value_type = Option<FacilityName>)]
     pub facility: Option<String>,
     /// 初診・初検.
     #[serde(default)]
@@ -167,6 +219,39 @@ pub struct CheckStartRequest {
     /// Seconds to wait for a card to be placed (default 30).
     #[schema(maximum = 120)]
     pub card_wait_secs: Option<u64>,
+    /// An id the client made for this check (a ULID): sending the same request again
+    /// (after a lost answer) never records a second check.
+    pub check_id: Option<String>,
+}
+
+/// Identity method (本人確認の方法).
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)] // Only its schema is used; the request holds the text and parses it.
+pub enum MethodName {
+    /// 目視: staff compare the card's photo with the patient.
+    Visual,
+    /// 暗証番号: the patient types the card's 4-digit PIN.
+    Pin,
+}
+
+/// Facility type (施設の種類).
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)] // Only its schema is used.
+pub enum FacilityName {
+    /// 医科.
+    Medical,
+    /// 歯科.
+    Dental,
+    /// 薬局.
+    Pharmacy,
+    /// 柔道整復.
+    Judo,
+    /// あん摩マッサージ指圧・はり・きゅう.
+    Ahaki,
+    /// 訪問看護.
+    HomeNursing,
 }
 
 impl std::fmt::Debug for CheckStartRequest {
@@ -178,6 +263,15 @@ impl std::fmt::Debug for CheckStartRequest {
             .field("pin_given", &self.pin.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// A client-made check id: a ULID, in its canonical form.
+pub(super) fn ulid_id(id: &str) -> Result<String, Problem> {
+    ulid::Ulid::from_string(id)
+        .map(|u| u.to_string())
+        .map_err(|_| {
+            Problem::bad_request("check_id は ULID（26文字）で指定してください。").field("check_id")
+        })
 }
 
 /// Longest card wait a request may ask for.
@@ -228,7 +322,9 @@ impl CheckStartRequest {
             ))
             .field("card_wait_secs"));
         }
+        let check_id = self.check_id.as_deref().map(ulid_id).transpose()?;
         Ok(StartCheck {
+            check_id,
             reader: self.reader.clone().filter(|r| !r.is_empty()),
             method,
             pin,
@@ -465,6 +561,9 @@ async fn record_document(
     Body(request): Body<DocumentRequest>,
 ) -> Result<Json<DocumentReport>, Problem> {
     let d = &app.daemon;
+    if let Some(id) = &request.check_id {
+        ulid_id(id)?;
+    }
     Ok(Json(
         ops::record_document(
             d.ledger(),

@@ -42,6 +42,9 @@ pub struct CheckRequest {
     pub method: IdentityMethod,
     /// The visit.
     pub visit: VisitContext,
+    /// The check's id when the caller chose it (an idempotency key: the same request made
+    /// again records nothing twice); `None` for a new one.
+    pub check_id: Option<String>,
 }
 
 /// Runs one check end to end and returns what reception is shown. `Err` only when a check
@@ -78,7 +81,10 @@ pub async fn perform<T: Transport + 'static>(
         // A final refusal: nothing to confirm later.
         return Ok(report);
     }
-    let id = crate::ledger::new_check_id();
+    let id = request
+        .check_id
+        .clone()
+        .unwrap_or_else(crate::ledger::new_check_id);
     let reason = match &outcome.answer {
         Err(e) => Some(e.kind()),
         Ok(_) => None,

@@ -131,6 +131,7 @@ async fn check_here(
             next_visit: args.next_visit,
             last_known: None,
         },
+        check_id: None,
     };
     // Connect first, so a stopped pcscd is reported before the operator is asked for a card.
     let readers = match Readers::connect() {
@@ -184,6 +185,9 @@ async fn check_through(api: &ApiClient, args: &CheckArgs) -> Result<CheckReport,
         first_visit: args.first_visit,
         next_visit: args.next_visit,
         card_wait_secs: Some(args.card_wait),
+        // One id for every try of this check: a request repeated after a lost answer never
+        // records a second check.
+        check_id: Some(crate::ledger::new_check_id()),
     };
     let mut tries_left = 3;
     loop {
@@ -203,6 +207,7 @@ async fn check_through(api: &ApiClient, args: &CheckArgs) -> Result<CheckReport,
                                 next_visit: args.next_visit,
                                 last_known: None,
                             },
+                            check_id: None,
                         },
                         &CheckError::Card(CardError::Cancelled),
                     ))

@@ -171,6 +171,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
                 next_visit: None,
                 last_known: None,
             },
+            check_id: None,
         };
         let report = workflow::perform(
             Reception {
@@ -244,6 +245,7 @@ async fn offline_part(
                 next_visit: None,
                 last_known: None,
             },
+            check_id: None,
         };
         let report = workflow::perform(
             Reception {

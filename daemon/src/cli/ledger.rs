@@ -557,6 +557,7 @@ pub async fn record_document(
         birth_date: date(&args.birth_date)?,
         facility: Some(args.facility.clone()),
         first_visit: args.first_visit,
+        check_id: None,
     };
     let report = match target(config, args.dir.data_dir.as_deref()).await? {
         Target::Daemon(api) => {

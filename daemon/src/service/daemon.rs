@@ -63,6 +63,8 @@ pub struct StartCheck {
     pub next_visit: Option<chrono::NaiveDate>,
     /// How long to wait for a card to be placed.
     pub card_wait: std::time::Duration,
+    /// The caller's id for the check (idempotency key), when it chose one.
+    pub check_id: Option<String>,
 }
 
 /// Why a reception check could not start.
@@ -240,6 +242,7 @@ impl Daemon {
                 next_visit: start.next_visit,
                 last_known: None,
             },
+            check_id: start.check_id.clone(),
         };
         // Find and open the reader on a blocking thread: pcscd calls block.
         let wanted = start.reader.clone();
