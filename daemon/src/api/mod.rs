@@ -8,10 +8,12 @@
 //! - JSON with stable snake_case names; every error is an RFC 9457 problem document with a
 //!   Japanese `detail` for the operator ([`problem`]).
 //! - Bodies over the configured limit are refused with 413 before they are read whole.
+//! - Reads are paced ([`pace`]); reception requests never are.
 //! - `GET /openapi.json` describes all of it ([`openapi`]); the test suite runs schemathesis
 //!   against it.
 
 pub mod openapi;
+pub mod pace;
 pub mod problem;
 mod routes;
 pub mod token;

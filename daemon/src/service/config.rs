@@ -58,6 +58,10 @@ pub struct ApiSection {
     pub token_file: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Reads (GET requests) answered per second, all clients together; while a reception
+    /// request is being served, a tenth of that. Reception requests are never limited. Keeps a
+    /// client polling in a loop from taking reception's CPU.
+    pub reads_per_second: u32,
 }
 
 impl Default for ApiSection {
@@ -67,6 +71,7 @@ impl Default for ApiSection {
             allow_remote: false,
             token_file: None,
             max_body_bytes: 64 * 1024,
+            reads_per_second: 5000,
         }
     }
 }
