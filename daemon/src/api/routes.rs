@@ -457,6 +457,7 @@ pub struct CheckList {
         (status = 200, description = "The checks", body = CheckList),
         (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many reads; retry after the given seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 async fn list_checks(
@@ -502,6 +503,7 @@ fn check_not_found(id: &str) -> Problem {
         (status = 200, description = "The check", body = CheckView),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many reads; retry after the given seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 async fn read_check(
@@ -679,6 +681,7 @@ async fn reconcile(
     responses(
         (status = 200, description = "The status", body = Status),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many reads; retry after the given seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 async fn status(State(app): State<App>) -> Json<Status> {
@@ -730,6 +733,7 @@ impl StreamEvent {
     responses(
         (status = 200, description = "The event stream", body = StreamEvent, content_type = "text/event-stream"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many reads; retry after the given seconds", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
