@@ -39,6 +39,12 @@ fn run(cli: Cli) -> Result<i32, String> {
         Command::Declare(args) => runtime()?
             .block_on(cli::ledger::declare(&args, config, &mut out))
             .map_err(|e| e.message),
+        Command::Amend(args) => runtime()?
+            .block_on(cli::ledger::amend(&args, config, &mut out))
+            .map_err(|e| e.message),
+        Command::Claimed(args) => runtime()?
+            .block_on(cli::ledger::claimed(&args, config, &mut out))
+            .map_err(|e| e.message),
         Command::RecordDocument(args) => runtime()?
             .block_on(cli::ledger::record_document(&args, config, &mut out))
             .map_err(|e| e.message),

@@ -36,6 +36,12 @@ pub enum OpError {
     /// The check is already decided; the first decision stands.
     #[error("check {0} is already decided")]
     AlreadyDecided(String),
+    /// The claim was made or its deadline passed: the claim basis cannot change.
+    #[error("check {0} is final")]
+    Final(String),
+    /// Nothing is decided yet, so nothing can be claimed.
+    #[error("check {0} has no claim basis yet")]
+    NotDecided(String),
     /// The ledger failed.
     #[error(transparent)]
     Ledger(LedgerError),
@@ -59,6 +65,12 @@ impl OpError {
             OpError::AlreadyDecided(id) => {
                 format!("確認 {id} は対応済みです（最初の決定が有効です）。")
             }
+            OpError::Final(id) => format!(
+                "確認 {id} は請求済み（または請求期限を過ぎています）のため、請求の根拠は変えられません。"
+            ),
+            OpError::NotDecided(id) => format!(
+                "確認 {id} はまだ請求の根拠が決まっていないため、請求済みにできません。"
+            ),
             OpError::Ledger(e) => e.message_ja(),
         }
     }
@@ -313,6 +325,9 @@ pub async fn report_numbers(
             ),
         ));
     }
+    if check.resolution.is_some() && check.is_final(now.date_naive()) {
+        return Err(OpError::Final(check.id));
+    }
     ledger
         .record(
             &check.id,
@@ -370,10 +385,38 @@ pub async fn resolve_by_hand(
         payer: None,
         summary_ja: format!("手動で解決: {reason}"),
         at: now,
+        replaces_because: None,
     };
     ledger
         .record(&check.id, check.visit_date(), &CheckEvent::Resolved(r))
         .await?;
+    view(ledger, &check.id, now.date_naive()).await
+}
+
+/// Marks a decided check as claimed (請求済): its claim basis is final from now on.
+/// Claiming it again changes nothing.
+pub async fn mark_claimed(
+    ledger: &Ledger,
+    id: &str,
+    now: DateTime<FixedOffset>,
+) -> Result<CheckView, OpError> {
+    let check = {
+        let ledger = ledger.clone();
+        let id = id.to_string();
+        blocking(move || Ok(ledger.check(&id)?)).await?
+    };
+    if check.resolution.is_none() || check.is_open() {
+        return Err(OpError::NotDecided(check.id));
+    }
+    if check.claimed.is_none() {
+        ledger
+            .record(
+                &check.id,
+                check.visit_date(),
+                &CheckEvent::Claimed { at: now },
+            )
+            .await?;
+    }
     view(ledger, &check.id, now.date_naive()).await
 }
 

@@ -193,6 +193,8 @@ pub struct ResolutionView {
     pub summary_ja: String,
     /// When (RFC 3339, JST).
     pub at: DateTime<FixedOffset>,
+    /// Why it replaced the decision before it, when it did.
+    pub replaces_because: Option<String>,
 }
 
 impl fmt::Debug for ResolutionView {
@@ -245,8 +247,14 @@ pub struct CheckView {
     pub declared: bool,
     /// Numbers the clinic holds for the patient (earlier data, a document, or reported later).
     pub known_numbers: Option<NumbersView>,
-    /// The decided claim basis.
+    /// The decided claim basis (provisional until claimed or its deadline passes).
     pub resolution: Option<ResolutionView>,
+    /// Earlier decisions the current one replaced, oldest first.
+    pub history: Vec<ResolutionView>,
+    /// When the claim was made (請求済); the claim basis is then final.
+    pub claimed_at: Option<DateTime<FixedOffset>>,
+    /// The claim basis can no longer change (claimed, or the claim deadline passed).
+    pub final_basis: bool,
     /// Staff notes.
     pub notes: Vec<String>,
     /// What staff must do next, when anything.
@@ -261,6 +269,21 @@ impl fmt::Debug for CheckView {
             .field("visit_date", &self.visit_date)
             .field("phase", &self.phase)
             .finish_non_exhaustive()
+    }
+}
+
+fn resolution_view(r: &crate::ledger::event::Resolved) -> ResolutionView {
+    ResolutionView {
+        basis: ClaimBasis::parse(&r.basis).unwrap_or(ClaimBasis::Manual),
+        insurer_number: r.insurer_number.clone(),
+        symbol: r.symbol.clone(),
+        number: r.number.clone(),
+        branch: r.branch.clone(),
+        tekiyo: r.tekiyo.clone(),
+        payer: r.payer.clone(),
+        summary_ja: r.summary_ja.clone(),
+        at: r.at,
+        replaces_because: r.replaces_because.clone(),
     }
 }
 
@@ -312,17 +335,10 @@ impl CheckView {
             }),
             declared: c.declaration.is_some(),
             known_numbers: known.map(numbers_view),
-            resolution: c.resolution.as_ref().map(|r| ResolutionView {
-                basis: ClaimBasis::parse(&r.basis).unwrap_or(ClaimBasis::Manual),
-                insurer_number: r.insurer_number.clone(),
-                symbol: r.symbol.clone(),
-                number: r.number.clone(),
-                branch: r.branch.clone(),
-                tekiyo: r.tekiyo.clone(),
-                payer: r.payer.clone(),
-                summary_ja: r.summary_ja.clone(),
-                at: r.at,
-            }),
+            resolution: c.resolution.as_ref().map(resolution_view),
+            history: c.replaced.iter().map(resolution_view).collect(),
+            claimed_at: c.claimed,
+            final_basis: c.resolution.is_some() && c.is_final(today),
             notes: c.notes.clone(),
             next_step_ja: next_step_ja(c).map(str::to_string),
         }
@@ -338,6 +354,11 @@ impl CheckView {
 fn next_step_ja(c: &CheckState) -> Option<&'static str> {
     if c.phase() != Phase::NeedsStaff {
         return None;
+    }
+    if c.awaits_new_qualification() {
+        return Some(
+            "新しい資格があります。新しい保険の番号（保険者番号・記号・番号）を患者さんに確認して記録してください（tsunagi amend）。請求期限の直前まで分からなければ旧資格で請求します。",
+        );
     }
     Some(match c.best_answer().map(|a| a.status) {
         Some(AnswerStatus::Multiple) => {

@@ -287,3 +287,113 @@ async fn two_reconcilers_on_one_ledger_converge() {
     assert_eq!(first, after);
     sim.shutdown().await;
 }
+
+/// A claim basis can change its mind until the claim is made: a 不詳 decision is replaced
+/// once the patient reports numbers the system confirms; a 資格（無効）・新しい資格あり answer
+/// waits for staff and is then claimed on the new numbers; after the claim nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_are_replaced_by_later_numbers_until_claimed() {
+    use tsunagi::ops::{self, NumbersRequest};
+    let s = scenario::standard(now_jst().date_naive()).unwrap();
+    let sim = Simulator::start(s.sim_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let cases = [
+        Case {
+            card: "no-coverage",
+            facility: FacilityType::Medical,
+            last_known: false,
+            declared: true,
+        },
+        Case {
+            card: "lost-newer",
+            facility: FacilityType::Medical,
+            last_known: false,
+            declared: false,
+        },
+    ];
+    let ids = capture_all(&ledger, &s, &cases).await;
+    let reconciler = Reconciler::new(
+        ledger.clone(),
+        client(sim.base_url(), &s),
+        ReconcileConfig::default(),
+    );
+    reconciler.run_pass(now_jst(), true).await.unwrap();
+    let fushou = ledger.check(&ids[0]).unwrap();
+    assert_eq!(fushou.resolution.as_ref().unwrap().basis, "fushou");
+    let newer = ledger.check(&ids[1]).unwrap();
+    assert!(newer.awaits_new_qualification(), "{newer:?}");
+    assert_eq!(newer.phase(), Phase::NeedsStaff);
+    assert!(
+        newer.resolution.is_none(),
+        "no 旧資格 claim while the new one is looked for"
+    );
+
+    // The patients report numbers: the first ones the system confirms, the second the new
+    // qualification's.
+    let report = |name: &str| {
+        let key = s.insurance_of(name).unwrap();
+        NumbersRequest {
+            insurer: key.insurer.wire().trim().to_string(),
+            symbol: key.symbol.clone(),
+            number: key.number.clone(),
+            branch: key.branch.clone(),
+            birth_date: Some(key.birthdate),
+        }
+    };
+    let seen = ops::report_numbers(&ledger, &ids[0], &report("valid-employee"), now_jst())
+        .await
+        .unwrap();
+    assert!(
+        seen.is_open(),
+        "a report re-opens a decided check: {seen:?}"
+    );
+    ops::report_numbers(&ledger, &ids[1], &report("lost-newer"), now_jst())
+        .await
+        .unwrap();
+    let pass = reconciler.run_pass(now_jst(), true).await.unwrap();
+    assert_eq!(pass.failed, 0, "{pass:?}");
+
+    let replaced = ledger.check(&ids[0]).unwrap();
+    let now_basis = replaced.resolution.as_ref().unwrap();
+    assert_eq!(now_basis.basis, "current", "{replaced:?}");
+    assert_eq!(
+        now_basis.insurer_number,
+        s.insurance_of("valid-employee")
+            .unwrap()
+            .insurer
+            .wire()
+            .trim()
+    );
+    assert!(now_basis.replaces_because.is_some());
+    assert_eq!(replaced.replaced.len(), 1);
+    assert_eq!(replaced.replaced[0].basis, "fushou");
+    let view = tsunagi::view::CheckView::of(&replaced, now_jst().date_naive());
+    assert_eq!(view.history.len(), 1);
+    assert!(!view.final_basis);
+
+    let new_one = ledger.check(&ids[1]).unwrap();
+    let r = new_one
+        .resolution
+        .as_ref()
+        .expect("claimed on the new numbers");
+    assert_eq!(r.basis, "current", "{new_one:?}");
+    assert_eq!(
+        r.insurer_number,
+        s.insurance_of("lost-newer").unwrap().insurer.wire().trim()
+    );
+
+    // Claimed: final; a later report is refused and changes nothing.
+    let claimed = ops::mark_claimed(&ledger, &ids[0], now_jst())
+        .await
+        .unwrap();
+    assert!(claimed.final_basis && claimed.claimed_at.is_some());
+    let refused = ops::report_numbers(&ledger, &ids[0], &report("kokuho"), now_jst()).await;
+    assert!(
+        matches!(refused, Err(ops::OpError::Final(_))),
+        "{refused:?}"
+    );
+    let after = ledger.check(&ids[0]).unwrap();
+    assert_eq!(after.resolution.as_ref().unwrap().basis, "current");
+    sim.shutdown().await;
+}

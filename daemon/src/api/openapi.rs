@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         super::routes::declare,
         super::routes::report_numbers,
         super::routes::resolve,
+        super::routes::claimed,
         super::routes::record_document,
         super::routes::reconcile,
         super::routes::status,

@@ -104,6 +104,18 @@ impl From<crate::ops::OpError> for Problem {
         match &e {
             OpError::Invalid { field, .. } => Problem::bad_request(e.message_ja()).field(*field),
             OpError::NotFound(_) => Problem::not_found(e.message_ja()),
+            OpError::Final(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "final",
+                "Claim basis is final",
+                e.message_ja(),
+            ),
+            OpError::NotDecided(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "not-decided",
+                "No claim basis yet",
+                e.message_ja(),
+            ),
             OpError::AlreadyDecided(_) => Problem::new(
                 StatusCode::CONFLICT,
                 "already-decided",

@@ -57,6 +57,7 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
         .route("/v1/checks/{id}/declaration", post(declare))
         .route("/v1/checks/{id}/numbers", post(report_numbers))
         .route("/v1/checks/{id}/resolution", post(resolve))
+        .route("/v1/checks/{id}/claimed", post(claimed))
         .route("/v1/documents", post(record_document))
         .route("/v1/reconcile", post(reconcile))
         .route("/v1/status", get(status))
@@ -557,6 +558,7 @@ async fn declare(
         (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The claim basis is final", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 async fn report_numbers(
@@ -596,6 +598,28 @@ async fn resolve(
     }
     Ok(Json(
         ops::resolve_by_hand(app.daemon.ledger(), &id, &request, now_jst()).await?,
+    ))
+}
+
+/// Marks a decided check as claimed (請求済): its claim basis is final from now on.
+#[utoipa::path(post, path = "/v1/checks/{id}/claimed", tag = "records",
+    params(("id" = String, Path, description = "The check id")),
+    responses(
+        (status = 200, description = "Claimed", body = CheckView),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing decided yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn claimed(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<CheckView>, Problem> {
+    if !plausible_id(&id) {
+        return Err(check_not_found(&id));
+    }
+    Ok(Json(
+        ops::mark_claimed(app.daemon.ledger(), &id, now_jst()).await?,
     ))
 }
 

@@ -14,7 +14,9 @@ use crate::api::{CheckList, ReconcileReport, ReconcileRequest};
 use crate::card::reader::Readers;
 use crate::card::CardError;
 use crate::check::now_jst;
-use crate::ops::{self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest};
+use crate::ops::{
+    self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest, NumbersRequest,
+};
 use crate::reconcile::{ReconcileConfig, Reconciler};
 use crate::service::Status;
 use crate::view::{AnswerKind, CheckView, ListState, ResolutionView};
@@ -103,6 +105,47 @@ pub struct DeclareArgs {
     /// 負担割合 in tenths (1, 2 or 3).
     #[arg(long)]
     pub copay: Option<u8>,
+    /// The ledger.
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+/// `tsunagi amend`: numbers the patient reported after the visit.
+#[derive(Debug, Args)]
+pub struct AmendArgs {
+    /// The check id.
+    pub id: String,
+    /// 保険者番号 (6 or 8 digits).
+    #[arg(long)]
+    pub insurer: String,
+    /// 記号.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// 番号.
+    #[arg(long)]
+    pub number: String,
+    /// 枝番.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// 生年月日 (YYYY-MM-DD), needed to ask the qualification system by numbers.
+    #[arg(long)]
+    pub birth_date: Option<NaiveDate>,
+    /// JSON for programs.
+    #[arg(long)]
+    pub json: bool,
+    /// The ledger.
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+/// `tsunagi claimed`.
+#[derive(Debug, Args)]
+pub struct ClaimedArgs {
+    /// The check id.
+    pub id: String,
+    /// JSON for programs.
+    #[arg(long)]
+    pub json: bool,
     /// The ledger.
     #[command(flatten)]
     pub dir: DataDir,
@@ -260,8 +303,25 @@ fn show_text(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     if let Some(r) = &c.resolution {
-        writeln!(out, "請求の根拠: {}", r.summary_ja)?;
+        let state = match (c.claimed_at, c.final_basis) {
+            (Some(at), _) => format!("（{} 請求済み）", at.format("%Y-%m-%d")),
+            (None, true) => "（請求期限を過ぎたため確定）".to_string(),
+            (None, false) => "（請求前のため、新しい情報があれば変わります）".to_string(),
+        };
+        writeln!(out, "請求の根拠: {}{state}", r.summary_ja)?;
         write_claim_fields(out, r, "  ")?;
+        if let Some(why) = &r.replaces_because {
+            writeln!(out, "  変更の理由: {why}")?;
+        }
+    }
+    for (i, h) in c.history.iter().enumerate() {
+        writeln!(
+            out,
+            "以前の判断{}（{}）: {}",
+            i + 1,
+            h.at.format("%Y-%m-%d %H:%M"),
+            h.summary_ja
+        )?;
     }
     if let Some(m) = &c.next_step_ja {
         writeln!(out, "対応: {m}")?;
@@ -384,6 +444,82 @@ pub async fn declare(
         writeln!(out, "未記入の項目: {}", report.missing_ja.join("・")).map_err(io_error)?;
     }
     Ok(exit::OK)
+}
+
+/// Prints a check after a change, as `show` does.
+fn print_changed(c: &CheckView, json: bool, out: &mut dyn Write) -> Result<i32, CommandError> {
+    if json {
+        let text = serde_json::to_string(c).map_err(|e| CommandError::new(e.to_string()))?;
+        writeln!(out, "{text}").map_err(io_error)?;
+    } else {
+        show_text(c, out).map_err(io_error)?;
+    }
+    Ok(exit::OK)
+}
+
+/// `tsunagi amend`.
+pub async fn amend(
+    args: &AmendArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let request = NumbersRequest {
+        insurer: args.insurer.clone(),
+        symbol: args.symbol.clone(),
+        number: args.number.clone(),
+        branch: args.branch.clone(),
+        birth_date: args.birth_date,
+    };
+    let c = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            api.post::<_, CheckView>(
+                &format!("/v1/checks/{}/numbers", segment(&args.id)),
+                &request,
+            )
+            .await?
+        }
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            ops::report_numbers(&ledger, &args.id, &request, now_jst())
+                .await
+                .map_err(op_error)?
+        }
+    };
+    if !args.json {
+        writeln!(
+            out,
+            "申告された保険の番号を記録しました。次の事後確認で照会します。"
+        )
+        .map_err(io_error)?;
+    }
+    print_changed(&c, args.json, out)
+}
+
+/// `tsunagi claimed`.
+pub async fn claimed(
+    args: &ClaimedArgs,
+    config: &Path,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let c = match target(config, args.dir.data_dir.as_deref()).await? {
+        Target::Daemon(api) => {
+            api.post::<_, CheckView>(
+                &format!("/v1/checks/{}/claimed", segment(&args.id)),
+                &serde_json::json!({}),
+            )
+            .await?
+        }
+        Target::Direct(dir) => {
+            let ledger = direct_ledger(dir)?;
+            ops::mark_claimed(&ledger, &args.id, now_jst())
+                .await
+                .map_err(op_error)?
+        }
+    };
+    if !args.json {
+        writeln!(out, "請求済みにしました。請求の根拠はこれで確定です。").map_err(io_error)?;
+    }
+    print_changed(&c, args.json, out)
 }
 
 /// `tsunagi status`: from tsunagid while it runs, else asked here.

@@ -51,6 +51,10 @@ pub enum Command {
     RecordDocument(ledger::RecordDocumentArgs),
     /// Record a 被保険者資格申立書 for a captured check.
     Declare(ledger::DeclareArgs),
+    /// Record insurance numbers the patient reported after the visit (後日申告).
+    Amend(ledger::AmendArgs),
+    /// Mark a decided check as claimed (請求済): its claim basis is final from now on.
+    Claimed(ledger::ClaimedArgs),
     /// Online / degraded / offline, queue size, overdue count.
     Status(ledger::StatusArgs),
     /// Staff helpers that answer rule questions (資格確認書, 免除, 書類).

@@ -31,8 +31,14 @@ pub enum CheckEvent {
         /// When.
         at: DateTime<FixedOffset>,
     },
-    /// The claim basis was decided (事後確認 done, or 不詳 claim).
+    /// The claim basis was decided (事後確認 done, or 不詳 claim). A later decision replaces
+    /// it until the claim is made.
     Resolved(Resolved),
+    /// The claim was made (請求済): the claim basis is final.
+    Claimed {
+        /// When.
+        at: DateTime<FixedOffset>,
+    },
     /// The patient reported insurance numbers after the visit (後日申告): the reconciler asks
     /// by them, and the claim can use them.
     NumbersReported(Reported),
@@ -52,6 +58,7 @@ impl CheckEvent {
             CheckEvent::Declared { .. } => "declared",
             CheckEvent::AttemptFailed { .. } => "attempt-failed",
             CheckEvent::Resolved(_) => "resolved",
+            CheckEvent::Claimed { .. } => "claimed",
             CheckEvent::NumbersReported(_) => "numbers-reported",
             CheckEvent::Annotated { .. } => "annotated",
         }
@@ -212,4 +219,7 @@ pub struct Resolved {
     pub summary_ja: String,
     /// When.
     pub at: DateTime<FixedOffset>,
+    /// Why this decision replaces the one before, for staff (absent on a first decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_because: Option<String>,
 }

@@ -41,9 +41,13 @@ pub struct CheckState {
     pub attempts: u32,
     /// The last failure.
     pub last_error: Option<String>,
-    /// The claim basis, once decided: the first decision wins, later ones are duplicates
-    /// from another device and change nothing.
+    /// The claim basis now: the latest decision in store order (the same on every device),
+    /// until the claim is made; decisions after that change nothing.
     pub resolution: Option<Resolved>,
+    /// Decisions the current one replaced, oldest first.
+    pub replaced: Vec<Resolved>,
+    /// When the claim was made (請求済), which makes the claim basis final.
+    pub claimed: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// Staff notes.
     pub notes: Vec<String>,
     /// Numbers the patient reported later; the latest report counts.
@@ -94,9 +98,46 @@ impl CheckState {
         Some((d.numbers.as_ref()?, d.birth_date))
     }
 
+    /// Whether numbers reported later arrived after the current decision, in time to change
+    /// it (on or before the claim deadline, and before the claim): the check is asked about
+    /// again.
+    pub fn reopened_by_report(&self) -> bool {
+        match (&self.resolution, &self.reported) {
+            (Some(r), Some(rep)) => {
+                self.claimed.is_none()
+                    && rep.at > r.at
+                    && self.due().is_none_or(|due| rep.at.date_naive() <= due)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the claim basis can no longer change on `today`: the claim was made, or its
+    /// deadline passed.
+    pub fn is_final(&self, today: NaiveDate) -> bool {
+        self.claimed.is_some() || self.due().is_some_and(|due| today > due)
+    }
+
+    /// A 資格（無効）・新しい資格あり answer with nothing newer known: staff must get the new
+    /// qualification's numbers from the patient before anything is claimed.
+    pub fn awaits_new_qualification(&self) -> bool {
+        self.reported.is_none()
+            && self.best_answer().is_some_and(|a| {
+                a.status == AnswerStatus::Invalid
+                    && a.newer_exists
+                    && !self
+                        .answers
+                        .iter()
+                        .any(|b| b.status == AnswerStatus::Confirmed)
+            })
+    }
+
     /// Where it stands.
     pub fn phase(&self) -> Phase {
         if self.resolution.is_some() {
+            if self.reopened_by_report() {
+                return Phase::Waiting;
+            }
             return Phase::Resolved;
         }
         if !self.was_captured_offline()
@@ -110,6 +151,7 @@ impl CheckState {
         match self.best_answer().map(|a| a.status) {
             None => Phase::Waiting,
             Some(AnswerStatus::Multiple) => Phase::NeedsStaff,
+            Some(AnswerStatus::Invalid) if self.awaits_new_qualification() => Phase::NeedsStaff,
             Some(_) if self.captured.facility.is_ryouyouhi() => Phase::NeedsStaff,
             // Nothing found and nothing else to claim with: a 申立書 must be taken (R14, R15).
             Some(AnswerStatus::NotFound | AnswerStatus::CardRefused)
@@ -172,6 +214,8 @@ pub fn fold<'a>(id: &str, events: impl IntoIterator<Item = &'a CheckEvent>) -> O
                     attempts: 0,
                     last_error: None,
                     resolution: None,
+                    replaced: Vec::new(),
+                    claimed: None,
                     notes: Vec::new(),
                     reported: None,
                 });
@@ -203,8 +247,16 @@ fn apply(s: &mut CheckState, event: &CheckEvent) {
             s.last_error = Some(error.clone());
         }
         CheckEvent::Resolved(r) => {
-            if s.resolution.is_none() {
-                s.resolution = Some(r.clone());
+            // After the claim nothing changes it; the same decision seen twice is one.
+            if s.claimed.is_none() && s.resolution.as_ref() != Some(r) {
+                if let Some(before) = s.resolution.replace(r.clone()) {
+                    s.replaced.push(before);
+                }
+            }
+        }
+        CheckEvent::Claimed { at } => {
+            if s.resolution.is_some() && s.claimed.is_none() {
+                s.claimed = Some(*at);
             }
         }
         CheckEvent::NumbersReported(r) => {
@@ -263,23 +315,35 @@ mod tests {
             payer: None,
             summary_ja: String::new(),
             at: t(),
+            replaces_because: None,
         })
     }
 
     #[test]
-    fn replays_change_nothing_and_the_first_decision_wins() {
+    fn replays_change_nothing_and_the_latest_decision_stands_until_claimed() {
         let events = [
             captured(FacilityType::Medical),
             answer(AnswerStatus::NotFound),
             answer(AnswerStatus::NotFound),
             captured(FacilityType::Dental),
             resolved("fushou"),
+            resolved("fushou"),
             resolved("old"),
         ];
         let s = fold("c", &events).unwrap();
         assert_eq!(s.answers.len(), 1);
         assert_eq!(s.captured.facility, FacilityType::Medical);
-        assert_eq!(s.resolution.unwrap().basis, "fushou");
+        assert_eq!(s.resolution.as_ref().unwrap().basis, "old");
+        assert_eq!(s.replaced.len(), 1, "a replayed decision is one decision");
+        assert_eq!(s.replaced[0].basis, "fushou");
+        // After the claim, later decisions change nothing.
+        let mut claimed = events.to_vec();
+        claimed.push(CheckEvent::Claimed { at: t() });
+        claimed.push(resolved("current"));
+        let s = fold("c", &claimed).unwrap();
+        assert_eq!(s.resolution.as_ref().unwrap().basis, "old");
+        assert!(s.claimed.is_some());
+        assert!(s.is_final(s.visit_date()));
         // Events seen before the capture (another device's order) still count.
         let late = [
             answer(AnswerStatus::Confirmed),
@@ -287,6 +351,58 @@ mod tests {
         ];
         assert_eq!(fold("c", &late).unwrap().answers.len(), 1);
         assert!(fold("c", &[answer(AnswerStatus::Confirmed)]).is_none());
+    }
+
+    #[test]
+    fn numbers_reported_after_a_decision_reopen_it_until_the_deadline() {
+        use crate::ledger::event::{NumbersRecord, Reported};
+        let report = |at: chrono::DateTime<chrono::FixedOffset>| {
+            CheckEvent::NumbersReported(Reported {
+                numbers: NumbersRecord {
+                    insurer: crate::domain::InsurerNumber::parse("06139917").unwrap(),
+                    symbol: Some("1".into()),
+                    number: "2".into(),
+                    branch: None,
+                },
+                birth_date: None,
+                at,
+            })
+        };
+        let later = t() + chrono::Duration::days(1);
+        let decided = [captured(FacilityType::Medical), resolved("fushou")];
+        let mut events = decided.to_vec();
+        events.push(report(later));
+        let s = fold("c", &events).unwrap();
+        assert!(s.reopened_by_report());
+        assert_eq!(s.phase(), Phase::Waiting);
+        // Reported after the claim deadline: the decision stands.
+        let mut late = decided.to_vec();
+        late.push(report(t() + chrono::Duration::days(90)));
+        assert_eq!(fold("c", &late).unwrap().phase(), Phase::Resolved);
+        // Reported after the claim: the decision stands.
+        let mut after_claim = decided.to_vec();
+        after_claim.push(CheckEvent::Claimed { at: t() });
+        after_claim.push(report(later));
+        assert_eq!(fold("c", &after_claim).unwrap().phase(), Phase::Resolved);
+    }
+
+    #[test]
+    fn a_newer_qualification_waits_for_staff() {
+        let mut invalid = match answer(AnswerStatus::Invalid) {
+            CheckEvent::Answered(a) => a,
+            _ => unreachable!(),
+        };
+        invalid.newer_exists = true;
+        let s = fold(
+            "c",
+            &[
+                captured(FacilityType::Medical),
+                CheckEvent::Answered(invalid),
+            ],
+        )
+        .unwrap();
+        assert!(s.awaits_new_qualification());
+        assert_eq!(s.phase(), Phase::NeedsStaff);
     }
 
     #[test]

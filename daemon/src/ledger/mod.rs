@@ -162,7 +162,8 @@ impl CheckClassifier {
 impl Classifier for CheckClassifier {
     fn version(&self) -> u32 {
         // Raise whenever `class_of` or the fold would answer differently.
-        1
+        // 2: decisions replaceable until claimed; reports re-open; code-3 waits for staff.
+        2
     }
 
     fn classify(&self, check_id: &str, events: &[tsunagi_sync::Event]) -> CheckClass {

@@ -49,6 +49,10 @@ impl Default for ReconcileConfig {
     }
 }
 
+/// Days before the claim deadline at which a 資格（無効）・新しい資格あり check with no newer
+/// numbers is claimed with the old qualification after all.
+pub const NEW_QUALIFICATION_WAIT_END: u64 = 3;
+
 /// What one pass did.
 #[derive(
     Debug,
@@ -159,11 +163,17 @@ pub fn decide(
     if best.is_some_and(|a| a.status == AnswerStatus::Multiple) {
         return None;
     }
+    // R15.1: the current numbers — confirmed by the system, else reported by the patient
+    // after the visit (a later report is a source of current numbers in its own right).
     let current = best
         .filter(|a| a.status == AnswerStatus::Confirmed)
         .and_then(|a| a.numbers.as_ref())
         .and_then(to_numbers)
-        .map(|n| (n, NumbersSource::LaterReport));
+        .map(|n| (n, NumbersSource::LaterReport))
+        .or_else(|| {
+            let r = check.reported.as_ref()?;
+            to_numbers(&r.numbers).map(|n| (n, NumbersSource::Patient))
+        });
     // Past numbers: the 資格（無効） answer, else the clinic's own records of the patient.
     let past = best
         .filter(|a| a.status == AnswerStatus::Invalid)
@@ -200,6 +210,7 @@ pub fn resolved(basis: &ClaimBasis, now: DateTime<FixedOffset>) -> Option<Resolv
         payer: None,
         summary_ja: basis.summary_ja(),
         at: now,
+        replaces_because: None,
     };
     match basis {
         ClaimBasis::Current(n, _) => Some(from_numbers("current", n)),
@@ -214,6 +225,7 @@ pub fn resolved(basis: &ClaimBasis, now: DateTime<FixedOffset>) -> Option<Resolv
             payer: Some(f.payer.label_ja().into()),
             summary_ja: basis.summary_ja(),
             at: now,
+            replaces_because: None,
         }),
         ClaimBasis::PendingConfirmation => None,
     }
@@ -415,12 +427,26 @@ impl Reconciler {
         let fresh = tokio::task::spawn_blocking(move || ledger.check(&id))
             .await
             .map_err(|e| LedgerError::Encode(e.to_string()))??;
-        if fresh.resolution.is_some() {
+        // Decided meanwhile (here or on another device), or final: nothing to do.
+        if !fresh.is_open() || (fresh.resolution.is_some() && fresh.is_final(now.date_naive())) {
             return Ok(One::Skipped);
+        }
+        // 資格（無効）・新しい資格あり: the new qualification is looked for first (staff ask the
+        // patient for its numbers); only when the claim is near is the old one claimed.
+        if fresh.awaits_new_qualification()
+            && fresh.due().is_some_and(|due| {
+                now.date_naive() + chrono::Days::new(NEW_QUALIFICATION_WAIT_END) < due
+            })
+        {
+            return Ok(One::NeedsStaff);
         }
         let decided = decide(&fresh, &self.config).and_then(Result::ok);
         match decided.as_ref().and_then(|b| resolved(b, now)) {
-            Some(r) => {
+            Some(mut r) => {
+                if fresh.resolution.is_some() {
+                    r.replaces_because =
+                        Some("後日申告された保険の番号で確認し直しました。".to_string());
+                }
                 self.record(&fresh, CheckEvent::Resolved(r)).await?;
                 self.backoff
                     .lock()
