@@ -1,34 +1,74 @@
 //! Turns a result body into an [`Answer`] or a [`QueryError`], without any I/O.
 //!
 //! Order (wire.md): not parseable or a non-string value anywhere → `Malformed`; message level
-//! (`SegmentOfResult` 9 with SIM-E0900, or 2 処理中 → `SystemError`; other 9 → `Rejected`); person
-//! level (`ProcessingResultStatus` 2: card codes → their variants, anything else → `Rejected`);
-//! then `QualificationValidity` per OQSCD006. A lookup is confirmed only when segment, status and
-//! validity are all 1 and there is exactly one result (reference §2.2).
+//! (`SegmentOfResult` 2 処理中, or 9 with a code the [`ResultCodes`] call a system error →
+//! `SystemError`; any other 9 → `MessageError`, which reception treats as "offline"); person
+//! level (`ProcessingResultStatus` 2: card codes → their variants by the code table, anything
+//! else → `Rejected`); then `QualificationValidity` per OQSCD006. A lookup is confirmed only
+//! when segment, status and validity are all 1 and there is exactly one result (reference §2.2).
 //!
-//! Reasoned calls where the reference is silent:
-//! * validity 1 with no result, or with several: the system contradicts itself, so nothing can
-//!   be confirmed and nothing should be shown as fact → `Malformed` (transient: asked again later).
-//! * validity 2/3 need exactly one result for the same reason; 5 needs at least one.
-//! * validity 4 with results present: the code wins and the results are dropped.
-//! * validity 6 (医療扶助 有効（未登録）) is outside health insurance → `Malformed`.
-//! * unknown code values in coded fields (sex, reason of loss, ...) → `Malformed`: the reference
-//!   lists them all, and a value we do not know means we are not reading what we think.
+//! Three kinds of bad answer, told apart because they call for different things:
+//! * **Unreadable** (`Malformed`, transient): not JSON, cut, a number where a string belongs, a
+//!   required element missing or out of format. A proxy page or a cut connection looks like
+//!   this; the next answer may be whole.
+//! * **Unknown code value** (`UnknownCode`, final): a coded element — SegmentOfResult,
+//!   ProcessingResultStatus, QualificationValidity, Sex1, ReasonOfLoss, … — carries a value
+//!   outside the reference's table (validity 6, 医療扶助 有効（未登録）, included: it is outside
+//!   health insurance). We would not be reading what we think; asking again returns the same.
+//! * **Inconsistent** (`Inconsistent`, final): well-formed and every code known, but the facts
+//!   contradict each other or the question — validity 1 with no result or with two, 2/3 with
+//!   other than one, 5 with fewer than two, an answer for another date than the one asked, a
+//!   record for another card than the one asked about, or 有効 with dates that do not cover the
+//!   visit. Nothing in it may be shown as fact.
+//!
+//! Validity 4 with results present: the code wins and the results are dropped.
+//!
+//! The co-payment (`Qualification::ratio_percent`) is derived here, once, on the date the
+//! answer speaks for (R13, `rules::copay::copay_when_confirmed`).
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::message::{RawLimit, RawQualification, ResultBody, ResultEnvelope};
+use super::codes::{CodeMeaning, ResultCodes};
+use super::message::{RawLimit, RawQualification, ResultBody, ResultEnvelope, ResultItem};
 use super::{
-    Answer, LimitCertificate, Notice, PersonalFamily, Qualification, QueryError, ReasonOfLoss, Sex,
+    fold_width, insurer_from_wire, Answer, Inconsistency, InsuranceQuery, LimitCertificate, Notice,
+    PersonalFamily, Qualification, QueryError, ReasonOfLoss, Sex,
 };
-use crate::domain::InsurerNumber;
 
-/// The synthetic code of an injected system error (reference §4).
-const SYSTEM_ERROR_CODE: &str = "SIM-E0900";
+/// What was asked, so that the answer can be checked against the question.
+#[derive(Debug, Clone, Copy)]
+pub enum Asked<'a> {
+    /// A lookup by card as of this visit date.
+    Card {
+        /// The visit date asked about.
+        visit_date: NaiveDate,
+    },
+    /// A lookup by insurance card data.
+    Insurance(&'a InsuranceQuery),
+}
 
-/// Classifies a result body (UTF-8 JSON).
+impl Asked<'_> {
+    fn visit_date(&self) -> NaiveDate {
+        match self {
+            Asked::Card { visit_date } => *visit_date,
+            Asked::Insurance(q) => q.visit_date,
+        }
+    }
+}
+
+/// Classifies a result body (UTF-8 JSON) with the reference's code table, without knowing the
+/// question: the co-payment is derived on the answer's own QualificationConfirmationDate.
 pub fn classify(body: &[u8]) -> Result<Answer, QueryError> {
+    classify_with(body, &ResultCodes::reference(), None)
+}
+
+/// Classifies a result body (UTF-8 JSON) with `codes`, checking it against `asked` when given.
+pub fn classify_with(
+    body: &[u8],
+    codes: &ResultCodes,
+    asked: Option<Asked<'_>>,
+) -> Result<Answer, QueryError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| malformed(format!("not json: {e}")))?;
     check_all_strings(&value)?;
@@ -38,7 +78,11 @@ pub fn classify(body: &[u8]) -> Result<Answer, QueryError> {
     let header = msg.message_header;
     let error_code = header.error_code.unwrap_or_default();
     let error_message = header.error_message.unwrap_or_default();
-    match header.segment_of_result.as_deref() {
+    match header
+        .segment_of_result
+        .as_deref()
+        .filter(|v| !v.is_empty())
+    {
         Some("1") => {}
         Some("2") => {
             // 処理中: the system has not finished; asking again later is the only option.
@@ -51,56 +95,92 @@ pub fn classify(body: &[u8]) -> Result<Answer, QueryError> {
                 },
             });
         }
-        Some("9") if error_code == SYSTEM_ERROR_CODE => {
+        Some("9") if codes.meaning(&error_code) == Some(CodeMeaning::SystemError) => {
             return Err(QueryError::SystemError {
                 code: error_code,
                 message: error_message,
             })
         }
         Some("9") => {
-            return Err(QueryError::Rejected {
+            return Err(QueryError::MessageError {
                 code: error_code,
                 message: error_message,
             })
         }
-        Some(other) => return Err(malformed(format!("unknown SegmentOfResult {other:?}"))),
+        Some(other) => return Err(unknown_code("SegmentOfResult", other)),
         None => return Err(malformed("SegmentOfResult missing")),
     }
+    let answered = opt_date(
+        header.qualification_confirmation_date,
+        "QualificationConfirmationDate",
+    )?;
+    if let (Some(asked), Some(answered)) = (asked, answered) {
+        if asked.visit_date() != answered {
+            return Err(QueryError::Inconsistent(Inconsistency::OtherDate {
+                asked: asked.visit_date(),
+                answered,
+            }));
+        }
+    }
+    let as_of = asked.map(|a| a.visit_date()).or(answered);
     let body = msg
         .message_body
         .ok_or_else(|| malformed("MessageBody missing on a successful segment"))?;
-    classify_body(body)
+    classify_body(body, codes, asked, as_of)
 }
 
-fn classify_body(body: ResultBody) -> Result<Answer, QueryError> {
+fn classify_body(
+    body: ResultBody,
+    codes: &ResultCodes,
+    asked: Option<Asked<'_>>,
+    as_of: Option<NaiveDate>,
+) -> Result<Answer, QueryError> {
     let code = body.processing_result_code.filter(|c| !c.is_empty());
     let message = body.processing_result_message.unwrap_or_default();
-    match body.processing_result_status.as_deref() {
+    match body
+        .processing_result_status
+        .as_deref()
+        .filter(|v| !v.is_empty())
+    {
         Some("1") => {}
-        Some("2") => return Err(person_error(code.unwrap_or_default(), message)),
-        Some(other) => {
-            return Err(malformed(format!(
-                "unknown ProcessingResultStatus {other:?}"
-            )))
-        }
+        Some("2") => return Err(person_error(code.unwrap_or_default(), message, codes)),
+        Some(other) => return Err(unknown_code("ProcessingResultStatus", other)),
         None => return Err(malformed("ProcessingResultStatus missing")),
     }
     // A code on a success is a warning (reference §2.2, §4).
-    let notices: Vec<Notice> = code.map(|c| Notice::new(c, message)).into_iter().collect();
+    let notices: Vec<Notice> = code
+        .map(|c| Notice::with_codes(c, message, codes))
+        .into_iter()
+        .collect();
     let raws = body.result_list.unwrap_or_default();
-    let validity = body
-        .qualification_validity
+    let validity = text(body.qualification_validity)
         .ok_or_else(|| malformed("QualificationValidity missing"))?;
+    let got = raws.len();
+    let count_wrong = || {
+        QueryError::Inconsistent(Inconsistency::ResultCount {
+            validity: validity.clone(),
+            got,
+        })
+    };
     match validity.as_str() {
         "1" => {
-            let qualification = exactly_one(raws, "1")?;
+            let qualification = exactly_one(raws, count_wrong, as_of)?;
+            check_against(&qualification, asked)?;
+            if let Some(date) = as_of {
+                let started = qualification.qualification_date.is_none_or(|d| d <= date);
+                let not_lost = qualification.disqualification_date.is_none_or(|d| date < d);
+                if !(started && not_lost) {
+                    return Err(QueryError::Inconsistent(Inconsistency::NotCovering));
+                }
+            }
             Ok(Answer::Confirmed {
                 qualification,
                 notices,
             })
         }
         "2" | "3" => {
-            let qualification = exactly_one(raws, &validity)?;
+            let qualification = exactly_one(raws, count_wrong, as_of)?;
+            check_against(&qualification, asked)?;
             Ok(Answer::Invalid {
                 qualification,
                 newer_exists: validity == "3",
@@ -108,42 +188,67 @@ fn classify_body(body: ResultBody) -> Result<Answer, QueryError> {
         }
         "4" => Ok(Answer::NotFound { notices }),
         "5" => {
-            if raws.is_empty() {
-                return Err(malformed("validity 5 (複数該当) without candidates"));
+            if got < 2 {
+                return Err(count_wrong());
             }
             let all = raws
                 .into_iter()
-                .map(|r| qualification(r.result_of_qualification_confirmation))
+                .map(|r| qualification(r.result_of_qualification_confirmation, as_of))
                 .collect::<Result<Vec<_>, _>>()?;
+            for q in &all {
+                check_against(q, asked)?;
+            }
             Ok(Answer::MultipleMatches(all))
         }
-        other => Err(malformed(format!(
-            "unsupported QualificationValidity {other:?}"
-        ))),
+        other => Err(unknown_code("QualificationValidity", other)),
     }
 }
 
 fn exactly_one(
-    raws: Vec<super::message::ResultItem>,
-    validity: &str,
+    raws: Vec<ResultItem>,
+    count_wrong: impl Fn() -> QueryError,
+    as_of: Option<NaiveDate>,
 ) -> Result<Qualification, QueryError> {
-    let count = raws.len();
     let mut it = raws.into_iter();
-    match (it.next(), count) {
-        (Some(item), 1) => qualification(item.result_of_qualification_confirmation),
-        _ => Err(malformed(format!(
-            "validity {validity} needs exactly one result, got {count}"
-        ))),
+    match (it.next(), it.next()) {
+        (Some(item), None) => qualification(item.result_of_qualification_confirmation, as_of),
+        _ => Err(count_wrong()),
     }
 }
 
+/// For a lookup by insurance data, every record must be the card asked about: same insurer
+/// (space- or zero-padded alike), 番号, birth date, and 記号 after width normalisation when
+/// both sides have one.
+fn check_against(q: &Qualification, asked: Option<Asked<'_>>) -> Result<(), QueryError> {
+    let Some(Asked::Insurance(asked)) = asked else {
+        return Ok(());
+    };
+    let other = |field| Err(QueryError::Inconsistent(Inconsistency::OtherCard { field }));
+    let asked_insurer = insurer_from_wire(asked.insurer.as_wire()).ok();
+    if asked_insurer.as_ref().unwrap_or(&asked.insurer) != &q.insurer_number {
+        return other("InsurerNumber");
+    }
+    if fold_width(&asked.number) != fold_width(&q.number) {
+        return other("InsuredIdentificationNumber");
+    }
+    if let (Some(a), Some(b)) = (asked.symbol.as_deref(), q.symbol.as_deref()) {
+        if fold_width(a) != fold_width(b) {
+            return other("InsuredCardSymbol");
+        }
+    }
+    if asked.birth_date != q.birth_date {
+        return other("Birthdate");
+    }
+    Ok(())
+}
+
 /// Maps a person-level error (ProcessingResultStatus 2) to the error staff can act on.
-fn person_error(code: String, message: String) -> QueryError {
-    match code.as_str() {
-        "SIM-E1103" => QueryError::CertificateRevoked,
-        "SIM-E1104" => QueryError::CertificateExpired,
-        "SIM-E1105" => QueryError::PinRequired,
-        "SIM-E1101" | "SIM-E1102" | "SIM-E1107" => QueryError::CardNotAccepted { code, message },
+fn person_error(code: String, message: String, codes: &ResultCodes) -> QueryError {
+    match codes.meaning(&code) {
+        Some(CodeMeaning::CertificateRevoked) => QueryError::CertificateRevoked,
+        Some(CodeMeaning::CertificateExpired) => QueryError::CertificateExpired,
+        Some(CodeMeaning::PinRequired) => QueryError::PinRequired,
+        Some(CodeMeaning::CardNotAccepted) => QueryError::CardNotAccepted { code, message },
         _ => QueryError::Rejected { code, message },
     }
 }
@@ -151,6 +256,13 @@ fn person_error(code: String, message: String) -> QueryError {
 fn malformed(detail: impl Into<String>) -> QueryError {
     QueryError::Malformed {
         detail: detail.into(),
+    }
+}
+
+fn unknown_code(field: &str, value: &str) -> QueryError {
+    QueryError::UnknownCode {
+        field: field.to_string(),
+        value: value.to_string(),
     }
 }
 
@@ -215,15 +327,19 @@ fn coded<T>(
     map: impl Fn(&str) -> Option<T>,
 ) -> Result<Option<T>, QueryError> {
     text(value)
-        .map(|v| map(&v).ok_or_else(|| malformed(format!("unknown {field} code {v:?}"))))
+        .map(|v| map(&v).ok_or_else(|| unknown_code(field, &v)))
         .transpose()
 }
 
-/// Converts one `ResultOfQualificationConfirmation` into the daemon's type.
-fn qualification(raw: RawQualification) -> Result<Qualification, QueryError> {
+/// Converts one `ResultOfQualificationConfirmation` into the daemon's type, deriving the
+/// co-payment on `as_of` (the visit date) when it is known.
+fn qualification(
+    raw: RawQualification,
+    as_of: Option<NaiveDate>,
+) -> Result<Qualification, QueryError> {
     let insurer_raw = required(&raw.insurer_number, "InsurerNumber")?;
     let insurer_number =
-        InsurerNumber::parse(insurer_raw).map_err(|e| malformed(format!("InsurerNumber: {e}")))?;
+        insurer_from_wire(insurer_raw).map_err(|e| malformed(format!("InsurerNumber: {e}")))?;
     let number = required(
         &raw.insured_identification_number,
         "InsuredIdentificationNumber",
@@ -267,7 +383,11 @@ fn qualification(raw: RawQualification) -> Result<Qualification, QueryError> {
     )?
     .unwrap_or(false);
     let elderly = raw.elderly_recipient_certificate_info.unwrap_or_default();
-    Ok(Qualification {
+    let card_ratio_percent = ratio(
+        raw.insured_partial_contribution_ratio,
+        "InsuredPartialContributionRatio",
+    )?;
+    let mut q = Qualification {
         insurer_number,
         insurer_name: text(raw.insurer_name),
         symbol: text(raw.insured_card_symbol),
@@ -280,10 +400,8 @@ fn qualification(raw: RawQualification) -> Result<Qualification, QueryError> {
         sex,
         personal_family,
         card_classification,
-        ratio_percent: ratio(
-            raw.insured_partial_contribution_ratio,
-            "InsuredPartialContributionRatio",
-        )?,
+        ratio_percent: None,
+        card_ratio_percent,
         preschool,
         elderly_ratio_percent: ratio(
             elderly.elderly_recipient_contribution_ratio,
@@ -309,7 +427,15 @@ fn qualification(raw: RawQualification) -> Result<Qualification, QueryError> {
             .limit_application_certificate_related_info
             .map(limit)
             .transpose()?,
-    })
+    };
+    // R13 on the visit date. Without a date only a 後期高齢者' own card ratio can be trusted.
+    q.ratio_percent = match as_of {
+        Some(date) => q.copay_on(date).and_then(|c| c.ratio).map(|r| r.percent()),
+        None => q
+            .card_ratio_percent
+            .filter(|_| q.insurer_number.is_late_elderly()),
+    };
+    Ok(q)
 }
 
 fn limit(raw: RawLimit) -> Result<LimitCertificate, QueryError> {
@@ -462,6 +588,14 @@ mod tests {
         matches!(r, Err(QueryError::Malformed { .. }))
     }
 
+    fn is_unknown_code(r: &Result<Answer, QueryError>) -> bool {
+        matches!(r, Err(QueryError::UnknownCode { .. }))
+    }
+
+    fn is_inconsistent(e: &QueryError) -> bool {
+        matches!(e, QueryError::Inconsistent(_))
+    }
+
     #[test]
     fn sample_5_2_is_confirmed_with_all_fields() {
         let Ok(Answer::Confirmed {
@@ -483,7 +617,8 @@ mod tests {
         assert_eq!(q.sex, Some(Sex::Female));
         assert_eq!(q.personal_family, Some(PersonalFamily::Dependant));
         assert_eq!(q.card_classification.as_deref(), Some("01"));
-        assert_eq!(q.ratio_percent, None);
+        // No card ratio is sent for a 36-year-old dependant; R13 gives 3割 all the same.
+        assert_eq!((q.ratio_percent, q.card_ratio_percent), (Some(30), None));
         assert!(!q.preschool);
         assert_eq!(q.qualification_date, NaiveDate::from_ymd_opt(2021, 4, 1));
         assert_eq!(q.card_valid_from, NaiveDate::from_ymd_opt(2021, 4, 1));
@@ -556,7 +691,7 @@ mod tests {
             Answer::NotFound { notices: vec![] }
         );
         match classify(MESSAGE_ERROR.as_bytes()) {
-            Err(QueryError::Rejected { code, message }) => {
+            Err(QueryError::MessageError { code, message }) => {
                 assert_eq!(code, "SIM-E0003");
                 assert_eq!(message, "（模擬）保険者番号の桁数が不正です");
             }
@@ -577,47 +712,72 @@ mod tests {
             panic!("not multiple");
         };
         assert_eq!(all.len(), 2);
-        assert!(is_malformed(&classify(
-            with_items("1", "5", &[]).as_bytes()
-        )));
+        // 複数該当 with fewer than two candidates contradicts itself.
+        for items in [&[][..], &[LATE_ELDERLY_ITEM][..]] {
+            let e = classify(with_items("1", "5", items).as_bytes()).unwrap_err();
+            assert!(is_inconsistent(&e), "{e:?}");
+        }
     }
 
     #[test]
     fn validity_one_needs_exactly_one_result() {
-        // The system contradicts itself: nothing may be confirmed.
-        assert!(is_malformed(&classify(
-            with_items("1", "1", &[]).as_bytes()
-        )));
+        // The system contradicts itself: nothing may be confirmed, and it is named as such.
         let no_list = envelope(r#""ProcessingResultStatus":"1","QualificationValidity":"1""#);
-        assert!(is_malformed(&classify(no_list.as_bytes())));
         let two = with_items("1", "1", &[LATE_ELDERLY_ITEM, LATE_ELDERLY_ITEM]);
-        assert!(is_malformed(&classify(two.as_bytes())));
-        assert!(is_malformed(&classify(
-            with_items("1", "2", &[]).as_bytes()
-        )));
+        for body in [
+            with_items("1", "1", &[]),
+            no_list,
+            two.clone(),
+            with_items("1", "2", &[]),
+            with_items("1", "3", &[LATE_ELDERLY_ITEM, LATE_ELDERLY_ITEM]),
+        ] {
+            let e = classify(body.as_bytes()).unwrap_err();
+            assert!(is_inconsistent(&e), "{e:?}");
+            assert!(!e.is_transient(), "an inconsistent answer is final: {e:?}");
+        }
+        let e = classify(two.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), "inconsistent");
+        assert!(
+            e.message_ja()
+                .contains("矛盾しています（資格有効性が「有効」なのに資格情報が2件あります）"),
+            "{}",
+            e.message_ja()
+        );
     }
 
     #[test]
-    fn unknown_or_missing_codes_are_malformed() {
-        for v in ["0", "6", "7", ""] {
+    fn unknown_code_values_are_final_and_missing_ones_malformed() {
+        // It names an unknown code value and does not ask again; a missing one is unreadable.
+        for v in ["0", "6", "7"] {
             let b = with_items("1", v, &[LATE_ELDERLY_ITEM]);
-            assert!(is_malformed(&classify(b.as_bytes())), "validity {v:?}");
+            let e = classify(b.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&e, QueryError::UnknownCode { field, value } if field == "QualificationValidity" && value == v),
+                "validity {v:?}: {e:?}"
+            );
+            assert!(!e.is_transient());
+            assert_eq!(e.kind(), "unknown-code");
+            assert!(e
+                .message_ja()
+                .contains("想定外のコード値（QualificationValidity: "));
         }
+        let b = with_items("1", "", &[LATE_ELDERLY_ITEM]);
+        assert!(is_malformed(&classify(b.as_bytes())));
         let no_validity = envelope(r#""ProcessingResultStatus":"1""#);
         assert!(is_malformed(&classify(no_validity.as_bytes())));
         let no_status = envelope(r#""QualificationValidity":"4""#);
         assert!(is_malformed(&classify(no_status.as_bytes())));
         let bad_status = envelope(r#""ProcessingResultStatus":"3","QualificationValidity":"4""#);
-        assert!(is_malformed(&classify(bad_status.as_bytes())));
+        assert!(is_unknown_code(&classify(bad_status.as_bytes())));
         let bad_segment =
             NO_MATCH.replace(r#""SegmentOfResult": "1""#, r#""SegmentOfResult": "5""#);
-        assert!(is_malformed(&classify(bad_segment.as_bytes())));
+        assert!(is_unknown_code(&classify(bad_segment.as_bytes())));
         let no_segment = r#"{"XmlMsg":{"MessageHeader":{},"MessageBody":{}}}"#;
         assert!(is_malformed(&classify(no_segment.as_bytes())));
         let no_body = r#"{"XmlMsg":{"MessageHeader":{"SegmentOfResult":"1"}}}"#;
         assert!(is_malformed(&classify(no_body.as_bytes())));
         let bad_sex = LATE_ELDERLY_ITEM.replace(r#""Sex1": "2""#, r#""Sex1": "9""#);
-        assert!(is_malformed(&classify(
+        assert!(is_unknown_code(&classify(
             with_items("1", "1", &[&bad_sex]).as_bytes()
         )));
         let bad_ratio = LATE_ELDERLY_ITEM.replace(r#""020""#, r#""20""#);
@@ -648,14 +808,28 @@ mod tests {
         let busy = r#"{"XmlMsg":{"MessageHeader":{"SegmentOfResult":"2"}}}"#;
         let e = classify(busy.as_bytes()).unwrap_err();
         assert!(matches!(e, QueryError::SystemError { .. }));
-        for code in ["SIM-E0001", "SIM-E0002", "SIM-E0003"] {
+        // Every other SegmentOfResult 9 gives the offline guidance: captured, confirmed later.
+        for code in ["SIM-E0001", "SIM-E0002", "SIM-E0003", "OQS-E9999", ""] {
             let b = format!(
                 r#"{{"XmlMsg":{{"MessageHeader":{{"SegmentOfResult":"9","ErrorCode":"{code}","ErrorMessage":"m"}}}}}}"#
             );
             let e = classify(b.as_bytes()).unwrap_err();
-            assert!(matches!(&e, QueryError::Rejected { code: c, .. } if c == code));
-            assert!(!e.is_transient());
+            assert!(matches!(&e, QueryError::MessageError { code: c, .. } if c == code));
+            assert!(e.is_transient());
+            assert_eq!(e.kind(), "message-error");
+            let m = e.message_ja();
+            assert!(
+                m.contains("通常の負担割合で受け付け、後で再確認します。"),
+                "{m}"
+            );
         }
+        // Which code is a system error is a setting.
+        let codes = ResultCodes::reference().with("OQS-E9999", CodeMeaning::SystemError);
+        let b = r#"{"XmlMsg":{"MessageHeader":{"SegmentOfResult":"9","ErrorCode":"OQS-E9999"}}}"#;
+        assert!(matches!(
+            classify_with(b.as_bytes(), &codes, None),
+            Err(QueryError::SystemError { .. })
+        ));
     }
 
     #[test]
@@ -825,6 +999,212 @@ mod tests {
             message: "x".to_string(),
         };
         assert!(config.message_ja().contains("設定"));
+    }
+
+    #[test]
+    fn card_codes_are_settings() {
+        // It reads the card codes through the table, so another system's codes are a setting.
+        let codes = ResultCodes::empty()
+            .with("OQS-E2104", CodeMeaning::CertificateExpired)
+            .with("OQS-W0001", CodeMeaning::CertificateExpiresSoon);
+        let e = classify_with(person_error_body("OQS-E2104").as_bytes(), &codes, None);
+        assert!(matches!(e, Err(QueryError::CertificateExpired)), "{e:?}");
+        // A code the table does not know is shown verbatim, never guessed.
+        let e = classify_with(person_error_body("SIM-E1104").as_bytes(), &codes, None);
+        assert!(matches!(e, Err(QueryError::Rejected { .. })), "{e:?}");
+        let b = envelope(
+            r#""ProcessingResultStatus":"1","ProcessingResultCode":"OQS-W0001","ProcessingResultMessage":"m","QualificationValidity":"4""#,
+        );
+        let Ok(Answer::NotFound { notices }) = classify_with(b.as_bytes(), &codes, None) else {
+            panic!("not not-found");
+        };
+        assert!(notices[0].message_ja().contains("3か月以内"));
+    }
+
+    fn asked_for(number: &str, symbol: Option<&str>) -> InsuranceQuery {
+        InsuranceQuery {
+            visit_date: NaiveDate::from_ymd_opt(2025, 4, 15).unwrap(),
+            insurer: crate::domain::InsurerNumber::parse("06139917").unwrap(),
+            symbol: symbol.map(str::to_string),
+            number: number.to_string(),
+            branch: Some("02".to_string()),
+            birth_date: NaiveDate::from_ymd_opt(1988, 9, 7).unwrap(),
+            limit_consent: true,
+            file_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_against_the_question() {
+        let codes = ResultCodes::reference();
+        // It accepts the card asked about, with 記号 compared after width normalisation.
+        let asked = asked_for("0004471", Some("練馬あ１２"));
+        let r = classify_with(
+            VALID_DEPENDANT.as_bytes(),
+            &codes,
+            Some(Asked::Insurance(&asked)),
+        );
+        assert!(matches!(r, Ok(Answer::Confirmed { .. })), "{r:?}");
+        // It names a record for another card, or another date, as inconsistent.
+        let other = asked_for("0004472", Some("練馬あ12"));
+        let e = classify_with(
+            VALID_DEPENDANT.as_bytes(),
+            &codes,
+            Some(Asked::Insurance(&other)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                QueryError::Inconsistent(Inconsistency::OtherCard {
+                    field: "InsuredIdentificationNumber"
+                })
+            ),
+            "{e:?}"
+        );
+        let other = asked_for("0004471", Some("練馬あ13"));
+        let e = classify_with(
+            VALID_DEPENDANT.as_bytes(),
+            &codes,
+            Some(Asked::Insurance(&other)),
+        )
+        .unwrap_err();
+        assert!(
+            e.message_ja().contains("照会した保険証と異なる資格情報"),
+            "{e:?}"
+        );
+        let later = Asked::Card {
+            visit_date: NaiveDate::from_ymd_opt(2025, 4, 16).unwrap(),
+        };
+        let e = classify_with(VALID_DEPENDANT.as_bytes(), &codes, Some(later)).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                QueryError::Inconsistent(Inconsistency::OtherDate { .. })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.message_ja()
+                .contains("2025年4月16日の照会に2025年4月15日の結果"),
+            "{}",
+            e.message_ja()
+        );
+        // 有効, but lost before the visit.
+        let lost_before = VALID_DEPENDANT.replace(
+            r#""QualificationDate": "20210401","#,
+            r#""QualificationDate": "20210401", "DisqualificationDate": "20250401","#,
+        );
+        let e = classify(lost_before.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&e, QueryError::Inconsistent(Inconsistency::NotCovering)),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn zero_padded_six_digit_insurer_is_the_six_digit_number() {
+        // It reads "00139917" as the 国保 number 139917, the same as "  139917".
+        let zero = LOST.replace(r#""  139917""#, r#""00139917""#);
+        let Ok(Answer::Invalid {
+            qualification: q, ..
+        }) = classify(zero.as_bytes())
+        else {
+            panic!("not invalid");
+        };
+        assert_eq!(q.insurer_number.as_wire(), "  139917");
+        assert!(q.insurer_number.is_six_digit());
+        assert_eq!(
+            insurer_from_wire("00139917").unwrap(),
+            insurer_from_wire("  139917").unwrap()
+        );
+        // A real 8-digit number is kept as it is.
+        assert_eq!(insurer_from_wire("06139917").unwrap().as_wire(), "06139917");
+        assert_eq!(fold_width("　ＡＢ１２－３ "), "AB12-3");
+        assert_eq!(fold_width("練馬あ１２"), "練馬あ12");
+    }
+
+    #[test]
+    fn copay_is_derived_on_the_visit_date() {
+        // It derives the ratio from the facts on the answer's date (R13), not from the card
+        // ratio, which it keeps separately.
+        let Ok(Answer::Confirmed {
+            qualification: q, ..
+        }) = classify(VALID_DEPENDANT.as_bytes())
+        else {
+            panic!("not confirmed");
+        };
+        assert_eq!((q.ratio_percent, q.card_ratio_percent), (Some(30), None));
+        assert!(classify(VALID_DEPENDANT.as_bytes())
+            .unwrap()
+            .message_ja()
+            .contains("負担割合 3割"));
+        // A stray card ratio on a non-後期 record is ignored.
+        let stray = VALID_DEPENDANT.replace(
+            r#""InsurerName""#,
+            r#""InsuredPartialContributionRatio": "010", "InsurerName""#,
+        );
+        let Ok(Answer::Confirmed {
+            qualification: q, ..
+        }) = classify(stray.as_bytes())
+        else {
+            panic!("not confirmed");
+        };
+        assert_eq!(
+            (q.ratio_percent, q.card_ratio_percent),
+            (Some(30), Some(10))
+        );
+        // A 70–74 patient with a valid 高齢受給者証 pays its ratio; without one, staff are told
+        // to look at the certificate.
+        let seventy = VALID_DEPENDANT
+            .replace(r#""Birthdate": "19880907""#, r#""Birthdate": "19530907""#)
+            .replace(
+                r#""InsurerName""#,
+                r#""ElderlyRecipientCertificateInfo": {"ElderlyRecipientValidStartDate": "20240801",
+                   "ElderlyRecipientValidEndDate": "20250731", "ElderlyRecipientContributionRatio": "020"},
+                   "InsurerName""#,
+            );
+        let a = classify(seventy.as_bytes()).unwrap();
+        let Answer::Confirmed {
+            qualification: q, ..
+        } = &a
+        else {
+            panic!("not confirmed");
+        };
+        assert_eq!(q.ratio_percent, Some(20));
+        assert!(a.message_ja().contains("負担割合 2割"));
+        let expired = seventy.replace("20250731", "20250331");
+        let a = classify(expired.as_bytes()).unwrap();
+        let Answer::Confirmed {
+            qualification: q, ..
+        } = &a
+        else {
+            panic!("not confirmed");
+        };
+        assert_eq!(q.ratio_percent, None);
+        assert!(
+            a.message_ja().contains("高齢受給者証"),
+            "{}",
+            a.message_ja()
+        );
+        // A preschool child pays 2割 by birth date.
+        let child =
+            VALID_DEPENDANT.replace(r#""Birthdate": "19880907""#, r#""Birthdate": "20210907""#);
+        let Ok(Answer::Confirmed {
+            qualification: q, ..
+        }) = classify(child.as_bytes())
+        else {
+            panic!("not confirmed");
+        };
+        assert_eq!(q.ratio_percent, Some(20));
+        // The serialized shape keeps every old name and adds the card ratio.
+        let j = serde_json::to_value(&q).unwrap();
+        assert_eq!(j["ratio_percent"], 20);
+        assert!(j.get("card_ratio_percent").is_some());
+        let mut old = j.as_object().unwrap().clone();
+        old.remove("card_ratio_percent");
+        let back: Qualification = serde_json::from_value(Value::Object(old)).unwrap();
+        assert_eq!(back.card_ratio_percent, None);
     }
 
     proptest! {

@@ -8,6 +8,12 @@
 //! * **Reception goes first.** A handle from [`OqsClient::background`] shares the token cache and
 //!   the connection pool but waits, before it sends, while any reception query is in flight,
 //!   and only a bounded number of background queries go at once (see `lane`).
+//!
+//! Every answer is read as a stream under a size limit ([`DEFAULT_ANSWER_LIMIT`], 1 MiB): a
+//! qualification answer is a few kilobytes, and reading whatever arrives into memory let one
+//! 200 MB answer take the CLI to 417 MB. An answer over the limit is refused as malformed as
+//! soon as its `Content-Length`, or its running length, passes the limit; the connection is
+//! dropped rather than drained.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,12 +26,16 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::{watch, Notify};
 
+use super::classify::Asked;
+use super::codes::ResultCodes;
 use super::lane::{Lane, Lanes};
 use super::message::{
     CardAuthentication, CardBody, InsuranceBody, LoginAnswer, LoginRequest, RequestEnvelope,
     RequestHeader, RequestMsg, SearchInfo,
 };
-use super::{classify, Answer, CardQuery, InsuranceQuery, QueryError, CONFIG_ERROR_CODE};
+use super::{
+    classify, insurer_from_wire, Answer, CardQuery, InsuranceQuery, QueryError, CONFIG_ERROR_CODE,
+};
 use crate::domain::IdentityMethod;
 
 const LOGIN_PATH: &str = "/oqs-api-pro/MSA12020/ILI12020SV01/auth";
@@ -50,6 +60,9 @@ const RENEW_RETRY_FIRST: Duration = Duration::from_secs(1);
 const RENEW_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Sentinel for "no processing time recorded" in the atomic.
 const NO_MICROS: u64 = u64::MAX;
+/// Default limit on the size of one answer body: 1 MiB, some hundred times a real answer (a
+/// 複数該当 answer with a dozen records is still far below it).
+pub const DEFAULT_ANSWER_LIMIT: usize = 1024 * 1024;
 
 /// Where and as whom to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +87,8 @@ pub struct OqsClient {
     lanes: Arc<Lanes>,
     lane: Lane,
     renew_after: Duration,
+    codes: Arc<ResultCodes>,
+    answer_limit: usize,
 }
 
 struct Inner {
@@ -154,7 +169,23 @@ impl OqsClient {
             lanes: Arc::new(Lanes::new(DEFAULT_BACKGROUND_LIMIT)),
             lane: Lane::Reception,
             renew_after: DEFAULT_SESSION_RENEWAL,
+            codes: Arc::new(ResultCodes::reference()),
+            answer_limit: DEFAULT_ANSWER_LIMIT,
         })
+    }
+
+    /// Sets what the system's result codes mean (default [`ResultCodes::reference`]): codes
+    /// outside the reference's catalogue are settings, not constants of the classifier.
+    pub fn with_result_codes(mut self, codes: ResultCodes) -> Self {
+        self.codes = Arc::new(codes);
+        self
+    }
+
+    /// Sets the largest answer body accepted, in bytes (default [`DEFAULT_ANSWER_LIMIT`], at
+    /// least 4 KiB). A larger answer is refused as [`QueryError::Malformed`].
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.answer_limit = bytes.max(4096);
+        self
     }
 
     /// Sets the age at which [`OqsClient::keep_session`] logs in again (default
@@ -309,7 +340,10 @@ impl OqsClient {
                 },
             },
         };
-        self.search(CARD_SEARCH_PATH, encode(&body)?).await
+        let asked = Asked::Card {
+            visit_date: q.visit_date,
+        };
+        self.search(CARD_SEARCH_PATH, encode(&body)?, asked).await
     }
 
     /// Looks the person up with insurance card data.
@@ -321,7 +355,12 @@ impl OqsClient {
                 message_header: self.header(q.visit_date, &q.file_id),
                 message_body: InsuranceBody {
                     qualification_confirm_search_info: SearchInfo {
-                        insurer_number: q.insurer.as_wire().to_string(),
+                        // A 6-digit number typed with zero padding goes out space-padded, as
+                        // the reference requires.
+                        insurer_number: insurer_from_wire(q.insurer.as_wire())
+                            .unwrap_or_else(|_| q.insurer.clone())
+                            .as_wire()
+                            .to_string(),
                         insured_card_symbol: q.symbol.clone().filter(|s| !s.is_empty()),
                         insured_identification_number: q.number.clone(),
                         insured_branch_number: q.branch.clone().filter(|s| !s.is_empty()),
@@ -336,7 +375,8 @@ impl OqsClient {
                 },
             },
         };
-        self.search(SEARCH_PATH, encode(&body)?).await
+        self.search(SEARCH_PATH, encode(&body)?, Asked::Insurance(q))
+            .await
     }
 
     /// Cheap health check: a fresh login within the budget (also refreshes the token cache).
@@ -366,16 +406,32 @@ impl OqsClient {
     }
 
     /// The lane's turn, then the whole exchange under one deadline.
-    async fn search(&self, path: &str, body: Vec<u8>) -> Result<Answer, QueryError> {
+    async fn search(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        asked: Asked<'_>,
+    ) -> Result<Answer, QueryError> {
         // Held until the answer is read (or the future dropped), so the background lane waits
         // for the whole reception exchange, login included.
         let _pass = self.lanes.enter(self.lane).await;
-        tokio::time::timeout(self.inner.timeout, self.search_unbounded(path, body))
-            .await
-            .map_err(|_| QueryError::Timeout)?
+        let result =
+            tokio::time::timeout(self.inner.timeout, self.search_unbounded(path, body, asked))
+                .await
+                .map_err(|_| QueryError::Timeout)?;
+        if let Err(e @ (QueryError::UnknownCode { .. } | QueryError::Inconsistent(_))) = &result {
+            // Reported once here and to the operator; final, so nothing asks again in a loop.
+            tracing::warn!(error = %e, kind = e.kind(), "unusable answer from the qualification system");
+        }
+        result
     }
 
-    async fn search_unbounded(&self, path: &str, body: Vec<u8>) -> Result<Answer, QueryError> {
+    async fn search_unbounded(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        asked: Asked<'_>,
+    ) -> Result<Answer, QueryError> {
         let token = match self.cached_token() {
             Some(t) => t,
             None => self.login().await?,
@@ -399,7 +455,7 @@ impl OqsClient {
             .filter(|m| *m != NO_MICROS)
             .unwrap_or(NO_MICROS);
         self.inner.last_micros.store(micros, Ordering::Relaxed);
-        answer_of(reply)
+        answer_of(reply, &self.codes, Some(asked))
     }
 
     /// Logs in and caches the id token.
@@ -475,13 +531,49 @@ impl OqsClient {
         let resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport_error)?.to_vec();
+        let body = match read_capped(resp, self.answer_limit).await? {
+            Ok(body) => body,
+            // A 5xx or 429 says what it has to say in its status; its page is not needed.
+            Err(_) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+                Vec::new()
+            }
+            Err(over) => {
+                return Err(QueryError::Malformed {
+                    detail: format!(
+                        "answer of {over} bytes or more is over the limit of {} bytes",
+                        self.answer_limit
+                    ),
+                })
+            }
+        };
         Ok(Reply {
             status,
             headers,
             body,
         })
     }
+}
+
+/// Reads a body of at most `limit` bytes: `Ok(Err(n))` as soon as the declared or received
+/// length `n` passes the limit (the rest is never read; dropping the response drops the
+/// connection).
+async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Result<Vec<u8>, u64>, QueryError> {
+    let declared = resp.content_length();
+    if let Some(len) = declared.filter(|l| *l > limit as u64) {
+        return Ok(Err(len));
+    }
+    // Declared and within the limit, or undeclared: grow as it comes, never past the limit.
+    let mut body = Vec::with_capacity(declared.map_or(0, |l| l as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Ok(Err((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
 }
 
 /// Resolves when `shutdown` is true or its sender is gone (nobody can stop us any more, so stop).
@@ -527,15 +619,23 @@ fn transport_status(reply: &Reply) -> Result<(), QueryError> {
 }
 
 /// Status handling of a search answer, then the body.
-fn answer_of(reply: Reply) -> Result<Answer, QueryError> {
+fn answer_of(
+    reply: Reply,
+    codes: &ResultCodes,
+    asked: Option<Asked<'_>>,
+) -> Result<Answer, QueryError> {
     transport_status(&reply)?;
     if reply.status.is_success() {
-        return classify::classify(&reply.body);
+        return classify::classify_with(&reply.body, codes, asked);
     }
     // Another 4xx: the body may still be an envelope with a message-level error (e.g. the
     // simulator answers 400 + SIM-E0001); prefer its code when it has one.
-    match classify::classify(&reply.body) {
-        Err(e @ (QueryError::Rejected { .. } | QueryError::SystemError { .. })) => Err(e),
+    match classify::classify_with(&reply.body, codes, asked) {
+        Err(
+            e @ (QueryError::Rejected { .. }
+            | QueryError::SystemError { .. }
+            | QueryError::MessageError { .. }),
+        ) => Err(e),
         _ => Err(QueryError::Rejected {
             code: format!("HTTP-{}", reply.status.as_u16()),
             message: String::from_utf8_lossy(&reply.body)
@@ -782,6 +882,85 @@ mod tests {
         sim.shutdown().await;
     }
 
+    /// A bare HTTP server: login succeeds; every search gets `status` with a declared length
+    /// of `declared` bytes (or chunked when `None`), of which only the first 64 KiB are sent
+    /// before the connection is held open. Returns the base URL.
+    async fn oversize_server(status: u16, declared: Option<u64>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if head.contains(LOGIN_PATH) {
+                        let body = r#"{"status":"0","msg":"","result":{"accessToken":"a","refreshToken":"r","idToken":"t","linkSysCharCd":"1"}}"#;
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                        let _ = s.write_all(resp.as_bytes()).await;
+                        return;
+                    }
+                    let length = match declared {
+                        Some(n) => format!("Content-Length: {n}"),
+                        None => "Transfer-Encoding: chunked".to_string(),
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{length}\r\n\r\n"
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let chunk = vec![b'x'; 16 * 1024];
+                    for _ in 0..4 {
+                        let framed = match declared {
+                            Some(_) => chunk.clone(),
+                            None => [
+                                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                                chunk.clone(),
+                                b"\r\n".to_vec(),
+                            ]
+                            .concat(),
+                        };
+                        if s.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Hold the rest back: a client that waits for it times out instead.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_limit_are_refused_without_reading_them() {
+        // It refuses a declared length over the limit at once, and an undeclared one as soon as
+        // the running length passes it, long before the server would finish.
+        let limit = 32 * 1024;
+        for declared in [Some(200 * 1024 * 1024), None] {
+            let base = oversize_server(200, declared).await;
+            let c = client(base, Duration::from_secs(10)).with_answer_limit(limit);
+            let started = Instant::now();
+            let r = c.query_by_insurance(&insurance_query()).await;
+            assert!(
+                matches!(&r, Err(QueryError::Malformed { detail }) if detail.contains("over the limit")),
+                "{declared:?}: {r:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{declared:?} waited for the rest"
+            );
+        }
+        // A 503 with a huge page is still a server error.
+        let base = oversize_server(503, Some(200 * 1024 * 1024)).await;
+        let c = client(base, Duration::from_secs(10)).with_answer_limit(limit);
+        let r = c.query_by_insurance(&insurance_query()).await;
+        assert!(
+            matches!(r, Err(QueryError::ServerError { status: 503 })),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn handles_share_state_and_clamp_settings() {
         let c = client("http://127.0.0.1:1".to_string(), Duration::from_secs(1))
@@ -796,13 +975,17 @@ mod tests {
         assert!(b.background().is_background());
     }
 
+    fn answer_of_default(r: Reply) -> Result<Answer, QueryError> {
+        answer_of(r, &ResultCodes::reference(), None)
+    }
+
     #[test]
     fn status_handling() {
-        let r = answer_of(reply(429, &[("retry-after", "7")], ""));
+        let r = answer_of_default(reply(429, &[("retry-after", "7")], ""));
         assert!(
             matches!(r, Err(QueryError::RateLimited { retry_after: Some(d) }) if d == Duration::from_secs(7))
         );
-        let r = answer_of(reply(
+        let r = answer_of_default(reply(
             429,
             &[("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT")],
             "",
@@ -811,14 +994,14 @@ mod tests {
             r,
             Err(QueryError::RateLimited { retry_after: None })
         ));
-        let r = answer_of(reply(503, &[], "<html>down</html>"));
+        let r = answer_of_default(reply(503, &[], "<html>down</html>"));
         assert!(matches!(r, Err(QueryError::ServerError { status: 503 })));
-        let r = answer_of(reply(200, &[], "<html>"));
+        let r = answer_of_default(reply(200, &[], "<html>"));
         assert!(matches!(r, Err(QueryError::Malformed { .. })));
         let e0001 = r#"{"XmlMsg":{"MessageHeader":{"SegmentOfResult":"9","ErrorCode":"SIM-E0001","ErrorMessage":"x"}}}"#;
-        let r = answer_of(reply(400, &[], e0001));
-        assert!(matches!(r, Err(QueryError::Rejected { code, .. }) if code == "SIM-E0001"));
-        let r = answer_of(reply(404, &[], "nope"));
+        let r = answer_of_default(reply(400, &[], e0001));
+        assert!(matches!(r, Err(QueryError::MessageError { code, .. }) if code == "SIM-E0001"));
+        let r = answer_of_default(reply(404, &[], "nope"));
         assert!(matches!(r, Err(QueryError::Rejected { code, .. }) if code == "HTTP-404"));
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct ResultMsg {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ResultHeader {
+    /// Echo of the date asked about (the visit date).
+    pub qualification_confirmation_date: Option<String>,
     pub segment_of_result: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,

@@ -7,13 +7,23 @@
 //! whether asking again later can help ([`QueryError::is_transient`]).
 //!
 //! Layout: `message` holds the serde types of the JSON envelope, `classify` turns a
-//! response body into an answer without any I/O, `client` does HTTP, and [`challenge`] builds the
-//! bytes the card signs. The wire contract is `/work/briefs/wire.md`; field names and code
-//! values follow the public reference `oqs-messages.md` §1–§5.
+//! response body into an answer without any I/O, [`codes`] says what the system's result codes
+//! mean (a setting), `client` does HTTP, and [`challenge`] builds the bytes the card signs. The
+//! wire contract is `/work/briefs/wire.md`; field names and code values follow the public
+//! reference `oqs-messages.md` §1–§5.
+//!
+//! What is final and what is not. An answer that could not be read at all (not JSON, cut, wrong
+//! types, over the size limit) may be whole next time: transient. An answer that was read and
+//! is unusable — a code value outside its table ([`QueryError::UnknownCode`]) or facts that
+//! contradict each other or the question ([`QueryError::Inconsistent`]) — will be the same next
+//! time: final, reported once, never asked again in a loop. A message-level error
+//! (SegmentOfResult 9) is transient: reception gets the offline guidance and the check is
+//! confirmed later.
 
 pub mod challenge;
 pub mod classify;
 mod client;
+pub mod codes;
 mod lane;
 mod message;
 
@@ -25,7 +35,14 @@ use serde::Serialize;
 
 use crate::domain::{IdentityMethod, InsurerNumber};
 
-pub use client::{OqsClient, OqsConfig, DEFAULT_BACKGROUND_LIMIT, DEFAULT_SESSION_RENEWAL};
+pub use client::{
+    OqsClient, OqsConfig, DEFAULT_ANSWER_LIMIT, DEFAULT_BACKGROUND_LIMIT, DEFAULT_SESSION_RENEWAL,
+};
+pub use codes::{CodeMeaning, ResultCodes};
+
+use crate::rules::copay::{
+    copay_when_confirmed, ConfirmedFacts, CopayInstruction, CopayRatio, ElderlyCertificate,
+};
 
 /// A lookup keyed by the My Number card (マイナンバーカードによる資格確認).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +113,8 @@ impl Answer {
     pub fn message_ja(&self) -> String {
         match self {
             Answer::Confirmed { qualification, .. } => match qualification.ratio_percent {
-                Some(r) => format!("資格は有効です（負担割合 {}割）。通常どおり受け付けてください。", r / 10),
-                None => "資格は有効です。通常どおり受け付けてください。".to_string(),
+                Some(r) => format!("資格は有効です（負担割合 {}）。通常どおり受け付けてください。", ratio_ja(r)),
+                None => "資格は有効です。負担割合は資格確認の結果から決められないため、高齢受給者証・資格確認書などで確認してください（10割にはしません）。".to_string(),
             },
             Answer::Invalid {
                 newer_exists: false,
@@ -123,13 +140,25 @@ impl Answer {
 pub struct Notice {
     code: String,
     message: String,
+    meaning: Option<CodeMeaning>,
 }
 
 impl Notice {
-    /// Builds a notice from the system's code and text.
+    /// Builds a notice from the system's code and text, read with the reference's code table.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::with_codes(code, message, &ResultCodes::reference())
+    }
+
+    /// Builds a notice from the system's code and text, read with `codes`.
+    pub fn with_codes(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        codes: &ResultCodes,
+    ) -> Self {
+        let code = code.into();
         Self {
-            code: code.into(),
+            meaning: codes.meaning(&code),
+            code,
             message: message.into(),
         }
     }
@@ -146,9 +175,9 @@ impl Notice {
 
     /// What to tell the patient, in Japanese.
     pub fn message_ja(&self) -> String {
-        match self.code.as_str() {
-            "SIM-W2001" => "マイナンバーカードの電子証明書の有効期限が3か月以内に切れます。お住まいの市区町村で更新するよう患者さんにお伝えください。".to_string(),
-            "SIM-W2002" => "マイナンバーカードの電子証明書の有効期限が切れています（猶予期間中のため今回は利用できます）。早めに市区町村で更新するよう患者さんにお伝えください。".to_string(),
+        match self.meaning {
+            Some(CodeMeaning::CertificateExpiresSoon) => "マイナンバーカードの電子証明書の有効期限が3か月以内に切れます。お住まいの市区町村で更新するよう患者さんにお伝えください。".to_string(),
+            Some(CodeMeaning::CertificateInGrace) => "マイナンバーカードの電子証明書の有効期限が切れています（猶予期間中のため今回は利用できます）。早めに市区町村で更新するよう患者さんにお伝えください。".to_string(),
             // The reference says clients show unknown codes' text verbatim.
             _ if self.message.is_empty() => format!("資格確認システムからのお知らせ（{}）", self.code),
             _ => format!("資格確認システムからのお知らせ（{}）: {}", self.code, self.message),
@@ -262,8 +291,15 @@ pub struct Qualification {
     pub personal_family: Option<PersonalFamily>,
     /// 被保険者証区分, the OQSCD010 code (`01`..`07`, `A1`).
     pub card_classification: Option<String>,
-    /// 一部負担金割合 in percent (`"020"` → 20), set mainly for 後期高齢者.
+    /// 負担割合 in percent on the visit date the answer speaks for (R13, see
+    /// [`Qualification::copay_on`]): the card's ratio for 後期高齢者; for everyone else derived
+    /// from age, 高齢受給者証 and 未就学 status. `None` when it cannot be decided (a 70–74 patient
+    /// without a valid 高齢受給者証, or an answer without its date).
     pub ratio_percent: Option<u8>,
+    /// 被保険者証一部負担金割合 (InsuredPartialContributionRatio) in percent, as sent (`"020"` →
+    /// 20). The system sets it mainly for 後期高齢者, so it is not everyone's 負担割合.
+    #[serde(default)]
+    pub card_ratio_percent: Option<u8>,
     /// 未就学区分: the patient is below school age.
     pub preschool: bool,
     /// 高齢受給者証 一部負担金割合 in percent (ages 70–74).
@@ -318,6 +354,32 @@ fn card_classification_label(code: &str) -> &'static str {
 }
 
 impl Qualification {
+    /// R13: the co-payment on `visit`, from this qualification's facts (pure; see
+    /// [`copay_when_confirmed`]). `None` when the birth date is after the visit.
+    pub fn copay_on(&self, visit: NaiveDate) -> Option<CopayInstruction> {
+        // A qualification serialized before `card_ratio_percent` existed kept the card's ratio
+        // in `ratio_percent`; for 後期高齢者 that is the same value.
+        let card_percent = self.card_ratio_percent.or(self.ratio_percent);
+        let elderly = (self.elderly_ratio_percent.is_some()
+            || self.elderly_valid_from.is_some()
+            || self.elderly_valid_until.is_some())
+        .then(|| ElderlyCertificate {
+            ratio: self
+                .elderly_ratio_percent
+                .and_then(CopayRatio::from_percent),
+            valid_from: self.elderly_valid_from,
+            valid_until: self.elderly_valid_until,
+        });
+        let facts = ConfirmedFacts {
+            birth: self.birth_date,
+            late_elderly: self.insurer_number.is_late_elderly(),
+            card_ratio: card_percent.and_then(CopayRatio::from_percent),
+            preschool: self.preschool,
+            elderly,
+        };
+        copay_when_confirmed(&facts, visit).ok()
+    }
+
     /// The qualification as (label, value) lines for the operator, e.g.
     /// `("保険者番号", "06139917")`, `("負担割合", "3割")`. Absent items are left out.
     pub fn display_lines_ja(&self) -> Vec<(&'static str, String)> {
@@ -451,12 +513,126 @@ pub enum QueryError {
     /// Login refused, or the token refused again right after a fresh login.
     #[error("unauthorized")]
     Unauthorized,
-    /// The answer could not be understood.
+    /// The answer could not be read: not JSON, cut, a non-string value, a required element
+    /// missing or out of format, or larger than the answer size limit.
     #[error("malformed answer: {detail}")]
     Malformed {
         /// What was wrong.
         detail: String,
     },
+    /// A message-level error (SegmentOfResult 9) that is not a system error: the system did
+    /// not process the question. Reception captures the check and confirms it later.
+    #[error("message-level error: {code} {message}")]
+    MessageError {
+        /// The system's ErrorCode.
+        code: String,
+        /// The system's ErrorMessage.
+        message: String,
+    },
+    /// A coded element carries a value outside its code table (OQSCD…): the answer is
+    /// malformed in a way asking again will not change.
+    #[error("unknown code value {value:?} in {field}")]
+    UnknownCode {
+        /// The element, e.g. `Sex1`.
+        field: String,
+        /// The value sent.
+        value: String,
+    },
+    /// A well-formed answer that contradicts itself or the question.
+    #[error("inconsistent answer: {0}")]
+    Inconsistent(Inconsistency),
+}
+
+/// How a well-formed answer contradicts itself or the question.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Inconsistency {
+    /// The validity code needs a number of results the list does not have.
+    #[error("validity {validity} with {got} result(s)")]
+    ResultCount {
+        /// QualificationValidity as sent.
+        validity: String,
+        /// Entries in ResultList.
+        got: usize,
+    },
+    /// The answer is for another date than the one asked.
+    #[error("answer for {answered}, asked for {asked}")]
+    OtherDate {
+        /// The visit date asked about.
+        asked: NaiveDate,
+        /// QualificationConfirmationDate of the answer.
+        answered: NaiveDate,
+    },
+    /// A record is not the card asked about (insurer, 記号, 番号 or birth date differ).
+    #[error("record does not match the card asked about ({field})")]
+    OtherCard {
+        /// The first element that differs.
+        field: &'static str,
+    },
+    /// 有効, but the record's own dates say it does not cover the visit date.
+    #[error("valid, but the record does not cover the visit date")]
+    NotCovering,
+}
+
+impl Inconsistency {
+    /// What contradicts what, in Japanese.
+    pub fn message_ja(&self) -> String {
+        match self {
+            Inconsistency::ResultCount { validity, got } => format!(
+                "資格有効性が「{}」なのに資格情報が{got}件あります",
+                validity_label_ja(validity)
+            ),
+            Inconsistency::OtherDate { asked, answered } => format!(
+                "{}の照会に{}の結果が返りました",
+                date_ja(*asked),
+                date_ja(*answered)
+            ),
+            Inconsistency::OtherCard { field } => {
+                format!("照会した保険証と異なる資格情報が返りました（{field}）")
+            }
+            Inconsistency::NotCovering => {
+                "「有効」なのに資格の取得日・喪失日が受診日を含みません".to_string()
+            }
+        }
+    }
+}
+
+fn validity_label_ja(code: &str) -> &'static str {
+    match code {
+        "1" => "有効",
+        "2" => "無効",
+        "3" => "無効（新しい資格あり）",
+        "4" => "該当資格なし",
+        "5" => "複数該当",
+        _ => "不明",
+    }
+}
+
+/// Folds full-width ASCII (ＡＢ１２－３) and the ideographic space to their half-width forms and
+/// trims the ends, so 記号 typed or sent in either width compare equal (`ＡＢ１２` = `AB12`).
+/// Kanji and kana are left as they are.
+pub fn fold_width(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c),
+            '\u{3000}' => ' ',
+            _ => c,
+        })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Reads an insurer number from the wire, accepting a 6-digit number padded with zeros
+/// (`"00123456"`) as well as with spaces (`"  123456"`). No 8-digit insurer number starts with
+/// `00` (there is no 法別番号 00), so the zeros can only be padding.
+pub fn insurer_from_wire(wire: &str) -> Result<InsurerNumber, crate::domain::DomainError> {
+    match wire.strip_prefix("00") {
+        Some(six) if six.len() == 6 && six.bytes().all(|b| b.is_ascii_digit()) => {
+            InsurerNumber::parse(six)
+        }
+        _ => InsurerNumber::parse(wire),
+    }
 }
 
 /// Code of the [`QueryError::Rejected`] that [`OqsClient::new`] returns for an unusable
@@ -481,11 +657,15 @@ impl QueryError {
             QueryError::RateLimited { .. } => "rate-limited",
             QueryError::Unauthorized => "unauthorized",
             QueryError::Malformed { .. } => "malformed",
+            QueryError::MessageError { .. } => "message-error",
+            QueryError::UnknownCode { .. } => "unknown-code",
+            QueryError::Inconsistent(_) => "inconsistent",
         }
     }
 
-    /// Worth retrying later (the reconciler will): Timeout, Unreachable, ServerError,
-    /// RateLimited, SystemError, Malformed.
+    /// Worth retrying later (reception captures the check for 事後確認): Timeout, Unreachable,
+    /// ServerError, RateLimited, SystemError, MessageError, Malformed. An unknown code value or
+    /// an inconsistent answer is final: the same question gets the same answer.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -494,6 +674,7 @@ impl QueryError {
                 | QueryError::ServerError { .. }
                 | QueryError::RateLimited { .. }
                 | QueryError::SystemError { .. }
+                | QueryError::MessageError { .. }
                 | QueryError::Malformed { .. }
         )
     }
@@ -532,6 +713,16 @@ impl QueryError {
             QueryError::Unauthorized => "資格確認システムにログインできません。医療機関コードと端末の設定を確認してください。".to_string(),
             QueryError::Malformed { .. } => format!(
                 "資格確認システムの応答を読み取れませんでした。{LATER}"
+            ),
+            QueryError::MessageError { code, message } => format!(
+                "資格確認システムが照会を処理できませんでした（{code}: {message}）。{LATER}"
+            ),
+            QueryError::UnknownCode { field, value } => format!(
+                "資格確認システムの応答に想定外のコード値（{field}: {value}）があり、結果を確定できません。保険証・資格確認書など別の方法で資格を確認してください。この照会は自動では再照会しません。"
+            ),
+            QueryError::Inconsistent(what) => format!(
+                "資格確認システムの応答が矛盾しています（{}）。結果を確定できないため、保険証・資格確認書など別の方法で資格を確認してください。この照会は自動では再照会しません。",
+                what.message_ja()
             ),
         }
     }

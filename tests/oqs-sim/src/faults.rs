@@ -11,6 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+/// Size of the [`MalformedKind::Huge`] answer: 200 MiB.
+pub const HUGE_ANSWER_BYTES: u64 = 200 * 1024 * 1024;
+
 /// How a malformed answer is malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MalformedKind {
@@ -20,6 +23,16 @@ pub enum MalformedKind {
     NotJson,
     /// Numbers where the contract has strings.
     WrongTypes,
+    /// A well-formed envelope of [`HUGE_ANSWER_BYTES`] (a padding element), streamed in chunks
+    /// without a `Content-Length`, so that only a client reading under a limit survives it.
+    /// The simulator never holds it in memory.
+    Huge,
+    /// The real answer to the request, well-formed, with a code value outside its table
+    /// (`Sex1` = `9` in every record; OQSCD007 has 1, 2, 3).
+    UnknownCodeValue,
+    /// The real answer to the request, well-formed, contradicting itself: every record twice,
+    /// under QualificationValidity 1 (有効 needs exactly one).
+    Inconsistent,
 }
 
 /// The injected fault. JSON (admin endpoint) uses serde's default external tagging:

@@ -8,9 +8,17 @@
 //! * [`model`]: people, qualifications and the pure as-of-date lookups (OQSCD006).
 //! * [`registry`]: the card certificate registry and the card-operation check.
 //! * [`message`]: serde types of the JSON envelope.
+//! * [`codes`]: the synthetic result codes, as settings ([`SimCodes`]).
 //! * [`scenario`]: the standard deterministic scenario with virtual cards.
 //! * [`server`]: routes and listener loops.
-//! * [`faults`]: runtime fault injection (refuse, delay, 5xx, malformed, 429, system error).
+//! * [`faults`]: runtime fault injection (refuse, delay, 5xx, malformed or huge, 429, system
+//!   error).
+//!
+//! Where the reference leaves a choice, the simulator takes the reference's side: the
+//! certificate grace (R3) is judged on the visit date asked about, not on the simulator's
+//! clock; the consent flag the reference marks required is required; InsuredCardValidDate is
+//! the card's own start; InsuredPartialContributionRatio is sent only for 後期高齢者; every
+//! message-level error echoes the header (date, institution, ReferenceClassification).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod codes;
 pub mod faults;
 pub mod message;
 pub mod model;
@@ -29,6 +38,7 @@ pub mod registry;
 pub mod scenario;
 pub mod server;
 
+pub use codes::SimCodes;
 pub use faults::{FaultMode, Faults, MalformedKind};
 
 use model::Population;
@@ -52,6 +62,8 @@ pub struct SimConfig {
     pub today: Option<NaiveDate>,
     /// Lifetime of an idToken (30 minutes by default).
     pub token_lifetime: Duration,
+    /// The result codes answered (default: the reference's synthetic catalogue).
+    pub codes: SimCodes,
 }
 
 impl SimConfig {
@@ -65,6 +77,7 @@ impl SimConfig {
             admin_bind: None,
             today: None,
             token_lifetime: Duration::from_secs(30 * 60),
+            codes: SimCodes::default(),
         }
     }
 }
@@ -119,6 +132,7 @@ impl Simulator {
             institutions: config.institutions,
             today: config.today,
             token_lifetime: config.token_lifetime,
+            codes: config.codes,
             tokens: Mutex::new(Default::default()),
             faults: faults.clone(),
             requests: AtomicU64::new(0),

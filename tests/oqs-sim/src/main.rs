@@ -35,6 +35,10 @@ enum Command {
         /// Write every scenario card as DIR/<name>.json (CardProfile JSON for `vcard`).
         #[arg(long, value_name = "DIR")]
         write_cards: Option<PathBuf>,
+        /// Result codes to answer with: a JSON object of `SimCodes` fields, e.g.
+        /// `{"expired_beyond_grace":"OQS-E2104"}` (fields left out keep their defaults).
+        #[arg(long, value_name = "FILE")]
+        codes: Option<PathBuf>,
     },
     /// Change the faults of a running simulator.
     Fault {
@@ -84,6 +88,12 @@ enum Malformed {
     NotJson,
     /// Numbers instead of strings.
     WrongTypes,
+    /// A well-formed 200 MiB answer, streamed without Content-Length.
+    Huge,
+    /// The real answer with an unknown code value (Sex1 = 9).
+    UnknownCode,
+    /// The real answer contradicting itself (validity 1, every record twice).
+    Inconsistent,
 }
 
 #[tokio::main]
@@ -102,7 +112,8 @@ async fn main() -> ExitCode {
             admin,
             today,
             write_cards,
-        } => serve(bind, admin, today, write_cards).await,
+            codes,
+        } => serve(bind, admin, today, write_cards, codes).await,
         Command::Fault { admin, action } => fault(&admin, action).await,
     };
     match result {
@@ -119,6 +130,7 @@ async fn serve(
     admin: Option<SocketAddr>,
     today: Option<NaiveDate>,
     write_cards: Option<PathBuf>,
+    codes: Option<PathBuf>,
 ) -> Result<(), String> {
     let today = today.unwrap_or_else(|| (Utc::now().naive_utc() + TimeDelta::hours(9)).date());
     let sc = scenario::standard(today).map_err(|e| e.to_string())?;
@@ -132,6 +144,12 @@ async fn serve(
         }
     }
     let mut config = sc.sim_config();
+    if let Some(path) = codes {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.codes =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     config.bind = bind;
     config.admin_bind = admin;
     let handle = Simulator::start(config).await.map_err(|e| e.to_string())?;
@@ -163,6 +181,9 @@ async fn fault(admin: &str, action: FaultAction) -> Result<(), String> {
                     Malformed::Truncated => MalformedKind::TruncatedJson,
                     Malformed::NotJson => MalformedKind::NotJson,
                     Malformed::WrongTypes => MalformedKind::WrongTypes,
+                    Malformed::Huge => MalformedKind::Huge,
+                    Malformed::UnknownCode => MalformedKind::UnknownCodeValue,
+                    Malformed::Inconsistent => MalformedKind::Inconsistent,
                 }),
                 FaultAction::RateLimit { secs } => FaultMode::RateLimit {
                     retry_after_secs: secs,

@@ -72,9 +72,9 @@ pub struct SearchInfo {
     pub insured_branch_number: Option<String>,
     /// `yyyyMMdd`.
     pub birthdate: String,
-    /// Consent to 限度額 info, `0`/`1`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit_application_certificate_related_cons_flg: Option<String>,
+    /// Consent to 限度額 info, `0`/`1` (OQSCD001). Required by the reference: a request
+    /// without it gets a message-level error.
+    pub limit_application_certificate_related_cons_flg: String,
     /// Per-record id, echoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arbitrary_identifier: Option<String>,
@@ -89,7 +89,7 @@ impl SearchInfo {
             insured_identification_number: key.number.clone(),
             insured_branch_number: key.branch.clone(),
             birthdate: yyyymmdd(key.birthdate),
-            limit_application_certificate_related_cons_flg: Some("1".into()),
+            limit_application_certificate_related_cons_flg: "1".into(),
             arbitrary_identifier: None,
         }
     }

@@ -41,18 +41,27 @@ impl InsurerNumber {
         }
     }
 
-    /// Parses the 8-character wire form: a 6-digit number is right-aligned with spaces.
+    /// Parses the 8-character wire form: a 6-digit number is right-aligned, padded with
+    /// spaces as the reference says (`"  123456"`), or with zeros as some clients send it
+    /// (`"00123456"`). No 8-digit insurer number starts with `00` (there is no 法別番号 00), so
+    /// two leading zeros can only be padding.
     pub fn from_wire(wire: &str) -> Result<Self, InsurerNumberError> {
         if wire.chars().count() != 8 {
             return Err(InsurerNumberError::WireLength(wire.to_owned()));
         }
         let digits = wire.trim_start_matches(' ');
-        // Zero padding is a different number on the wire ("00123456" is an 8-digit number),
-        // so only spaces are stripped, and only in front of exactly 6 digits.
         if digits.len() != 8 && digits.len() != 6 {
             return Err(InsurerNumberError::Digits(wire.to_owned()));
         }
-        Self::new(digits)
+        match digits.strip_prefix("00") {
+            Some(six) if digits.len() == 8 => Self::new(six),
+            _ => Self::new(digits),
+        }
+    }
+
+    /// Whether this is a 後期高齢者医療広域連合 number (法別番号 39).
+    pub fn is_late_elderly(&self) -> bool {
+        self.0.len() == 8 && self.0.starts_with("39")
     }
 
     /// The 8-character wire form (`"  123456"` for a 6-digit number).
@@ -210,7 +219,9 @@ pub struct Qualification {
     pub personal_family: PersonalFamily,
     /// 被保険者氏名: the holder's name, for dependants.
     pub insured_name: Option<String>,
-    /// 被保険者証一部負担金割合.
+    /// 被保険者証一部負担金割合. The reference says the system sets it mainly for 後期高齢者, and
+    /// the simulator sends it only for them (see `server::record`); everyone else's ratio is
+    /// for the client to derive from age, 高齢受給者証 and 未就学 (R13).
     pub ratio: Option<Ratio>,
     /// 未就学区分.
     pub preschool: bool,
@@ -224,6 +235,9 @@ pub struct Qualification {
     pub disqualification: Option<Disqualification>,
     /// 被保険者証交付年月日.
     pub card_issued: Option<NaiveDate>,
+    /// 被保険者証有効開始年月日: the card's own start, not the qualification's (a 後期高齢者
+    /// card runs from 1 August, a reissued card from its reissue).
+    pub card_valid_from: Option<NaiveDate>,
     /// 被保険者証有効終了年月日.
     pub card_expires: Option<NaiveDate>,
 }
@@ -235,7 +249,8 @@ impl Qualification {
             && self.disqualification.as_ref().is_none_or(|d| date < d.date)
     }
 
-    /// Whether the card data matches (symbol and number exact; branch only when given).
+    /// Whether the card data matches: number exact, symbol after width normalisation
+    /// (`ＡＢ１２` = `AB12`), branch only when given.
     fn matches(&self, key: &InsuranceKey) -> bool {
         self.insurer == key.insurer
             && self.number == key.number
@@ -247,8 +262,22 @@ impl Qualification {
     }
 }
 
-fn norm(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|s| !s.is_empty())
+fn norm(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(fold_width).filter(|s| !s.is_empty())
+}
+
+/// Folds full-width ASCII (ＡＢ１２－３) and the ideographic space to half-width and trims, so
+/// a 記号 written in either width compares equal. Kanji and kana are left as they are.
+pub fn fold_width(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c),
+            '\u{3000}' => ' ',
+            _ => c,
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// An insured person with their qualification history.
@@ -474,13 +503,14 @@ impl Population {
                 card_classification: "01".into(),
                 personal_family: PersonalFamily::Personal,
                 insured_name: None,
-                ratio: Some(Ratio::Thirty),
+                ratio: None,
                 preschool: false,
                 elderly: None,
                 limit: None,
                 qualification_date: start,
                 disqualification: None,
                 card_issued: Some(start),
+                card_valid_from: Some(start),
                 card_expires: None,
             };
             self.add(Person {
@@ -607,6 +637,7 @@ mod tests {
                 reason: ReasonOfLoss::OtherInsurance,
             }),
             card_issued: None,
+            card_valid_from: None,
             card_expires: None,
         }
     }
@@ -645,10 +676,30 @@ mod tests {
         assert!(InsurerNumber::from_wire("123456").is_err());
         assert!(InsurerNumber::from_wire(" 1234567").is_err());
         assert!(InsurerNumber::from_wire("0612345x").is_err());
-        // Zero padding is another number, not the 6-digit one.
+        // Zero padding is accepted as well as spaces: it is the same 6-digit number.
         assert_eq!(
-            InsurerNumber::from_wire("00123456").unwrap().digits(),
-            "00123456"
+            InsurerNumber::from_wire("00123456").unwrap(),
+            InsurerNumber::from_wire("  123456").unwrap()
+        );
+        assert!(InsurerNumber::new("39139912").unwrap().is_late_elderly());
+        assert!(!InsurerNumber::new("123456").unwrap().is_late_elderly());
+    }
+
+    #[test]
+    fn symbols_match_after_width_normalisation() {
+        let mut pop = Population::new();
+        pop.add(person("p", vec![qual("1", "2020-04-01", None)]));
+        let mut k = key("1");
+        k.symbol = Some("１２".into());
+        assert_eq!(
+            pop.lookup_by_insurance(&k, d("2026-11-26")).validity,
+            QualificationValidity::Valid
+        );
+        assert_eq!(fold_width("　ＡＢ１２－３"), "AB12-3");
+        k.symbol = Some("13".into());
+        assert_eq!(
+            pop.lookup_by_insurance(&k, d("2026-11-26")).validity,
+            QualificationValidity::NotFound
         );
     }
 

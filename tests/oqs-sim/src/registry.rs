@@ -4,6 +4,13 @@
 //! revoked serials. [`CertRegistry::verify`] applies wire.md §3 in its order: chain,
 //! challenge, signature, revocation, expiry with grace, photo-less card with the visual method.
 //! The clock is an argument (JST wall time), so the rules are testable without waiting.
+//!
+//! The expiry and its grace (R3: usable to the end of the 3rd month after the month of
+//! expiry) are judged on the visit date asked about, not on the day the question arrives: a
+//! check captured offline and confirmed weeks later is about the day the patient was there.
+//! Only the challenge's freshness depends on the clock.
+//!
+//! The codes below are the defaults; the server answers with [`crate::SimCodes`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -241,9 +248,8 @@ impl CertRegistry {
         if self.revoked.contains(&serial) {
             return Err(CardError::Revoked);
         }
-        let today = now.date();
         let not_after = jst_date(&cert.tbs_certificate.validity.not_after);
-        let warning = expiry_status(not_after, today)?;
+        let warning = expiry_status(not_after, visit_date)?;
         let record = self.cards.get(&serial);
         if op.method == IdentityMethod::Visual && record.is_some_and(|r| r.photo_less) {
             return Err(CardError::PinRequired);
@@ -305,7 +311,8 @@ pub fn grace_end(not_after: NaiveDate) -> NaiveDate {
         .unwrap_or(NaiveDate::MAX)
 }
 
-/// The expiry rule: error beyond grace, warning in grace or within 3 months of expiry.
+/// The expiry rule on `today` (the visit date): error beyond grace, warning in grace or within
+/// 3 months of expiry.
 pub fn expiry_status(
     not_after: NaiveDate,
     today: NaiveDate,

@@ -213,13 +213,14 @@ fn shaho(
         card_classification: "01".into(),
         personal_family: family,
         insured_name: None,
-        ratio: Some(Ratio::Thirty),
+        ratio: None,
         preschool: false,
         elderly: None,
         limit: None,
         qualification_date: since,
         disqualification: None,
         card_issued: Some(since),
+        card_valid_from: Some(since),
         card_expires: None,
     })
 }
@@ -234,13 +235,14 @@ fn kokuho_qual(number: &str, since: NaiveDate) -> Option<Qualification> {
         card_classification: "01".into(),
         personal_family: PersonalFamily::Personal,
         insured_name: None,
-        ratio: Some(Ratio::Thirty),
+        ratio: None,
         preschool: false,
         elderly: None,
         limit: None,
         qualification_date: since,
         disqualification: None,
         card_issued: Some(since),
+        card_valid_from: Some(since),
         card_expires: None,
     })
 }
@@ -286,6 +288,14 @@ fn person_for(
         }
         "kouki" => {
             let mut p = base("見本　トメ", "ﾐﾎﾝ ﾄﾒ", ymd(1942, 1, 30)?, Sex::Female);
+            // A 後期高齢者 card runs one year from 1 August: its own validity, distinct from
+            // the qualification acquired on the 75th birthday.
+            let august = ymd(today.year(), 8, 1)?;
+            let card_from = if today >= august {
+                august
+            } else {
+                ymd(today.year() - 1, 8, 1)?
+            };
             p.qualifications = vec![Qualification {
                 insurer: InsurerNumber::new("39139912").ok()?,
                 insurer_name: "東京都後期高齢者医療広域連合".into(),
@@ -301,8 +311,9 @@ fn person_for(
                 limit: None,
                 qualification_date: ymd(2017, 1, 30)?,
                 disqualification: None,
-                card_issued: Some(ymd(2017, 1, 30)?),
-                card_expires: None,
+                card_issued: Some(card_from.checked_sub_days(chrono::Days::new(14))?),
+                card_valid_from: Some(card_from),
+                card_expires: Some(card_from.checked_add_months(Months::new(12))?.pred_opt()?),
             }];
             p
         }
@@ -316,14 +327,12 @@ fn person_for(
             let mut q = shaho("0004471", "02", PersonalFamily::Family, p.birthdate)?;
             q.insured_name = Some("診療　太郎".into());
             q.preschool = true;
-            q.ratio = Some(Ratio::Twenty);
             p.qualifications = vec![q];
             p
         }
         "elderly" => {
             let mut p = base("試験　五郎", "ｼｹﾝ ｺﾞﾛｳ", years_ago(72)?, Sex::Male);
             let mut q = kokuho_qual("55103", since)?;
-            q.ratio = Some(Ratio::Twenty);
             q.elderly = Some(ElderlyRecipient {
                 issued: this_month,
                 valid_from: this_month,
@@ -352,6 +361,7 @@ fn person_for(
             });
             let mut new = kokuho_qual("55104", next_month)?;
             new.card_issued = Some(today);
+            new.card_valid_from = Some(next_month);
             p.qualifications = vec![old, new];
             p
         }
@@ -370,7 +380,6 @@ fn person_for(
             let mut q = shaho("0004471", "03", PersonalFamily::Family, p.birthdate)?;
             q.insured_name = Some("診療　太郎".into());
             q.preschool = true;
-            q.ratio = Some(Ratio::Twenty);
             p.qualifications = vec![q];
             p
         }

@@ -9,7 +9,10 @@
 //!
 //! Decisions the contract left open:
 //! * Message-level errors are always HTTP 200 with SegmentOfResult 9, even when the body is
-//!   not JSON at all (SIM-E0001), so a client needs only one path for them.
+//!   not JSON at all (SIM-E0001), so a client needs only one path for them. They carry the
+//!   header echoes every answer carries: ReferenceClassification (from the route), the
+//!   institution (the request's, else the one the token was issued to), and the date and file
+//!   id when the request sent them as strings, even if they were what was wrong.
 //! * Faults other than Refuse and Delay hit only the two search routes; login keeps working,
 //!   so a test sees the fault on the search it makes and not on the login before it.
 //! * The main listener is served by a hand-written accept loop: Refuse drops the listener and
@@ -35,7 +38,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::faults::{FaultMode, FaultRequest, Faults, MalformedKind};
+use crate::codes::SimCodes;
+use crate::faults::{FaultMode, FaultRequest, Faults, MalformedKind, HUGE_ANSWER_BYTES};
 use crate::message::{
     parse_yyyymmdd, yyyymmdd, ElderlyRecipientCertificateInfo, Envelope,
     LimitApplicationCertificateRelatedInfo, LoginResponse, LoginTokens, QualificationResult,
@@ -63,6 +67,7 @@ pub(crate) struct Shared {
     pub(crate) institutions: Vec<String>,
     pub(crate) today: Option<NaiveDate>,
     pub(crate) token_lifetime: Duration,
+    pub(crate) codes: SimCodes,
     pub(crate) tokens: Mutex<HashMap<String, (String, Instant)>>,
     pub(crate) faults: Faults,
     pub(crate) requests: AtomicU64,
@@ -180,6 +185,16 @@ enum Operation {
     Card,
 }
 
+impl Operation {
+    /// ReferenceClassification (OQSCD002): `1` card, `2` insurance data.
+    fn reference_classification(self) -> &'static str {
+        match self {
+            Operation::Card => "1",
+            Operation::Insurance => "2",
+        }
+    }
+}
+
 async fn search(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     handle(s, headers, body, Operation::Insurance).await
 }
@@ -221,8 +236,16 @@ async fn handle(s: Arc<Shared>, headers: HeaderMap, body: Bytes, op: Operation) 
             )
                 .into_response();
         }
-        FaultMode::Malformed(kind) => return malformed(kind),
-        FaultMode::None | FaultMode::Refuse | FaultMode::SystemError => {}
+        FaultMode::Malformed(
+            kind @ (MalformedKind::TruncatedJson
+            | MalformedKind::NotJson
+            | MalformedKind::WrongTypes
+            | MalformedKind::Huge),
+        ) => return malformed(kind),
+        FaultMode::Malformed(MalformedKind::UnknownCodeValue | MalformedKind::Inconsistent)
+        | FaultMode::None
+        | FaultMode::Refuse
+        | FaultMode::SystemError => {}
     }
     let token_institution = match authorize(&s, &headers) {
         Some(i) => i,
@@ -237,14 +260,19 @@ async fn handle(s: Arc<Shared>, headers: HeaderMap, body: Bytes, op: Operation) 
     };
     let now = s.now_jst();
     let envelope = if s.faults.mode() == FaultMode::SystemError {
+        let echo = Echo::of_request(&body, op, &token_institution);
         message_error(
             now,
-            None,
-            "SIM-E0900",
+            &echo,
+            &s.codes.system_error,
             "（模擬）システムエラーが発生しました。しばらくしてから再度照会してください。",
         )
     } else {
-        process(&s, &body, op, &token_institution, now)
+        let mut envelope = process(&s, &body, op, &token_institution, now);
+        if let FaultMode::Malformed(kind) = s.faults.mode() {
+            spoil(&mut envelope, kind);
+        }
+        envelope
     };
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let mut resp = Json(envelope).into_response();
@@ -279,29 +307,70 @@ fn malformed(kind: MalformedKind) -> Response {
                         "InsurerNumber":6139999,"InsuredBranchNumber":0,"Birthdate":19800401}}]}}});
             (json, body.to_string()).into_response()
         }
+        MalformedKind::Huge => (json, huge_body()).into_response(),
+        // Answered from the request (see `spoil`); never reached.
+        MalformedKind::UnknownCodeValue | MalformedKind::Inconsistent => {
+            (json, "{}").into_response()
+        }
     }
 }
 
-/// A message-level error (SegmentOfResult 9).
-fn message_error(
-    now: NaiveDateTime,
-    echo: Option<&Echo>,
-    code: &str,
-    message: &str,
-) -> ResultEnvelope {
-    let mut header = ResultHeader {
+/// Makes a real answer well-formed but wrong, for the faults that need one.
+fn spoil(envelope: &mut ResultEnvelope, kind: MalformedKind) {
+    let Some(body) = envelope.xml_msg.message_body.as_mut() else {
+        return;
+    };
+    match kind {
+        MalformedKind::UnknownCodeValue => {
+            for item in body.result_list.iter_mut().flatten() {
+                item.result.sex1 = Some("9".into());
+            }
+        }
+        MalformedKind::Inconsistent => {
+            if let Some(list) = body.result_list.as_mut() {
+                let twice: Vec<ResultItem> = list.iter().chain(list.iter()).cloned().collect();
+                *list = twice;
+                body.qualification_validity = Some("1".into());
+            }
+        }
+        MalformedKind::TruncatedJson
+        | MalformedKind::NotJson
+        | MalformedKind::WrongTypes
+        | MalformedKind::Huge => {}
+    }
+}
+
+/// A well-formed "no match" envelope with a padding element that makes it
+/// [`HUGE_ANSWER_BYTES`] long, streamed from one shared 64 KiB chunk (no `Content-Length`).
+fn huge_body() -> axum::body::Body {
+    const PREFIX: &str = r#"{"XmlMsg":{"MessageHeader":{"SegmentOfResult":"1","ReferenceClassification":"2","CharacterCodeIdentifier":"0"},"MessageBody":{"ProcessingResultStatus":"1","QualificationValidity":"4","Padding":""#;
+    const SUFFIX: &str = r#""}}}"#;
+    const CHUNK: usize = 64 * 1024;
+    static PAD: [u8; CHUNK] = [b'x'; CHUNK];
+    let pad_len = HUGE_ANSWER_BYTES - (PREFIX.len() + SUFFIX.len()) as u64;
+    let full = pad_len / CHUNK as u64;
+    let rest = (pad_len % CHUNK as u64) as usize;
+    let chunks = std::iter::once(Bytes::from_static(PREFIX.as_bytes()))
+        .chain((0..full).map(|_| Bytes::from_static(&PAD)))
+        .chain(std::iter::once(Bytes::from_static(&PAD[..rest])))
+        .chain(std::iter::once(Bytes::from_static(SUFFIX.as_bytes())))
+        .map(Ok::<_, std::convert::Infallible>);
+    axum::body::Body::from_stream(tokio_stream::iter(chunks))
+}
+
+/// A message-level error (SegmentOfResult 9), with the header echoes.
+fn message_error(now: NaiveDateTime, echo: &Echo, code: &str, message: &str) -> ResultEnvelope {
+    let header = ResultHeader {
         process_execution_time: Some(now.format("%Y%m%d%H%M%S").to_string()),
+        qualification_confirmation_date: echo.date.clone(),
+        medical_institution_code: echo.institution.clone(),
+        arbitrary_file_identifier: echo.file_id.clone(),
+        reference_classification: Some(echo.reference_classification.into()),
         segment_of_result: "9".into(),
         error_code: Some(code.into()),
         error_message: Some(message.into()),
         character_code_identifier: Some("0".into()),
-        ..ResultHeader::default()
     };
-    if let Some(e) = echo {
-        header.medical_institution_code = e.institution.clone();
-        header.qualification_confirmation_date = e.date.clone();
-        header.arbitrary_file_identifier = e.file_id.clone();
-    }
     Envelope {
         xml_msg: ResultMessage {
             message_header: header,
@@ -311,22 +380,55 @@ fn message_error(
 }
 
 /// What the result header echoes from the request.
-#[derive(Default)]
 struct Echo {
+    reference_classification: &'static str,
     institution: Option<String>,
     date: Option<String>,
     file_id: Option<String>,
 }
 
+impl Echo {
+    /// The echoes of a request read leniently: string header fields as sent, the token's
+    /// institution when the request names none.
+    fn of_request(body: &[u8], op: Operation, token_institution: &str) -> Echo {
+        let root: Option<Value> = serde_json::from_slice(body).ok();
+        let header = root
+            .as_ref()
+            .and_then(|r| r.pointer("/XmlMsg/MessageHeader"))
+            .and_then(Value::as_object);
+        let field = |name: &str| {
+            header
+                .and_then(|h| h.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Echo {
+            reference_classification: op.reference_classification(),
+            institution: field("MedicalInstitutionCode")
+                .or_else(|| Some(token_institution.to_owned())),
+            date: field("QualificationConfirmationDate"),
+            file_id: field("ArbitraryFileIdentifier"),
+        }
+    }
+}
+
+/// Which setting's code a message-level rejection carries.
+#[derive(Clone, Copy)]
+enum RejectCode {
+    Unparseable,
+    Institution,
+    RequestField,
+}
+
 /// A message-level rejection.
 struct Reject {
-    code: &'static str,
+    code: RejectCode,
     message: String,
 }
 
 fn e0003(message: impl Into<String>) -> Reject {
     Reject {
-        code: "SIM-E0003",
+        code: RejectCode::RequestField,
         message: message.into(),
     }
 }
@@ -351,10 +453,17 @@ fn process(
     token_institution: &str,
     now: NaiveDateTime,
 ) -> ResultEnvelope {
-    let mut echo = Echo::default();
-    match process_inner(s, body, op, token_institution, now, &mut echo) {
+    match process_inner(s, body, op, token_institution, now) {
         Ok(env) => env,
-        Err(r) => message_error(now, Some(&echo), r.code, &r.message),
+        Err(r) => {
+            let code = match r.code {
+                RejectCode::Unparseable => &s.codes.unparseable,
+                RejectCode::Institution => &s.codes.institution,
+                RejectCode::RequestField => &s.codes.request_field,
+            };
+            let echo = Echo::of_request(body, op, token_institution);
+            message_error(now, &echo, code, &r.message)
+        }
     }
 }
 
@@ -364,10 +473,9 @@ fn process_inner(
     op: Operation,
     token_institution: &str,
     now: NaiveDateTime,
-    echo: &mut Echo,
 ) -> Result<ResultEnvelope, Reject> {
     let e0001 = || Reject {
-        code: "SIM-E0001",
+        code: RejectCode::Unparseable,
         message: "（模擬）要求電文を解析できません".into(),
     };
     let root: Value = serde_json::from_slice(body).map_err(|_| e0001())?;
@@ -376,7 +484,7 @@ fn process_inner(
         .and_then(Value::as_object)
         .ok_or_else(e0001)?;
     let e0002 = |m: &str| Reject {
-        code: "SIM-E0002",
+        code: RejectCode::Institution,
         message: format!("（模擬）医療機関コード{m}"),
     };
     let empty = Map::new();
@@ -390,8 +498,7 @@ fn process_inner(
         None | Some(Value::Null) => return Err(e0002("がありません")),
         Some(_) => return Err(e0002("の型が不正です")),
     };
-    echo.institution = Some(institution.clone());
-    echo.file_id = opt_str(header, "ArbitraryFileIdentifier")?.map(str::to_owned);
+    let file_id = opt_str(header, "ArbitraryFileIdentifier")?.map(str::to_owned);
     if institution.len() != 10 || !institution.bytes().all(|b| b.is_ascii_digit()) {
         return Err(e0002("は10桁の数字で指定してください"));
     }
@@ -401,31 +508,24 @@ fn process_inner(
     let date_text = req_str(header, "QualificationConfirmationDate")?;
     let date = parse_yyyymmdd(date_text)
         .ok_or_else(|| e0003("（模擬）資格確認日の形式が不正です（yyyyMMdd）"))?;
-    echo.date = Some(date_text.to_owned());
     let body = match msg.get("MessageBody") {
         Some(Value::Object(b)) => b,
         None => return Err(e0003("（模擬）MessageBody がありません")),
         Some(_) => return Err(e0003("（模擬）MessageBody の型が不正です")),
     };
-    let mut result_header = ResultHeader {
+    let result_header = ResultHeader {
         process_execution_time: Some(now.format("%Y%m%d%H%M%S").to_string()),
         qualification_confirmation_date: Some(date_text.to_owned()),
         medical_institution_code: Some(institution.clone()),
-        arbitrary_file_identifier: echo.file_id.clone(),
-        reference_classification: None,
+        arbitrary_file_identifier: file_id,
+        reference_classification: Some(op.reference_classification().into()),
         segment_of_result: "1".into(),
         character_code_identifier: Some("0".into()),
         ..ResultHeader::default()
     };
     let result_body = match op {
-        Operation::Insurance => {
-            result_header.reference_classification = Some("2".into());
-            insurance_search(s, body, date, now)?
-        }
-        Operation::Card => {
-            result_header.reference_classification = Some("1".into());
-            card_search_body(s, body, institution, date, now)?
-        }
+        Operation::Insurance => insurance_search(s, body, date, now)?,
+        Operation::Card => card_search_body(s, body, institution, date, now)?,
     };
     Ok(Envelope {
         xml_msg: ResultMessage {
@@ -468,8 +568,10 @@ fn insurance_search(
     let birth_text = req_str(info, "Birthdate")?;
     let birthdate = parse_yyyymmdd(birth_text)
         .ok_or_else(|| e0003("（模擬）生年月日の形式が不正です（yyyyMMdd）"))?;
-    let consent = opt_str(info, "LimitApplicationCertificateRelatedConsFlg")?;
-    if consent.is_some_and(|c| c != "0" && c != "1") {
+    // Required by the reference (§1.3, OQSCD001): the patient's answer must be sent either way.
+    let consent = opt_str(info, "LimitApplicationCertificateRelatedConsFlg")?
+        .ok_or_else(|| e0003("（模擬）限度額適用認定証提供同意フラグがありません"))?;
+    if consent != "0" && consent != "1" {
         return Err(e0003("（模擬）限度額適用認定証提供同意フラグが不正です"));
     }
     let echo_info = SearchInfo {
@@ -478,14 +580,14 @@ fn insurance_search(
         insured_identification_number: number.to_owned(),
         insured_branch_number: branch.map(str::to_owned),
         birthdate: birth_text.to_owned(),
-        limit_application_certificate_related_cons_flg: consent.map(str::to_owned),
+        limit_application_certificate_related_cons_flg: consent.to_owned(),
         arbitrary_identifier: opt_str(info, "ArbitraryIdentifier")?.map(str::to_owned),
     };
     if birthdate > date {
         return Ok(ResultBody {
             qualification_confirm_search_info: Some(echo_info),
             processing_result_status: "2".into(),
-            processing_result_code: Some("SIM-E1001".into()),
+            processing_result_code: Some(s.codes.search_key.clone()),
             processing_result_message: Some(
                 "（模擬）検索条件が不正です（生年月日が未来日付です）".into(),
             ),
@@ -500,7 +602,7 @@ fn insurance_search(
         birthdate,
     };
     let lookup = s.population.lookup_by_insurance(&key, date);
-    let mut body = lookup_body(&lookup, consent == Some("1"), now);
+    let mut body = lookup_body(&lookup, consent == "1", now);
     body.qualification_confirm_search_info = Some(echo_info);
     Ok(body)
 }
@@ -554,10 +656,11 @@ fn card_search_body(
     let card = match s.registry.verify(&op, institution, now, date) {
         Ok(c) => c,
         Err(e) => {
-            tracing::debug!(code = e.code(), "card refused");
+            let code = s.codes.card_error(e);
+            tracing::debug!(code, "card refused");
             return Ok(ResultBody {
                 processing_result_status: "2".into(),
-                processing_result_code: Some(e.code().into()),
+                processing_result_code: Some(code.into()),
                 processing_result_message: Some(e.message_ja().into()),
                 ..ResultBody::default()
             });
@@ -569,7 +672,7 @@ fn card_search_body(
     };
     let mut body = lookup_body(&lookup, consent != Some("0"), now);
     if let Some(w) = card.warning {
-        body.processing_result_code = Some(w.code().into());
+        body.processing_result_code = Some(s.codes.warning(w).into());
         body.processing_result_message = Some(w.message_ja().into());
     }
     Ok(body)
@@ -616,9 +719,14 @@ pub(crate) fn record(
         qualification_date: Some(yyyymmdd(q.qualification_date)),
         disqualification_date: q.disqualification.as_ref().map(|d| yyyymmdd(d.date)),
         insured_certificate_issuance_date: q.card_issued.map(yyyymmdd),
-        insured_card_valid_date: Some(yyyymmdd(q.qualification_date)),
+        insured_card_valid_date: q.card_valid_from.map(yyyymmdd),
         insured_card_expiration_date: q.card_expires.map(yyyymmdd),
-        insured_partial_contribution_ratio: q.ratio.map(|r| r.code().into()),
+        // The reference: set mainly for 後期高齢者. Sent only for them, so that a client cannot
+        // lean on it for anyone else.
+        insured_partial_contribution_ratio: q
+            .ratio
+            .filter(|_| q.insurer.is_late_elderly())
+            .map(|r| r.code().into()),
         preschool_classification: q.preschool.then(|| "1".into()),
         reason_of_loss: q.disqualification.as_ref().map(|d| d.reason.code().into()),
         insurer_name: Some(q.insurer_name.clone()),

@@ -295,6 +295,14 @@ async fn result_records_carry_the_scheme_details() {
         kouki.insured_partial_contribution_ratio.as_deref(),
         Some("010")
     );
+    // InsuredCardValidDate is the card's own start (a 後期 card runs from 1 August), not the
+    // qualification's.
+    assert_eq!(kouki.qualification_date.as_deref(), Some("20170130"));
+    assert_eq!(kouki.insured_card_valid_date.as_deref(), Some("20260801"));
+    assert_eq!(
+        kouki.insured_card_expiration_date.as_deref(),
+        Some("20270731")
+    );
 
     let kokuho = rec(&sim.search(&search_body("kokuho")).await);
     assert_eq!(kokuho.insurer_number.as_deref(), Some("  123456"));
@@ -310,14 +318,14 @@ async fn result_records_carry_the_scheme_details() {
         Some("A04")
     );
 
+    // The contribution ratio is sent only for 後期高齢者 (reference §2.3); the others carry
+    // what a client derives it from: 未就学, 高齢受給者証, the birth date.
     let pre = rec(&sim.search(&search_body("preschool")).await);
     assert_eq!(pre.preschool_classification.as_deref(), Some("1"));
-    assert_eq!(
-        pre.insured_partial_contribution_ratio.as_deref(),
-        Some("020")
-    );
+    assert_eq!(pre.insured_partial_contribution_ratio, None);
 
     let old = rec(&sim.search(&search_body("elderly")).await);
+    assert_eq!(old.insured_partial_contribution_ratio, None);
     let e = old.elderly_recipient_certificate_info.unwrap();
     assert_eq!(
         e.elderly_recipient_contribution_ratio.as_deref(),
@@ -327,11 +335,9 @@ async fn result_records_carry_the_scheme_details() {
     let emp = rec(&sim.search(&search_body("valid-employee")).await);
     assert_eq!(emp.name.as_deref(), Some("診療　太郎"));
     assert_eq!(emp.name_kana.as_deref(), Some("ｼﾝﾘｮｳ ﾀﾛｳ"));
-    assert_eq!(
-        emp.insured_partial_contribution_ratio.as_deref(),
-        Some("030")
-    );
+    assert_eq!(emp.insured_partial_contribution_ratio, None);
     assert_eq!(emp.insured_branch_number.as_deref(), Some("00"));
+    assert_eq!(emp.insured_card_valid_date.as_deref(), Some("20150401"));
 
     let multi = sim.search(&search_body("multiple")).await;
     assert_eq!(body(&multi).result_list.as_ref().unwrap().len(), 2);
@@ -339,7 +345,26 @@ async fn result_records_carry_the_scheme_details() {
 }
 
 #[tokio::test]
-async fn six_digit_insurer_must_be_space_padded() {
+async fn contribution_ratio_is_sent_only_for_late_elderly_even_when_recorded() {
+    // A 社保 record that carries a ratio in the population still goes out without it.
+    let mut config = scenario().sim_config();
+    let mut p = scenario().person("valid-employee").unwrap().clone();
+    p.id = "p-recorded-ratio".into();
+    p.qualifications[0].number = "0009999".into();
+    p.qualifications[0].ratio = Some(oqs_sim::model::Ratio::Thirty);
+    let key = oqs_sim::model::latest_key(&p).unwrap();
+    config.population.add(p);
+    let sim = Sim::with_config(config).await;
+    let req = serde_json::to_value(SearchRequest::search(today(), "1319900017", &key)).unwrap();
+    let r = sim.search(&req).await;
+    assert_eq!(validity(&r), "1");
+    let rec = &body(&r).result_list.as_ref().unwrap()[0].result;
+    assert_eq!(rec.insured_partial_contribution_ratio, None);
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn six_digit_insurer_is_padded_to_eight_with_spaces_or_zeros() {
     let sim = Sim::start().await;
     let mut req = search_body("kokuho");
     let info = "/XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsurerNumber";
@@ -347,8 +372,197 @@ async fn six_digit_insurer_must_be_space_padded() {
     assert_eq!(validity(&sim.search(&req).await), "1");
     *req.pointer_mut(info).unwrap() = json!("123456");
     assert_eq!(error_code(&sim.search(&req).await), "SIM-E0003");
+    // No 8-digit number starts with 00: zero padding is the same 6-digit number.
     *req.pointer_mut(info).unwrap() = json!("00123456");
+    let r = sim.search(&req).await;
+    assert_eq!(validity(&r), "1");
+    let rec = &body(&r).result_list.as_ref().unwrap()[0].result;
+    assert_eq!(rec.insurer_number.as_deref(), Some("  123456"));
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn symbols_compare_after_width_normalisation() {
+    let sim = Sim::start().await;
+    let mut req = search_body("valid-employee");
+    let symbol = "/XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsuredCardSymbol";
+    assert_eq!(req.pointer(symbol).unwrap(), "練馬12");
+    *req.pointer_mut(symbol).unwrap() = json!("練馬１２");
+    assert_eq!(validity(&sim.search(&req).await), "1");
+    *req.pointer_mut(symbol).unwrap() = json!("練馬１３");
     assert_eq!(validity(&sim.search(&req).await), "4");
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn consent_flag_is_required() {
+    // OQSCD001 is required by the reference (§1.3): without it, a message-level error.
+    let sim = Sim::start().await;
+    let mut req = search_body("valid-dependant");
+    let info = req
+        .pointer_mut("/XmlMsg/MessageBody/QualificationConfirmSearchInfo")
+        .unwrap()
+        .as_object_mut()
+        .unwrap();
+    info.remove("LimitApplicationCertificateRelatedConsFlg");
+    let r = sim.search(&req).await;
+    assert_eq!(error_code(&r), "SIM-E0003");
+    assert_eq!(
+        r.xml_msg.message_header.error_message.as_deref(),
+        Some("（模擬）限度額適用認定証提供同意フラグがありません")
+    );
+    // With "0" the answer comes, without the 限度額 information.
+    let mut req = search_body("valid-dependant");
+    req["XmlMsg"]["MessageBody"]["QualificationConfirmSearchInfo"]
+        ["LimitApplicationCertificateRelatedConsFlg"] = json!("0");
+    let r = sim.search(&req).await;
+    assert_eq!(validity(&r), "1");
+    let rec = &body(&r).result_list.as_ref().unwrap()[0].result;
+    assert!(rec.limit_application_certificate_related_info.is_none());
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn message_level_errors_echo_the_header() {
+    let sim = Sim::start().await;
+    let hdr = |r: &ResultEnvelope| r.xml_msg.message_header.clone();
+    // A field error: every echo as sent.
+    let mut req = search_body("valid-employee");
+    req["XmlMsg"]["MessageHeader"]["ArbitraryFileIdentifier"] = json!("rq-7");
+    req["XmlMsg"]["MessageBody"]["QualificationConfirmSearchInfo"]["Birthdate"] = json!("1985");
+    let r = sim.search(&req).await;
+    assert_eq!(error_code(&r), "SIM-E0003");
+    let h = hdr(&r);
+    assert_eq!(
+        h.qualification_confirmation_date.as_deref(),
+        Some("20261126")
+    );
+    assert_eq!(h.medical_institution_code.as_deref(), Some("1319900017"));
+    assert_eq!(h.reference_classification.as_deref(), Some("2"));
+    assert_eq!(h.arbitrary_file_identifier.as_deref(), Some("rq-7"));
+    assert!(h.process_execution_time.is_some());
+    // A malformed date is still echoed as sent.
+    let mut req = search_body("valid-employee");
+    req["XmlMsg"]["MessageHeader"]["QualificationConfirmationDate"] = json!("2026-11-26");
+    let h = hdr(&sim.search(&req).await);
+    assert_eq!(
+        h.qualification_confirmation_date.as_deref(),
+        Some("2026-11-26")
+    );
+    // Not JSON: the route and the token still say who and what.
+    let resp = sim
+        .post_raw(
+            "/oqs-api-pro/MSA01030/ILI01030SV01/search",
+            b"<XmlMsg/>".to_vec(),
+        )
+        .await;
+    let r: ResultEnvelope = resp.json().await.unwrap();
+    assert_eq!(error_code(&r), "SIM-E0001");
+    let h = hdr(&r);
+    assert_eq!(h.medical_institution_code.as_deref(), Some("1319900017"));
+    assert_eq!(h.reference_classification.as_deref(), Some("2"));
+    assert_eq!(h.qualification_confirmation_date, None);
+    // The card route says 1, and so does an injected system error.
+    let mut req = pin_request("valid-employee");
+    req["XmlMsg"]["MessageBody"]["TsunagiCardAuthentication"]["IdentityMethod"] = json!("3");
+    let h = hdr(&sim.card(&req).await);
+    assert_eq!(h.reference_classification.as_deref(), Some("1"));
+    assert_eq!(
+        h.qualification_confirmation_date.as_deref(),
+        Some("20261126")
+    );
+    sim.handle.faults().set_mode(FaultMode::SystemError);
+    let r = sim.card(&pin_request("valid-employee")).await;
+    assert_eq!(error_code(&r), "SIM-E0900");
+    let h = hdr(&r);
+    assert_eq!(h.reference_classification.as_deref(), Some("1"));
+    assert_eq!(
+        h.qualification_confirmation_date.as_deref(),
+        Some("20261126")
+    );
+    assert_eq!(h.medical_institution_code.as_deref(), Some("1319900017"));
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn result_codes_are_settings() {
+    // Codes outside the reference's catalogue (and inside it) come from the configuration.
+    let mut config = scenario().sim_config();
+    config.codes.expired_beyond_grace = "OQS-E2104".into();
+    config.codes.in_grace = "OQS-W0002".into();
+    config.codes.system_error = "OQS-E0900".into();
+    let sim = Sim::with_config(config).await;
+    assert_eq!(
+        person_error(&sim.card(&pin_request("expired-4m")).await),
+        "OQS-E2104"
+    );
+    let r = sim.card(&pin_request("expired-2m")).await;
+    assert_eq!(
+        body(&r).processing_result_code.as_deref(),
+        Some("OQS-W0002")
+    );
+    sim.handle.faults().set_mode(FaultMode::SystemError);
+    assert_eq!(
+        error_code(&sim.search(&search_body("kouki")).await),
+        "OQS-E0900"
+    );
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn spoiled_answers_are_well_formed_and_wrong() {
+    let sim = Sim::start().await;
+    sim.handle
+        .faults()
+        .set_mode(FaultMode::Malformed(MalformedKind::UnknownCodeValue));
+    let r = sim.search(&search_body("valid-employee")).await;
+    assert_eq!(validity(&r), "1");
+    let rec = &body(&r).result_list.as_ref().unwrap()[0].result;
+    assert_eq!(rec.sex1.as_deref(), Some("9"));
+    sim.handle
+        .faults()
+        .set_mode(FaultMode::Malformed(MalformedKind::Inconsistent));
+    let r = sim.card(&pin_request("valid-employee")).await;
+    assert_eq!(validity(&r), "1");
+    assert_eq!(body(&r).result_list.as_ref().unwrap().len(), 2);
+    assert_eq!(
+        r.xml_msg
+            .message_header
+            .qualification_confirmation_date
+            .as_deref(),
+        Some("20261126")
+    );
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn huge_fault_streams_a_well_formed_answer_without_length() {
+    let sim = Sim::start().await;
+    sim.handle
+        .faults()
+        .set_mode(FaultMode::Malformed(MalformedKind::Huge));
+    let mut resp = sim
+        .post_raw(
+            "/oqs-api-pro/MSA01030/ILI01030SV01/search",
+            serde_json::to_vec(&search_body("valid-employee")).unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-length").is_none());
+    let (mut total, mut head, mut tail) = (0u64, Vec::new(), Vec::new());
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        total += chunk.len() as u64;
+        if head.len() < 64 {
+            head.extend_from_slice(&chunk[..chunk.len().min(64)]);
+        }
+        // The last bytes of the stream, across chunk boundaries.
+        tail.extend_from_slice(&chunk);
+        let keep = tail.len().saturating_sub(16);
+        tail.drain(..keep);
+    }
+    assert_eq!(total, oqs_sim::faults::HUGE_ANSWER_BYTES);
+    assert!(head.starts_with(br#"{"XmlMsg":{"MessageHeader":"#));
+    assert!(tail.ends_with(br#"xxx"}}}"#));
     sim.handle.shutdown().await;
 }
 
@@ -638,6 +852,52 @@ async fn card_search_rejects_forgeries_and_stale_challenges() {
         .card(&card_request(b"not a certificate", None, None, today()))
         .await;
     assert_eq!(person_error(&r), "SIM-E1101");
+    sim.handle.shutdown().await;
+}
+
+fn visual_request_on(name: &str, day: NaiveDate) -> Value {
+    let card = scenario().card(name).unwrap();
+    card_request(&card.auth_certificate_der, None, None, day)
+}
+
+#[tokio::test]
+async fn grace_is_judged_on_the_visit_date() {
+    // The simulator's clock is a month after the scenario's day; the visits are asked about
+    // afterwards, as 事後確認 does.
+    let mut config = scenario().sim_config();
+    let month_later = today().checked_add_months(chrono::Months::new(1)).unwrap();
+    config.today = Some(month_later);
+    let sim = Sim::with_config(config).await;
+    let months_before = |n| today().checked_sub_months(chrono::Months::new(n)).unwrap();
+    // A visit a month ago, the certificate expired 2 months before it: in grace.
+    let r = sim.card(&visual_request_on("expired-2m", today())).await;
+    assert_eq!(validity(&r), "1");
+    assert_eq!(
+        body(&r).processing_result_code.as_deref(),
+        Some("SIM-W2002")
+    );
+    // Expired 4 months before that visit: beyond grace.
+    let r = sim.card(&visual_request_on("expired-4m", today())).await;
+    assert_eq!(person_error(&r), "SIM-E1104");
+    // The same certificate, 5 months expired by the clock, was in grace at a visit 2 months
+    // after its expiry: the visit decides, not the day of the question.
+    let r = sim
+        .card(&visual_request_on("expired-4m", months_before(2)))
+        .await;
+    assert_eq!(validity(&r), "1");
+    assert_eq!(
+        body(&r).processing_result_code.as_deref(),
+        Some("SIM-W2002")
+    );
+    // And a visit before the expiry was not even in grace.
+    let r = sim
+        .card(&visual_request_on("expired-4m", months_before(5)))
+        .await;
+    assert_eq!(validity(&r), "1");
+    assert_ne!(
+        body(&r).processing_result_code.as_deref(),
+        Some("SIM-W2002")
+    );
     sim.handle.shutdown().await;
 }
 
