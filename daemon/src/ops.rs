@@ -33,7 +33,7 @@ pub enum OpError {
     /// No check has this id.
     #[error("no check {0}")]
     NotFound(String),
-    /// The check is already decided; the first decision stands.
+    /// The check is already decided (by staff or the reconciler); it is left as it is.
     #[error("check {0} is already decided")]
     AlreadyDecided(String),
     /// The claim was made or its deadline passed: the claim basis cannot change.
@@ -63,7 +63,7 @@ impl OpError {
             OpError::Invalid { message_ja, .. } => message_ja.clone(),
             OpError::NotFound(id) => format!("確認 {id} は見つかりません。"),
             OpError::AlreadyDecided(id) => {
-                format!("確認 {id} は対応済みです（最初の決定が有効です）。")
+                format!("確認 {id} はすでに対応済みです（tsunagi show {id} で内容を確認できます）。")
             }
             OpError::Final(id) => format!(
                 "確認 {id} は請求済み（または請求期限を過ぎています）のため、請求の根拠は変えられません。"
@@ -305,6 +305,8 @@ pub async fn report_numbers(
     request: &NumbersRequest,
     now: DateTime<FixedOffset>,
 ) -> Result<CheckView, OpError> {
+    // Read, decide and write as one step against the reconciler and other requests.
+    let _deciding = ledger.deciding(id).await;
     let check = {
         let ledger = ledger.clone();
         let id = id.to_string();
@@ -351,7 +353,7 @@ pub struct ResolveRequest {
 }
 
 /// Resolves an open check by hand with a reason. A check already decided is left as it is
-/// (the first decision stands) and refused with a message saying so.
+/// and refused with a message saying so.
 pub async fn resolve_by_hand(
     ledger: &Ledger,
     id: &str,
@@ -367,6 +369,8 @@ pub async fn resolve_by_hand(
             ))
         }
     };
+    // Read, decide and write as one step against the reconciler and other requests.
+    let _deciding = ledger.deciding(id).await;
     let check = {
         let ledger = ledger.clone();
         let id = id.to_string();
@@ -400,6 +404,8 @@ pub async fn mark_claimed(
     id: &str,
     now: DateTime<FixedOffset>,
 ) -> Result<CheckView, OpError> {
+    // Read, decide and write as one step against the reconciler and other requests.
+    let _deciding = ledger.deciding(id).await;
     let check = {
         let ledger = ledger.clone();
         let id = id.to_string();

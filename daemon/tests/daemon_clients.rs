@@ -956,3 +956,89 @@ fn a_repeated_request_records_one_check() {
     let (_, list) = d.get("/v1/checks?state=all");
     assert_eq!(list["checks"].as_array().map(Vec::len), Some(1), "{list}");
 }
+
+/// A requester that goes away mid-check (Ctrl-C, a page that times out) does not cut the
+/// check in half: tsunagid finishes the card session, records the check with its answer,
+/// and lets go of the reader. A request repeated with the same `check_id` is answered from
+/// the record, without reading the card again.
+#[test]
+fn a_check_whose_requester_leaves_is_finished_and_a_repeat_is_answered_from_the_record() {
+    let w = World::new();
+    let d = Tsunagid::start(
+        &w.sim.base_url(),
+        institution(),
+        "[reconcile]\ninterval_secs = 3600\n[oqs]\ntimeout_ms = 5000\n",
+    );
+    wait_status(&d, "the line online", Duration::from_secs(20), |s| {
+        s["line"] == "online"
+    });
+    // Answers take a second; the requester gives up after 300 ms, while the query runs.
+    w.sim.faults().set_delay(Duration::from_millis(1000));
+    let id = ulid::Ulid::new().to_string();
+    let body = json!({
+        "method": "visual",
+        "reader": harness::reader_name(0),
+        "card_wait_secs": 10,
+        "check_id": id,
+    });
+    let impatient = d
+        .client()
+        .post(d.url("/v1/checks"))
+        .bearer_auth(&d.token)
+        .timeout(Duration::from_millis(300))
+        .json(&body);
+    let gave_up = d.block_on(async move { impatient.send().await });
+    assert!(gave_up.is_err(), "the requester timed out: {gave_up:?}");
+    // The check is finished and recorded with its answer all the same.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let seen = loop {
+        let (status, view) = d.get(&format!("/v1/checks/{id}"));
+        if status == 200 && view["answer"]["status"] == "confirmed" {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "never recorded: {status} {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(seen["phase"], "done", "{seen}");
+    w.sim.faults().clear();
+
+    // The same request again: answered from the record; still one check.
+    let searches = w.sim.request_count();
+    let (status, report) = d.post("/v1/checks", &body);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "confirmed", "{report}");
+    assert_eq!(report["check_id"], Value::String(id.clone()), "{report}");
+    assert!(
+        report["message_ja"]
+            .as_str()
+            .is_some_and(|m| m.contains("記録済み")),
+        "{report}"
+    );
+    assert_eq!(
+        w.sim.request_count(),
+        searches,
+        "the system was not asked again"
+    );
+    let (_, list) = d.get("/v1/checks?state=all");
+    assert_eq!(list["checks"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // The reader was let go: a new check on it goes through.
+    let (status, fresh) = d.post(
+        "/v1/checks",
+        &json!({"method": "visual", "reader": harness::reader_name(0), "card_wait_secs": 10}),
+    );
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(fresh["status"], "confirmed", "{fresh}");
+}
+
+/// serde quotes the value it refuses; a PIN sent with the wrong type must not come back in
+/// the problem document (the CLI prints `detail`, other clients log it).
+#[test]
+fn a_pin_of_the_wrong_type_is_never_echoed() {
+    let d = Tsunagid::start("http://127.0.0.1:9", institution(), "");
+    let (status, p) = d.post("/v1/checks", &json!({"method": "pin", "pin": 987_654}));
+    assert_eq!(status, 400, "{p}");
+    assert_eq!(p["field"], "pin", "{p}");
+    assert!(!p.to_string().contains("987654"), "{p}");
+    assert!(!d.log_text().contains("987654"));
+}

@@ -226,6 +226,11 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
                 .split_once(": ")
                 .map(|(path, _)| path)
                 .filter(|p| !p.contains(' ') && *p != ".");
+            // serde quotes the value it refused: never echo a PIN.
+            if field == Some("pin") {
+                return Problem::bad_request("暗証番号は数字4桁の文字列で送ってください。")
+                    .field("pin");
+            }
             let mut p =
                 Problem::bad_request(format!("リクエストの内容が正しくありません（{detail}）。"));
             if let Some(f) = field {
@@ -276,6 +281,9 @@ pub struct CheckStartRequest {
     /// An id the client made for this check (a ULID): sending the same request again
     /// (after a lost answer) never records a second check.
     pub check_id: Option<String>,
+    /// The card has no photo (applied for before the first birthday): PIN only (R2).
+    #[serde(default)]
+    pub photo_less: bool,
 }
 
 /// Identity method (本人確認の方法).
@@ -378,6 +386,7 @@ impl CheckStartRequest {
         }
         let check_id = self.check_id.as_deref().map(ulid_id).transpose()?;
         Ok(StartCheck {
+            photo_less: self.photo_less,
             check_id,
             reader: self.reader.clone().filter(|r| !r.is_empty()),
             method,
@@ -400,7 +409,8 @@ impl CheckStartRequest {
         (status = 200, description = "The check ran (see `status`)", body = CheckReport),
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The reader is busy", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The reader is busy, or a check with this id is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The daemon is stopping", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The capture could not be saved", body = Problem, content_type = "application/problem+json"),
@@ -417,6 +427,18 @@ async fn start_check(
             StatusCode::CONFLICT,
             "reader-busy",
             "Reader busy",
+            e.message_ja(),
+        )),
+        Err(e @ StartError::InProgress(_)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in-progress",
+            "Check in progress",
+            e.message_ja(),
+        )),
+        Err(e @ StartError::Task(_)) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "Daemon stopping",
             e.message_ja(),
         )),
         Err(e @ StartError::Ledger(_)) => {
@@ -688,7 +710,7 @@ async fn reconcile(
     State(app): State<App>,
     Body(request): Body<ReconcileRequest>,
 ) -> Result<Json<ReconcileReport>, Problem> {
-    match app.daemon.pass(request.force).await {
+    match app.daemon.pass_owned(request.force).await {
         Ok(report) => Ok(Json(ReconcileReport {
             ran: report.is_some(),
             pass: report.unwrap_or_default(),
@@ -738,6 +760,11 @@ impl StreamEvent {
                 }
                 .into(),
                 check_id: Some(c.check_id.clone()),
+                line: None,
+            },
+            DaemonEvent::Resync => StreamEvent {
+                kind: "resync".into(),
+                check_id: None,
                 line: None,
             },
             DaemonEvent::Line(state) => StreamEvent {

@@ -3,8 +3,17 @@
 //! Tsunagi sends short APDUs and reads long files in chunks: extended length works only when
 //! both the reader driver and the card support it, and the JPKI clients in the wild (OpenSC,
 //! myna, jpki-rs) all stay with short APDUs.
+//!
+//! Two status words are not answers but requests to ask again (ISO 7816-4 §5.1.3, and
+//! jpki-card.md §2.5): `61 xx` (more data waits: fetch it with GET RESPONSE, the T=0 way a
+//! reader that does not chain by itself shows it) and `6C xx` (wrong Le: send the same command
+//! again with Le = xx). [`StatusWord::more_data`], [`StatusWord::exact_le`],
+//! [`Command::get_response`] and [`Command::with_le`] give the pieces; the session follows
+//! them (`jpki::JpkiSession`), so no flow above it ever sees either status word.
 
 use std::fmt;
+
+use der::zeroize::Zeroize;
 
 /// A status word (SW1 SW2) returned by the card.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +30,10 @@ impl StatusWord {
     pub const REFERENCE_DATA_UNUSABLE: StatusWord = StatusWord(0x6984);
     /// `6A 82`: file or application not found.
     pub const NOT_FOUND: StatusWord = StatusWord(0x6A82);
+    /// `6A 88`: referenced data (here: the PIN's reference data) not found.
+    pub const REFERENCE_DATA_NOT_FOUND: StatusWord = StatusWord(0x6A88);
+    /// `62 82`: end of file reached before Le bytes were read (a warning: the data is good).
+    pub const END_OF_FILE: StatusWord = StatusWord(0x6282);
 
     /// SW1.
     pub fn sw1(self) -> u8 {
@@ -40,6 +53,17 @@ impl StatusWord {
     /// `63 Cx`: a PIN status or wrong-PIN answer carrying the tries left.
     pub fn pin_tries_left(self) -> Option<u8> {
         (self.sw1() == 0x63 && self.sw2() & 0xF0 == 0xC0).then_some(self.sw2() & 0x0F)
+    }
+
+    /// `61 xx`: the answer goes on; `xx` more bytes (`00` = 256 or more) wait for a GET
+    /// RESPONSE. Returns the Le to ask with.
+    pub fn more_data(self) -> Option<u8> {
+        (self.sw1() == 0x61).then_some(self.sw2())
+    }
+
+    /// `6C xx`: the command's Le was wrong; `xx` (`00` = 256) is the length to ask for.
+    pub fn exact_le(self) -> Option<u8> {
+        (self.sw1() == 0x6C).then_some(self.sw2())
     }
 
     /// Whether this status means the PIN is blocked: `63 C0`, `69 83` or `69 84`.
@@ -66,11 +90,16 @@ impl fmt::Display for StatusWord {
 }
 
 /// A short command APDU.
+///
+/// A secret command (VERIFY) wipes its bytes when dropped, so the PIN does not linger in
+/// freed memory; it is never printed and never sent twice (see [`Command::with_le`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
     bytes: Vec<u8>,
     /// Whether the data field is secret (VERIFY): never printed.
     secret: bool,
+    /// Whether the last byte is an Le (cases 2 and 4).
+    has_le: bool,
 }
 
 impl Command {
@@ -80,7 +109,10 @@ impl Command {
     /// Returns `None` when the data does not fit a short APDU.
     pub fn new(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<u8>) -> Option<Self> {
         let lc = u8::try_from(data.len()).ok()?;
-        let mut bytes = vec![cla, ins, p1, p2];
+        // Sized once, so the data (a PIN, for VERIFY) is written to this buffer only and no
+        // reallocation leaves a copy behind in freed memory.
+        let mut bytes = Vec::with_capacity(4 + 1 + data.len() + 1);
+        bytes.extend_from_slice(&[cla, ins, p1, p2]);
         if !data.is_empty() {
             bytes.push(lc);
             bytes.extend_from_slice(data);
@@ -91,13 +123,46 @@ impl Command {
         Some(Self {
             bytes,
             secret: false,
+            has_le: le.is_some(),
         })
     }
 
-    /// Marks the data field as secret, so `Debug` hides it.
+    /// GET RESPONSE `00 C0 00 00 le`: fetches the rest of an answer the card announced with
+    /// `61 xx`.
+    pub fn get_response(le: u8) -> Self {
+        Self {
+            bytes: vec![0x00, 0xC0, 0x00, 0x00, le],
+            secret: false,
+            has_le: true,
+        }
+    }
+
+    /// The same command with another Le, to answer a `6C xx`. `None` for a command that has
+    /// no Le (the card cannot mean it) and for a secret one: a VERIFY is never sent twice
+    /// on the card's say-so, since a second try could cost the patient a PIN try.
+    pub fn with_le(&self, le: u8) -> Option<Self> {
+        if !self.has_le || self.secret {
+            return None;
+        }
+        let mut bytes = self.bytes.clone();
+        let last = bytes.last_mut()?;
+        *last = le;
+        Some(Self {
+            bytes,
+            secret: false,
+            has_le: true,
+        })
+    }
+
+    /// Marks the data field as secret, so `Debug` hides it and drop wipes it.
     pub fn secret(mut self) -> Self {
         self.secret = true;
         self
+    }
+
+    /// Whether the data field is secret.
+    pub fn is_secret(&self) -> bool {
+        self.secret
     }
 
     /// The encoded command.
@@ -108,6 +173,17 @@ impl Command {
     /// The instruction byte.
     pub fn ins(&self) -> u8 {
         self.bytes[1]
+    }
+}
+
+impl Drop for Command {
+    fn drop(&mut self) {
+        if self.secret {
+            // `Zeroize` writes through volatile stores the optimiser may not drop, which a
+            // plain `fill(0)` before the free does not promise. (`der` re-exports the crate;
+            // rsa's pkcs8 dependency always enables it.)
+            self.bytes.zeroize();
+        }
     }
 }
 
@@ -129,6 +205,11 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response from its parts (used to join a chained answer).
+    pub fn new(data: Vec<u8>, sw: StatusWord) -> Self {
+        Self { data, sw }
+    }
+
     /// Splits raw response bytes into data and status word. Fewer than two bytes is malformed.
     pub fn parse(raw: &[u8]) -> Option<Self> {
         let split = raw.len().checked_sub(2)?;
@@ -240,6 +321,42 @@ mod tests {
             assert!(StatusWord(sw).is_pin_blocked(), "{sw:04X}");
         }
         assert!(!StatusWord(0x63C1).is_pin_blocked());
+    }
+
+    #[test]
+    fn asking_again() {
+        // It reads the Le of a 61xx and of a 6Cxx, and nothing else.
+        assert_eq!(StatusWord(0x6110).more_data(), Some(0x10));
+        assert_eq!(StatusWord(0x6100).more_data(), Some(0x00));
+        assert_eq!(StatusWord(0x9000).more_data(), None);
+        assert_eq!(StatusWord(0x6C58).exact_le(), Some(0x58));
+        assert_eq!(StatusWord(0x6A82).exact_le(), None);
+        // It encodes GET RESPONSE.
+        assert_eq!(
+            Command::get_response(0x9C).as_bytes(),
+            &[0, 0xC0, 0, 0, 0x9C]
+        );
+        // It replaces the Le of a case-2 command.
+        let read = Command::new(0x00, 0xB0, 0x02, 0x00, &[], Some(0)).unwrap();
+        assert_eq!(
+            read.with_le(0x58).unwrap().as_bytes(),
+            &[0, 0xB0, 2, 0, 0x58]
+        );
+        // It replaces the Le of a case-4 command and keeps the data.
+        let sign = Command::new(0x80, 0x2A, 0x00, 0x80, &[1, 2, 3], Some(0)).unwrap();
+        assert_eq!(
+            sign.with_le(0x10).unwrap().as_bytes(),
+            &[0x80, 0x2A, 0, 0x80, 3, 1, 2, 3, 0x10]
+        );
+        // It refuses to invent an Le for a case-1 or case-3 command.
+        let select = Command::new(0x00, 0xA4, 0x02, 0x0C, &[0, 0x0A], None).unwrap();
+        assert!(select.with_le(0x10).is_none());
+        // It never re-sends a secret command.
+        let verify = Command::new(0x00, 0x20, 0x00, 0x80, b"1234", Some(0))
+            .unwrap()
+            .secret();
+        assert!(verify.is_secret());
+        assert!(verify.with_le(0x10).is_none());
     }
 
     #[test]

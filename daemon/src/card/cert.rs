@@ -16,9 +16,9 @@ pub struct CertificateInfo {
     pub serial_hex: String,
     /// Issuer distinguished name.
     pub issuer: String,
-    /// First day of validity (UTC date).
+    /// First day of validity (Japan date).
     pub not_before: NaiveDate,
-    /// Last day of validity (UTC date).
+    /// Last day of validity (Japan date): the day the grace period (R3) is counted from.
     pub not_after: NaiveDate,
     public_key: RsaPublicKey,
 }
@@ -39,9 +39,12 @@ impl CertificateInfo {
             RsaPublicKey::from_public_key_der(&spki).map_err(|_| CardError::BadCertificate {
                 detail: "certificate key is not RSA",
             })?;
+        // Validity is an instant; the rules count in Japan dates. J-LIS certificates end at
+        // 23:59:59 JST, which is still the same day in UTC, but a start at 00:00 JST is the
+        // previous day in UTC — so convert rather than take the UTC date.
         let date = |t: x509_cert::time::Time| {
             chrono::DateTime::from_timestamp(t.to_unix_duration().as_secs() as i64, 0)
-                .map(|d| d.date_naive())
+                .map(|d| d.with_timezone(&crate::check::jst()).date_naive())
                 .ok_or(CardError::BadCertificate {
                     detail: "certificate validity out of range",
                 })

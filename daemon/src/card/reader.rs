@@ -3,11 +3,17 @@
 //!
 //! The calls block, so the check runs them on a blocking thread. A reader name is chosen by
 //! the operator (`--reader`) or, without one, the first reader that has a card wins.
+//!
+//! A check's APDUs all go inside one PC/SC transaction ([`Transport::exclusive`]): the
+//! connection is shared (other programs may watch the reader), and without a transaction
+//! another program's command could land between our VERIFY and our signature, or use the
+//! verified state after us. The transaction ends with a card reset, so that state is gone
+//! before anyone else gets the card; `pcsc::Transaction`'s drop ends it on a panic too.
 
 use std::ffi::{CStr, CString};
 use std::time::{Duration, Instant};
 
-use pcsc::{Context, Protocols, ReaderState, Scope, ShareMode, State};
+use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 
 use super::{CardError, Transport};
 
@@ -181,33 +187,71 @@ impl std::fmt::Debug for PcscTransport {
 
 impl Transport for PcscTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardError> {
-        // 256 data bytes plus the status word, the most a short APDU answers.
-        let mut buf = [0u8; 258];
-        match self.card.transmit(command, &mut buf) {
-            Ok(answer) if answer.len() >= 2 => Ok(answer.to_vec()),
-            Ok(_) => Err(self.diagnose(None)),
-            Err(e) => Err(self.diagnose(Some(e))),
+        transmit_on(&self.card, command)
+    }
+
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), CardError>,
+    ) -> Result<(), CardError> {
+        let transaction = match self.card.transaction2() {
+            Ok(t) => t,
+            // The card was reset since we connected (by pcscd or another program): our
+            // handle must learn that before it may hold the card. Reconnect once, then go.
+            Err((card, pcsc::Error::ResetCard)) => {
+                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                    .map_err(CardError::from_pcsc)?;
+                card.transaction().map_err(CardError::from_pcsc)?
+            }
+            Err((_, e)) => return Err(CardError::from_pcsc(e)),
+        };
+        let result = body(&mut InTransaction { card: &transaction });
+        // Reset, not leave: the PIN's verified state must be gone before the card is
+        // anyone else's. A failure here (the card left) changes nothing for the check; the
+        // transaction's drop then ends it as far as pcscd still can.
+        if let Err((_transaction, e)) = transaction.end(Disposition::ResetCard) {
+            tracing::debug!(error = %e, "ending the card transaction failed");
         }
+        result
     }
 }
 
-impl PcscTransport {
-    /// Tells a card pulled out mid-exchange from other failures. pcscd reports a vanished
-    /// card inconsistently (an empty answer, "not transacted", "removed") and notices the
-    /// removal only at its next poll, so the card's presence is asked a few times.
-    fn diagnose(&self, error: Option<pcsc::Error>) -> CardError {
-        for _ in 0..5 {
-            match self.card.status2_owned() {
-                Ok(status) if status.status().contains(pcsc::Status::PRESENT) => {}
-                Ok(_) => return CardError::Removed,
-                Err(e) if CardError::from_pcsc(e).is_removed() => return CardError::Removed,
-                Err(_) => {}
-            }
-            std::thread::sleep(Duration::from_millis(200));
+/// The card while this process holds its transaction.
+struct InTransaction<'a> {
+    card: &'a pcsc::Card,
+}
+
+impl Transport for InTransaction<'_> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardError> {
+        transmit_on(self.card, command)
+    }
+}
+
+fn transmit_on(card: &pcsc::Card, command: &[u8]) -> Result<Vec<u8>, CardError> {
+    // 256 data bytes plus the status word, the most a short APDU answers.
+    let mut buf = [0u8; 258];
+    match card.transmit(command, &mut buf) {
+        Ok(answer) if answer.len() >= 2 => Ok(answer.to_vec()),
+        Ok(_) => Err(diagnose(card, None)),
+        Err(e) => Err(diagnose(card, Some(e))),
+    }
+}
+
+/// Tells a card pulled out mid-exchange from other failures. pcscd reports a vanished card
+/// inconsistently (an empty answer, "not transacted", "removed") and notices the removal only
+/// at its next poll, so the card's presence is asked a few times.
+fn diagnose(card: &pcsc::Card, error: Option<pcsc::Error>) -> CardError {
+    for _ in 0..5 {
+        match card.status2_owned() {
+            Ok(status) if status.status().contains(pcsc::Status::PRESENT) => {}
+            Ok(_) => return CardError::Removed,
+            Err(e) if CardError::from_pcsc(e).is_removed() => return CardError::Removed,
+            Err(_) => {}
         }
-        match error {
-            Some(e) => CardError::from_pcsc(e),
-            None => CardError::TruncatedResponse,
-        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match error {
+        Some(e) => CardError::from_pcsc(e),
+        None => CardError::TruncatedResponse,
     }
 }

@@ -5,8 +5,12 @@
 //! institution and the time of the check, so the qualification system can tell a fresh proof
 //! from a replay of another clinic's.
 //!
-//! Offline capture and reconciliation build on this module in a later step; today a
-//! transport failure is reported to the operator with what to do now.
+//! The card's own rules (R2 infant cards, R3 grace judged on the visit date, R6 no grace
+//! for a smartphone, no-PIN 顔認証 cards) are applied while the card is read, before the
+//! query: a card that cannot be used ends here as [`CardError::Refused`], which the workflow
+//! reports as refused and never captures — the patient is told at the counter, not after
+//! they left. A certificate in its grace period goes on, and the outcome carries the
+//! notice to renew ([`CheckOutcome::certificate_notice_ja`]).
 
 pub mod capture;
 pub mod health;
@@ -17,10 +21,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 
 use crate::card::cert::CertificateInfo;
-use crate::card::{self, CardError, CardEvidence, PinEntry, Transport};
+use crate::card::{self, CardError, CardEvidence, CheckPlan, PinEntry, Transport};
 use crate::domain::IdentityMethod;
 use crate::oqs::challenge::Challenge;
 use crate::oqs::{Answer, CardQuery, OqsClient, QueryError};
+use crate::rules::RuleSettings;
 
 /// Japan Standard Time (UTC+9, no daylight saving): the clock of visit dates.
 pub fn jst() -> FixedOffset {
@@ -94,9 +99,19 @@ pub struct CheckOutcome {
     pub timings: CheckTimings,
 }
 
-/// Runs one check: reads the card (on a blocking thread) and asks the qualification system
-/// as of `visit_date` — unless `client` is `None` (known offline), when the answer is
-/// `Unreachable` at once.
+impl CheckOutcome {
+    /// The daemon's own notice about the card for staff, as (stable code, message): today
+    /// only "expired, in its grace period — tell the patient to renew" (R3). It stands
+    /// whatever the qualification system answers, and when it cannot answer at all.
+    pub fn certificate_notice_ja(&self) -> Option<(&'static str, String)> {
+        self.evidence.standing.notice_ja()
+    }
+}
+
+/// Runs one check: reads the card (on a blocking thread), applying the card's own rules on
+/// the visit date, and asks the qualification system as of `visit_date` — unless `client`
+/// is `None` (known offline), when the answer is `Unreachable` at once. The rule dates are
+/// the documented defaults; [`run_with_settings`] takes the clinic's.
 ///
 /// Cancel safety: not cancel-safe once the card task started; dropping the future leaves the
 /// card task to finish on its own thread.
@@ -107,7 +122,34 @@ pub async fn run<T: Transport + 'static>(
     now: DateTime<FixedOffset>,
     client: Option<&OqsClient>,
     institution_code: &str,
+    pin_entry: Box<dyn PinEntry + Send>,
+) -> Result<CheckOutcome, CheckError> {
+    run_with_settings(
+        transport,
+        method,
+        visit_date,
+        now,
+        client,
+        institution_code,
+        pin_entry,
+        RuleSettings::default(),
+    )
+    .await
+}
+
+/// [`run`] with the clinic's rule settings (the smartphone start date, R6).
+///
+/// Cancel safety: as [`run`].
+#[allow(clippy::too_many_arguments)] // `run`'s arguments plus the settings; a struct would only rename them.
+pub async fn run_with_settings<T: Transport + 'static>(
+    transport: T,
+    method: IdentityMethod,
+    visit_date: NaiveDate,
+    now: DateTime<FixedOffset>,
+    client: Option<&OqsClient>,
+    institution_code: &str,
     mut pin_entry: Box<dyn PinEntry + Send>,
+    settings: RuleSettings,
 ) -> Result<CheckOutcome, CheckError> {
     let started = Instant::now();
     let challenge =
@@ -117,11 +159,30 @@ pub async fn run<T: Transport + 'static>(
         .map(Challenge::sha256_digest_info)
         .unwrap_or_default();
     let evidence = tokio::task::spawn_blocking(move || {
-        card::read_for_check(transport, method, &digest_info, pin_entry.as_mut())
+        let plan = CheckPlan {
+            method,
+            kind: pin_entry.card_kind(),
+            visit_date,
+            settings: &settings,
+        };
+        card::read_for_check(transport, &plan, &digest_info, pin_entry.as_mut())
     })
     .await
-    .map_err(|e| CheckError::Task(e.to_string()))??;
-    let certificate = CertificateInfo::parse(&evidence.certificate_der)?;
+    .map_err(|e| CheckError::Task(e.to_string()))?;
+    let evidence = match evidence {
+        Ok(e) => e,
+        Err(e) => {
+            if let CardError::Refused { reason } = &e {
+                tracing::info!(
+                    method = method.as_str(),
+                    reason = reason.name(),
+                    "card refused at the counter"
+                );
+            }
+            return Err(e.into());
+        }
+    };
+    let certificate = evidence.certificate.clone();
     let query = CardQuery {
         visit_date,
         method,

@@ -90,9 +90,22 @@ pub async fn perform<T: Transport + 'static>(
         Ok(_) => None,
     };
     let capture = captured(&outcome, &request.visit, reason, now);
-    ledger
+    if let Err(e) = ledger
         .record(&id, visit_date, &CheckEvent::Captured(capture.clone()))
-        .await?;
+        .await
+    {
+        if outcome.answer.is_err() {
+            // A capture that is not saved must not be acknowledged.
+            return Err(e);
+        }
+        // Answered online: the answer stands on screen; only the record is missing.
+        tracing::error!(error = %e, "an answered check could not be recorded");
+        report.instructions_ja.push(format!(
+            "この確認は記録できませんでした（{}）。",
+            e.message_ja()
+        ));
+        return Ok(report);
+    }
     if let Ok(answer) = &outcome.answer {
         let event = crate::reconcile::answered(Via::Card, answer, now);
         if let Err(e) = ledger
@@ -106,10 +119,58 @@ pub async fn perform<T: Transport + 'static>(
     } else {
         report.status = ReportStatus::Captured;
         report.instructions_ja = instructions_ja(&capture);
+        report
+            .instructions_ja
+            .extend(report.notices.iter().map(|n| n.message_ja.clone()));
         report.message_ja = format!("オフライン受付（確認ID: {id}）");
     }
     report.check_id = Some(id);
     Ok(report)
+}
+
+/// The report of a check already recorded: what a request repeated with the same check id
+/// is answered with (the card is not read again). The qualification's details are not kept
+/// in the ledger, only its numbers; `tsunagi show` gives the rest.
+pub fn recorded_report(c: &crate::ledger::fold::CheckState) -> CheckReport {
+    use crate::ledger::event::AnswerStatus;
+    let status = match c.best_answer().map(|a| a.status) {
+        Some(AnswerStatus::Confirmed) => ReportStatus::Confirmed,
+        Some(AnswerStatus::Invalid) => ReportStatus::Invalid,
+        Some(AnswerStatus::NotFound) => ReportStatus::NotFound,
+        Some(AnswerStatus::Multiple) => ReportStatus::Multiple,
+        Some(AnswerStatus::CardRefused) => ReportStatus::Refused,
+        None if c.was_captured_offline() => ReportStatus::Captured,
+        None => ReportStatus::Error,
+    };
+    CheckReport {
+        status,
+        check_id: Some(c.id.clone()),
+        method: c
+            .captured
+            .card
+            .as_ref()
+            .map_or(crate::domain::IdentityMethod::Visual, |card| card.method),
+        visit_date: c.visit_date(),
+        certificate: None,
+        apdus: 0,
+        qualification: None,
+        candidates: Vec::new(),
+        newer_exists: c.best_answer().is_some_and(|a| a.newer_exists),
+        notices: Vec::new(),
+        error: None,
+        transient: false,
+        pin_tries_left: None,
+        message_ja: format!(
+            "この確認は記録済みです（確認ID: {}、{}）。",
+            c.id,
+            crate::view::CheckPhase::from(c.phase()).label_ja()
+        ),
+        instructions_ja: if status == ReportStatus::Captured {
+            instructions_ja(&c.captured)
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 /// The report of a check that got as far as the qualification system.
@@ -179,6 +240,16 @@ fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
             r.message_ja = e.message_ja();
         }
     }
+    // The daemon's own judgement of the certificate on the visit date (R3): in its grace
+    // period, the patient is told to renew.
+    if let Some((code, message_ja)) = outcome.certificate_notice_ja() {
+        if !r.notices.iter().any(|n| n.code == code) {
+            r.notices.push(NoticeView {
+                code: code.to_string(),
+                message_ja,
+            });
+        }
+    }
     r
 }
 
@@ -235,6 +306,7 @@ fn card_refused(e: &CardError) -> bool {
             | CardError::LastTryNotConfirmed
             | CardError::Cancelled
             | CardError::NotMyNumberCard
+            | CardError::Refused { .. }
     )
 }
 
@@ -257,5 +329,6 @@ pub fn card_error_name(error: &CardError) -> &'static str {
         CardError::SignatureMismatch => "signature-mismatch",
         CardError::Unexpected { .. } => "unexpected-status",
         CardError::Pcsc(_) => "pcsc",
+        CardError::Refused { reason } => reason.name(),
     }
 }

@@ -155,7 +155,7 @@ async fn check_here(
         Err(e) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
     };
     let ledger = dir.map(open_ledger).transpose()?;
-    let entry = TerminalPinEntry::new(args.confirm_last_try);
+    let entry = TerminalPinEntry::new(args.confirm_last_try).photo_less(args.photo_less);
     workflow::perform(
         Reception {
             ledger: ledger.as_ref(),
@@ -188,6 +188,7 @@ async fn check_through(api: &ApiClient, args: &CheckArgs) -> Result<CheckReport,
         // One id for every try of this check: a request repeated after a lost answer never
         // records a second check.
         check_id: Some(crate::ledger::new_check_id()),
+        photo_less: args.photo_less,
     };
     let mut tries_left = 3;
     loop {
@@ -249,6 +250,7 @@ pub fn io_error(e: std::io::Error) -> CommandError {
 pub struct TerminalPinEntry {
     interactive: bool,
     confirm_last_try: bool,
+    photo_less: bool,
 }
 
 impl TerminalPinEntry {
@@ -257,7 +259,14 @@ impl TerminalPinEntry {
         Self {
             interactive: std::io::stdin().is_terminal(),
             confirm_last_try,
+            photo_less: false,
         }
+    }
+
+    /// The operator says the card has no photo (R2).
+    pub fn photo_less(mut self, photo_less: bool) -> Self {
+        self.photo_less = photo_less;
+        self
     }
 }
 
@@ -310,6 +319,14 @@ impl PinEntry for TerminalPinEntry {
 
     fn wrong_pin(&mut self, tries_left: u8) {
         eprintln!("{}", CardError::WrongPin { tries_left }.message_ja());
+    }
+
+    fn card_kind(&self) -> crate::rules::identity::CardKind {
+        if self.photo_less {
+            crate::rules::identity::CardKind::InfantNoPhoto
+        } else {
+            crate::rules::identity::CardKind::Standard
+        }
     }
 }
 

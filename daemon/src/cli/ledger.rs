@@ -17,7 +17,7 @@ use crate::check::now_jst;
 use crate::ops::{
     self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest, NumbersRequest,
 };
-use crate::reconcile::{ReconcileConfig, Reconciler};
+use crate::reconcile::Reconciler;
 use crate::service::Status;
 use crate::view::{AnswerKind, CheckView, ListState, ResolutionView};
 
@@ -374,7 +374,11 @@ pub async fn reconcile(
         Target::Direct(dir) => {
             let ledger = direct_ledger(dir)?;
             let (client, _) = oqs_client(&args.oqs)?;
-            let reconciler = Reconciler::new(ledger, client, ReconcileConfig::default());
+            // The same settings tsunagid would use (claim field lengths, check digit).
+            let settings = super::settings::load_config(config)?
+                .map(|c| c.reconcile_config())
+                .unwrap_or_default();
+            let reconciler = Reconciler::new(ledger, client, settings);
             let pass = reconciler
                 .run_pass(now_jst(), args.now)
                 .await

@@ -98,6 +98,17 @@ impl CheckState {
         Some((d.numbers.as_ref()?, d.birth_date))
     }
 
+    /// Whether the last query ended in an error asking again cannot cure (an answer with a
+    /// code value this client does not know, or one that contradicts itself) and nothing
+    /// was reported since: staff confirm another way.
+    pub fn gave_up(&self) -> bool {
+        const FINAL: [&str; 2] = ["unknown-code", "inconsistent"];
+        self.last_error
+            .as_deref()
+            .is_some_and(|e| FINAL.contains(&e))
+            && self.reported.is_none()
+    }
+
     /// Whether numbers reported later arrived after the current decision, in time to change
     /// it (on or before the claim deadline, and before the claim): the check is asked about
     /// again.
@@ -149,6 +160,7 @@ impl CheckState {
             return Phase::Done;
         }
         match self.best_answer().map(|a| a.status) {
+            None if self.gave_up() => Phase::NeedsStaff,
             None => Phase::Waiting,
             Some(AnswerStatus::Multiple) => Phase::NeedsStaff,
             Some(AnswerStatus::Invalid) if self.awaits_new_qualification() => Phase::NeedsStaff,
@@ -247,8 +259,16 @@ fn apply(s: &mut CheckState, event: &CheckEvent) {
             s.last_error = Some(error.clone());
         }
         CheckEvent::Resolved(r) => {
-            // After the claim nothing changes it; the same decision seen twice is one.
-            if s.claimed.is_none() && s.resolution.as_ref() != Some(r) {
+            // After the claim nothing changes it; the same decision seen twice (or made by two
+            // devices at different times) is one.
+            let same = |a: &Resolved| {
+                Resolved {
+                    at: r.at,
+                    replaces_because: r.replaces_because.clone(),
+                    ..a.clone()
+                } == *r
+            };
+            if s.claimed.is_none() && !s.resolution.as_ref().is_some_and(same) {
                 if let Some(before) = s.resolution.replace(r.clone()) {
                     s.replaced.push(before);
                 }

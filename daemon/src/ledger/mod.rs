@@ -193,6 +193,28 @@ pub struct Ledger {
     store: Store,
     cache: Arc<Mutex<FoldCache>>,
     changes: Option<tokio::sync::broadcast::Sender<Change>>,
+    decisions: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Held while one task reads a check, decides, and writes what it decided; see
+/// [`Ledger::deciding`].
+#[derive(Debug)]
+pub struct Deciding {
+    id: String,
+    entry: Arc<tokio::sync::Mutex<()>>,
+    map: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    _held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        // Let go first, then drop the entry if nobody else holds or waits for it.
+        self._held = None;
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&self.entry) == 2 {
+            map.remove(&self.id);
+        }
+    }
 }
 
 /// An event just made durable (変更通知), for whoever follows the ledger (the API's event
@@ -230,6 +252,7 @@ impl Ledger {
             store,
             cache: Arc::default(),
             changes: None,
+            decisions: Arc::default(),
         })
     }
 
@@ -238,6 +261,28 @@ impl Ledger {
     pub fn with_changes(mut self, changes: tokio::sync::broadcast::Sender<Change>) -> Self {
         self.changes = Some(changes);
         self
+    }
+
+    /// Serialises, within this process, what reads check `id`, decides and writes (a staff
+    /// resolution, a claim, numbers reported later, the reconciler's decision): without it
+    /// two of them could each read the check open and each write a decision, the later one
+    /// silently replacing the other. Hold the guard from the read to the write; never across
+    /// a query to the qualification system. (Between devices the fold's order decides.)
+    pub async fn deciding(&self, id: &str) -> Deciding {
+        let entry = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let held = entry.clone().lock_owned().await;
+        Deciding {
+            id: id.to_string(),
+            entry,
+            map: self.decisions.clone(),
+            _held: Some(held),
+        }
     }
 
     /// The underlying store.
@@ -277,7 +322,10 @@ impl Ledger {
             return Ok(None);
         };
         let lock = || self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((n, state)) = lock().entries.get(id) {
+        // Keyed by month too: one id in two months (a retry across a month's end) is two
+        // checks, never one served for the other.
+        let key = format!("{month}/{id}");
+        if let Some((n, state)) = lock().entries.get(&key) {
             if *n == info.events {
                 return Ok(Some(state.clone()));
             }
@@ -301,7 +349,7 @@ impl Ledger {
                 cache.entries.clear();
             }
             cache.entries.insert(
-                id.to_string(),
+                key,
                 (read_count(&read.rejected, info.events), state.clone()),
             );
         }

@@ -2,9 +2,11 @@
 //! system answers again, asks as of each visit date, and decides the claim basis in the
 //! ministry's order (R15; R17 for 柔整・あはき).
 //!
-//! Idempotent by construction: answers and decisions are events, the fold keeps the first
-//! decision, and a check is re-read from the ledger just before it is decided, so two
-//! reconcilers (or two devices) converge on one result.
+//! Idempotent by construction: answers and decisions are events, the fold keeps the latest
+//! decision in store order until the claim is made, and a check is re-read from the ledger
+//! just before it is decided (holding [`crate::ledger::Ledger::deciding`], so a staff
+//! decision in this process is never interleaved), so two reconcilers (or two devices)
+//! converge on one result.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -328,6 +330,25 @@ impl Reconciler {
             .await
     }
 
+    /// A final error: recorded once, not retried; the check waits for staff.
+    async fn give_up(
+        &self,
+        check: &CheckState,
+        e: &QueryError,
+        now: DateTime<FixedOffset>,
+    ) -> Result<One, LedgerError> {
+        tracing::warn!(check = %check.id, error = e.kind(), "final query error; left to staff");
+        self.record(
+            check,
+            CheckEvent::AttemptFailed {
+                error: e.kind().into(),
+                at: now,
+            },
+        )
+        .await?;
+        Ok(One::NeedsStaff)
+    }
+
     async fn fail(
         &self,
         check: &CheckState,
@@ -353,6 +374,11 @@ impl Reconciler {
         now: DateTime<FixedOffset>,
     ) -> Result<One, LedgerError> {
         let has = |c: &CheckState, via: Via| c.answers.iter().any(|a| a.via == via);
+        // An answer the client cannot trust (unknown code value, inconsistent) is not asked
+        // for again: staff confirm another way, or report numbers, which re-opens it.
+        if check.gave_up() {
+            return Ok(One::NeedsStaff);
+        }
         // 1. By card, as of the visit date.
         if let Some(card) = check.captured.card.clone() {
             if !has(&check, Via::Card) {
@@ -376,6 +402,9 @@ impl Reconciler {
                         ratio_percent: None,
                         answered_at: now,
                     },
+                    Err(e) if matches!(e.kind(), "unknown-code" | "inconsistent") => {
+                        return self.give_up(&check, &e, now).await
+                    }
                     Err(e) => return self.fail(&check, &e, now).await,
                 };
                 self.record(&check, CheckEvent::Answered(event.clone()))
@@ -417,11 +446,16 @@ impl Reconciler {
                             .await?;
                         check.answers.push(event);
                     }
+                    Err(e) if matches!(e.kind(), "unknown-code" | "inconsistent") => {
+                        return self.give_up(&check, &e, now).await
+                    }
                     Err(e) => return self.fail(&check, &e, now).await,
                 }
             }
         }
-        // 3. Decide, on the freshest state (another device may have decided meanwhile).
+        // 3. Decide, on the freshest state (another device may have decided meanwhile),
+        // with no staff decision about this check interleaved (no query from here on).
+        let _deciding = self.ledger.deciding(&check.id).await;
         let ledger = self.ledger.clone();
         let id = check.id.clone();
         let fresh = tokio::task::spawn_blocking(move || ledger.check(&id))

@@ -40,6 +40,8 @@ pub enum DaemonEvent {
     Check(Change),
     /// The line changed state.
     Line(LineState),
+    /// Changes were missed: clients read their lists again.
+    Resync,
 }
 
 /// A reception check as a client asks for it.
@@ -65,6 +67,8 @@ pub struct StartCheck {
     pub card_wait: std::time::Duration,
     /// The caller's id for the check (idempotency key), when it chose one.
     pub check_id: Option<String>,
+    /// The operator says the card has no photo (R2): PIN only.
+    pub photo_less: bool,
 }
 
 /// Why a reception check could not start.
@@ -76,6 +80,12 @@ pub enum StartError {
     /// The capture could not be written: the check is not saved.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A check with this id is being made by another request.
+    #[error("check {0} is in progress")]
+    InProgress(String),
+    /// The daemon is stopping, or the check's task failed.
+    #[error("check task: {0}")]
+    Task(String),
 }
 
 impl StartError {
@@ -86,6 +96,12 @@ impl StartError {
                 "カードリーダー「{r}」は別の確認に使用中です。終わってからもう一度確認してください。"
             ),
             StartError::Ledger(e) => e.message_ja(),
+            StartError::InProgress(id) => format!(
+                "確認 {id} はいま処理中です。終わってから結果を確認してください（tsunagi show {id}）。"
+            ),
+            StartError::Task(_) => {
+                "tsunagid が停止中のため、確認できませんでした。再起動後にもう一度確認してください。".into()
+            }
         }
     }
 }
@@ -107,6 +123,11 @@ struct Inner {
     events: broadcast::Sender<DaemonEvent>,
     readers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pass_lock: tokio::sync::Mutex<()>,
+    /// Work that must finish even when its requester goes away (a check on a card, a pass);
+    /// waited for at shutdown.
+    tasks: tokio_util::task::TaskTracker,
+    /// Client-made check ids whose check is being made now.
+    in_flight: Mutex<std::collections::HashSet<String>>,
     settings: RuleSettings,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -135,7 +156,9 @@ impl Daemon {
                         let _ = forward.send(DaemonEvent::Check(c));
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // Clients must read their lists again.
                         tracing::warn!(missed = n, "change stream lagged");
+                        let _ = forward.send(DaemonEvent::Resync);
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
@@ -175,6 +198,8 @@ impl Daemon {
                 events,
                 readers: Mutex::default(),
                 pass_lock: tokio::sync::Mutex::new(()),
+                tasks: tokio_util::task::TaskTracker::new(),
+                in_flight: Mutex::default(),
                 stopping,
             }),
         }
@@ -229,9 +254,55 @@ impl Daemon {
             .clone()
     }
 
+    /// Stops taking tracked work and waits for what runs (checks on cards, passes).
+    pub async fn finish_tasks(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
     /// One reception check: waits for the card, reads it, asks the qualification system (or
     /// captures at once when the line is known to be down), records, and reports.
+    ///
+    /// The work runs in a task the daemon owns: a requester that goes away (a closed
+    /// connection) does not cut a check in half — the card session, the capture and the
+    /// answer are finished, and the reader stays held until they are. A request repeated with
+    /// the same `check_id` is answered from the recorded check; the card is not read again.
     pub async fn check(&self, start: StartCheck) -> Result<CheckReport, StartError> {
+        if let Some(id) = start.check_id.clone() {
+            if let Some(report) = self.recorded_report(&id).await? {
+                return Ok(report);
+            }
+            if !lock(&self.inner.in_flight).insert(id.clone()) {
+                return Err(StartError::InProgress(id));
+            }
+        }
+        let this = self.clone();
+        let handle = self.inner.tasks.spawn(async move {
+            let id = start.check_id.clone();
+            let report = this.check_here(start).await;
+            if let Some(id) = id {
+                lock(&this.inner.in_flight).remove(&id);
+            }
+            report
+        });
+        handle.await.map_err(|e| StartError::Task(e.to_string()))?
+    }
+
+    /// The report of a check already recorded under `id`, if there is one.
+    async fn recorded_report(&self, id: &str) -> Result<Option<CheckReport>, StartError> {
+        let ledger = self.inner.ledger.clone();
+        let wanted = id.to_string();
+        let found = tokio::task::spawn_blocking(move || match ledger.check(&wanted) {
+            Ok(c) => Ok(Some(c)),
+            Err(LedgerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))??;
+        Ok(found.map(|c| workflow::recorded_report(&c)))
+    }
+
+    async fn check_here(&self, start: StartCheck) -> Result<CheckReport, StartError> {
         let now = now_jst();
         let request = CheckRequest {
             method: start.method,
@@ -278,7 +349,8 @@ impl Daemon {
             }
         };
         let known_offline = self.line() == LineState::Offline;
-        let entry = GivenPin::new(start.pin, start.confirm_last_try);
+        let mut entry = GivenPin::new(start.pin, start.confirm_last_try);
+        entry.photo_less = start.photo_less;
         let wrong = entry.wrong.clone();
         let started = Instant::now();
         let mut report = workflow::perform(
@@ -383,6 +455,17 @@ impl Daemon {
         Ok(report)
     }
 
+    /// A pass run as the daemon's own task, so a requester that goes away does not cut it
+    /// short (and leave the one-pass-at-a-time lock released while its work still runs).
+    pub async fn pass_owned(&self, force: bool) -> Result<Option<PassReport>, LedgerError> {
+        let this = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { this.pass(force).await })
+            .await
+            .map_err(|e| LedgerError::Encode(format!("pass task: {e}")))?
+    }
+
     /// Updates what the status says about the readers.
     pub fn set_readers(
         &self,
@@ -413,6 +496,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct GivenPin {
     pin: Option<Pin>,
     confirm_last_try: bool,
+    photo_less: bool,
     wrong: Arc<Mutex<Option<u8>>>,
 }
 
@@ -421,6 +505,7 @@ impl GivenPin {
         Self {
             pin,
             confirm_last_try,
+            photo_less: false,
             wrong: Arc::default(),
         }
     }
@@ -437,5 +522,13 @@ impl PinEntry for GivenPin {
 
     fn wrong_pin(&mut self, tries_left: u8) {
         *lock(&self.wrong) = Some(tries_left);
+    }
+
+    fn card_kind(&self) -> crate::rules::identity::CardKind {
+        if self.photo_less {
+            crate::rules::identity::CardKind::InfantNoPhoto
+        } else {
+            crate::rules::identity::CardKind::Standard
+        }
     }
 }

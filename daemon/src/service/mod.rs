@@ -318,6 +318,8 @@ pub async fn run(
     if let Err(e) = serving.await {
         tracing::error!(error = %e, "API task failed");
     }
+    // Checks on cards and passes started by requests finish before the store is let go.
+    daemon.finish_tasks().await;
     if let Err(e) = session.await {
         tracing::error!(error = %e, "session task failed");
     }

@@ -48,6 +48,48 @@ impl BlockedStatus {
     }
 }
 
+/// What the token EF (JPKI `0006`) holds: it tells a physical card from a smartphone's JPKI
+/// applet (jpki-card.md §1.1), which matters because a smartphone gets no grace period (R6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Token {
+    /// A physical card: `JPKIAPICCTOKEN2`.
+    #[default]
+    Card,
+    /// An older physical card: `JPKIAPICCTOKEN`.
+    OlderCard,
+    /// A smartphone's JPKI applet (スマホ用電子証明書): `JPKIAPGPSETOKEN`.
+    Smartphone,
+    /// No token EF at all: its SELECT answers `6A 82`.
+    Absent,
+}
+
+impl Token {
+    /// The EF's ASCII content before the NUL padding; `None` when the EF is absent.
+    pub fn text(self) -> Option<&'static [u8]> {
+        match self {
+            Token::Card => Some(b"JPKIAPICCTOKEN2"),
+            Token::OlderCard => Some(b"JPKIAPICCTOKEN"),
+            Token::Smartphone => Some(b"JPKIAPGPSETOKEN"),
+            Token::Absent => None,
+        }
+    }
+}
+
+/// Whether the user-authentication PIN is set. A 顔認証マイナンバーカード (issued from
+/// 2023-12-15) has no PIN at all; what its chip answers is not in any public source
+/// (jpki-card.md §3.3), so both ISO 7816-4 ways of saying "no reference data" can be played.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PinSetup {
+    /// A normal card: the 4-digit PIN of the profile.
+    #[default]
+    Set,
+    /// No PIN: the PIN EF `0018` exists but VERIFY (with or without data) answers `6A 88`
+    /// (referenced data not found). Signing is never allowed.
+    NotSet,
+    /// No PIN: there is no PIN EF, so its SELECT answers `6A 82`. Signing is never allowed.
+    NotSetNoEf,
+}
+
 /// Everything that is on one card. Serialize/Deserialize (JSON file for the `vcard` binary);
 /// byte fields are hex strings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,6 +122,17 @@ pub struct CardProfile {
     pub birth_date: String,
     /// Card-info AP: sex, one ASCII digit (1 male, 2 female, 9 not applicable).
     pub sex: String,
+    /// The token EF: a card or a smartphone.
+    #[serde(default)]
+    pub token: Token,
+    /// Whether the user-auth PIN is set (not on a 顔認証マイナンバーカード).
+    #[serde(default)]
+    pub pin_setup: PinSetup,
+    /// Answer at most this many data bytes at once and announce the rest with `61 xx`, to
+    /// be fetched with GET RESPONSE: a T=0 card behind a reader that does not chain by
+    /// itself (jpki-card.md §2.5). `None`: every answer whole.
+    #[serde(default)]
+    pub chain_after: Option<u8>,
 }
 
 /// Maximum tries of the 4-digit PINs.
@@ -107,7 +160,28 @@ impl CardProfile {
             address: "東京都千代田区霞が関1-2-3 テスト".to_owned(),
             birth_date: "19800401".to_owned(),
             sex: "1".to_owned(),
+            token: Token::default(),
+            pin_setup: PinSetup::default(),
+            chain_after: None,
         })
+    }
+
+    /// Sets the token EF (a smartphone's applet instead of a card, say).
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Makes this a 顔認証マイナンバーカード: no PIN, answered as `setup` says.
+    pub fn without_pin(mut self, setup: PinSetup) -> Self {
+        self.pin_setup = setup;
+        self
+    }
+
+    /// Chains every answer longer than `n` bytes (1 or more) with `61 xx`.
+    pub fn with_chain_after(mut self, n: u8) -> Self {
+        self.chain_after = Some(n.max(1));
+        self
     }
 
     /// Sets the tries left on the user-auth PIN (0 = blocked).
@@ -217,16 +291,15 @@ impl ApduLog {
 /// The ATR of a contact My Number card, the one OpenSC's jpki driver matches.
 pub const ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
 
-/// The token EF content of a physical card.
-const JPKI_TOKEN: &[u8] = b"JPKIAPICCTOKEN2";
-
 /// Status words used here.
 mod sw {
     pub const OK: u16 = 0x9000;
     pub const WRONG_LENGTH: u16 = 0x6700;
     pub const SECURITY_NOT_SATISFIED: u16 = 0x6982;
     pub const NOT_ALLOWED: u16 = 0x6986;
+    pub const CONDITIONS_NOT_SATISFIED: u16 = 0x6985;
     pub const NOT_FOUND: u16 = 0x6A82;
+    pub const REFERENCE_DATA_NOT_FOUND: u16 = 0x6A88;
     pub const WRONG_P1P2: u16 = 0x6A86;
     pub const WRONG_OFFSET: u16 = 0x6B00;
     pub const INS_NOT_SUPPORTED: u16 = 0x6D00;
@@ -261,6 +334,8 @@ struct Ef {
 
 #[derive(Clone, Debug)]
 struct PinSlot {
+    /// No reference data at all: VERIFY answers `6A 88` (a 顔認証 card's user-auth PIN).
+    not_set: bool,
     /// `None`: no PIN value is known, so every try is wrong (the signing PIN here).
     value: Option<Vec<u8>>,
     tries_left: u8,
@@ -346,6 +421,8 @@ pub struct VirtualCard {
     current_ef: Option<usize>,
     /// PIN EF ids verified since the current application was selected.
     verified: Vec<u16>,
+    /// The rest of a chained answer, waiting for GET RESPONSE.
+    pending: Vec<u8>,
     log: ApduLog,
 }
 
@@ -372,22 +449,26 @@ impl VirtualCard {
         let pin = profile.pin.as_bytes().to_vec();
         let pins = vec![
             PinSlot {
+                not_set: profile.pin_setup != PinSetup::Set,
                 value: Some(pin.clone()),
                 tries_left: profile.pin_tries_left.min(PIN_MAX_TRIES),
                 max_tries: PIN_MAX_TRIES,
             },
             // No signing certificate is issued on this card, so its PIN is never known.
             PinSlot {
+                not_set: false,
                 value: None,
                 tries_left: 5,
                 max_tries: 5,
             },
             PinSlot {
+                not_set: false,
                 value: Some(pin),
                 tries_left: PIN_MAX_TRIES,
                 max_tries: PIN_MAX_TRIES,
             },
             PinSlot {
+                not_set: false,
                 value: Some(profile.individual_number.as_bytes().to_vec()),
                 tries_left: 10,
                 max_tries: 10,
@@ -398,10 +479,7 @@ impl VirtualCard {
             fid,
             kind: EfKind::Data { bytes, pin },
         };
-        let mut token = JPKI_TOKEN.to_vec();
-        token.resize(32, 0);
-        let efs = vec![
-            data(App::Jpki, EF_JPKI_TOKEN, token, None),
+        let mut efs = vec![
             data(
                 App::Jpki,
                 EF_JPKI_AUTH_CERT,
@@ -460,6 +538,14 @@ impl VirtualCard {
                 Some(EF_KENMEN_PIN_A),
             ),
         ];
+        if let Some(text) = profile.token.text() {
+            let mut token = text.to_vec();
+            token.resize(32, 0);
+            efs.insert(0, data(App::Jpki, EF_JPKI_TOKEN, token, None));
+        }
+        if profile.pin_setup == PinSetup::NotSetNoEf {
+            efs.retain(|ef| !(ef.app == App::Jpki && ef.fid == EF_JPKI_AUTH_PIN));
+        }
         Self {
             blocked_sw: profile.blocked_sw,
             profile,
@@ -470,6 +556,7 @@ impl VirtualCard {
             current_app: None,
             current_ef: None,
             verified: Vec::new(),
+            pending: Vec::new(),
             log: ApduLog::default(),
         }
     }
@@ -514,14 +601,35 @@ impl VirtualCard {
     /// Processes one command APDU and returns the response (data, then SW1 SW2). Never
     /// panics: malformed input yields an error status word.
     pub fn transmit(&mut self, apdu: &[u8]) -> Vec<u8> {
-        let (mut data, status) = if self.powered {
+        let (mut data, mut status) = if self.powered {
             match Apdu::parse(apdu) {
-                Some(cmd) => self.dispatch(&cmd),
+                Some(cmd) => {
+                    // Whatever was left of a chained answer is gone once another command
+                    // comes (ISO 7816-4: GET RESPONSE must follow at once).
+                    if (cmd.cla, cmd.ins) != (0x00, 0xC0) {
+                        self.pending.clear();
+                    }
+                    self.dispatch(&cmd)
+                }
                 None => (Vec::new(), sw::WRONG_LENGTH),
             }
         } else {
             (Vec::new(), sw::NO_DIAGNOSIS)
         };
+        if status == sw::OK {
+            if let Some(n) = self.profile.chain_after {
+                let n = usize::from(n.max(1));
+                if data.len() > n {
+                    let mut rest = data.split_off(n);
+                    rest.append(&mut self.pending);
+                    self.pending = rest;
+                }
+            }
+            if !self.pending.is_empty() {
+                // 61 xx: xx more bytes wait (00 when 256 or more do).
+                status = 0x6100 | (self.pending.len().min(256) & 0xFF) as u16;
+            }
+        }
         self.log.push(LogEntry {
             command: redact(apdu),
             response_sw: status,
@@ -534,6 +642,7 @@ impl VirtualCard {
         self.current_app = None;
         self.current_ef = None;
         self.verified.clear();
+        self.pending.clear();
     }
 
     fn dispatch(&mut self, cmd: &Apdu<'_>) -> (Vec<u8>, u16) {
@@ -542,6 +651,7 @@ impl VirtualCard {
             (0x00, 0xB0) => self.read_binary(cmd),
             (0x00, 0x20) => (Vec::new(), self.verify(cmd)),
             (0x80, 0x2A) => self.sign(cmd),
+            (0x00, 0xC0) => self.get_response(cmd),
             (0x00 | 0x80, _) => (Vec::new(), sw::INS_NOT_SUPPORTED),
             _ => (Vec::new(), sw::CLA_NOT_SUPPORTED),
         }
@@ -650,6 +760,9 @@ impl VirtualCard {
         let Some(pin) = self.pins.get_mut(*slot) else {
             return sw::NO_DIAGNOSIS;
         };
+        if pin.not_set {
+            return sw::REFERENCE_DATA_NOT_FOUND;
+        }
         if pin.tries_left == 0 {
             return blocked_sw;
         }
@@ -668,6 +781,18 @@ impl VirtualCard {
             // The last wrong try answers 63C0 whatever the card's blocked status word is.
             0x63C0 | u16::from(pin.tries_left)
         }
+    }
+
+    /// GET RESPONSE: the next piece of a chained answer, at most Le bytes.
+    fn get_response(&mut self, cmd: &Apdu<'_>) -> (Vec<u8>, u16) {
+        if (cmd.p1, cmd.p2) != (0x00, 0x00) {
+            return (Vec::new(), sw::WRONG_P1P2);
+        }
+        if self.pending.is_empty() {
+            return (Vec::new(), sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let take = cmd.le.unwrap_or(256).min(self.pending.len());
+        (self.pending.drain(..take).collect(), sw::OK)
     }
 
     fn sign(&mut self, cmd: &Apdu<'_>) -> (Vec<u8>, u16) {
@@ -1099,6 +1224,90 @@ mod tests {
     }
 
     #[test]
+    fn the_token_ef_tells_a_card_from_a_smartphone() {
+        for (token, want) in [
+            (Token::Card, Some(&b"JPKIAPICCTOKEN2"[..])),
+            (Token::OlderCard, Some(&b"JPKIAPICCTOKEN"[..])),
+            (Token::Smartphone, Some(&b"JPKIAPGPSETOKEN"[..])),
+            (Token::Absent, None),
+        ] {
+            let mut card = VirtualCard::new(profile().with_token(token));
+            ok(&mut card, &select_aid(&JPKI_AID));
+            match want {
+                Some(text) => {
+                    ok(&mut card, &select_ef(0x0006));
+                    let read = ok(&mut card, &[0x00, 0xB0, 0x00, 0x00, 0x20]);
+                    assert_eq!(read.len(), 32, "{token:?}");
+                    assert_eq!(&read[..text.len()], text, "{token:?}");
+                    assert!(read[text.len()..].iter().all(|b| *b == 0), "{token:?}");
+                }
+                None => assert_eq!(sw_of(&card.transmit(&select_ef(0x0006))), 0x6A82),
+            }
+        }
+    }
+
+    #[test]
+    fn a_face_authentication_card_has_no_pin() {
+        // The PIN EF without reference data: 6A 88 to every VERIFY, and no signature ever.
+        let mut card = VirtualCard::new(profile().without_pin(PinSetup::NotSet));
+        ok(&mut card, &select_aid(&JPKI_AID));
+        ok(&mut card, &select_ef(0x0018));
+        assert_eq!(sw_of(&card.transmit(&verify(b""))), 0x6A88);
+        assert_eq!(sw_of(&card.transmit(&verify(b"1234"))), 0x6A88);
+        ok(&mut card, &select_ef(0x0017));
+        assert_eq!(
+            sw_of(&card.transmit(&sign_apdu(&digest_info(b"x")))),
+            0x6982
+        );
+        // The certificate is there as on any card.
+        ok(&mut card, &select_ef(0x000A));
+        ok(&mut card, &[0x00, 0xB0, 0x00, 0x00, 0x04]);
+        // No PIN EF at all.
+        let mut card = VirtualCard::new(profile().without_pin(PinSetup::NotSetNoEf));
+        ok(&mut card, &select_aid(&JPKI_AID));
+        assert_eq!(sw_of(&card.transmit(&select_ef(0x0018))), 0x6A82);
+        ok(&mut card, &select_ef(0x0017));
+        assert_eq!(
+            sw_of(&card.transmit(&sign_apdu(&digest_info(b"x")))),
+            0x6982
+        );
+    }
+
+    #[test]
+    fn long_answers_can_be_chained_with_61xx() {
+        let p = profile().with_chain_after(100);
+        let mut card = VirtualCard::new(p.clone());
+        ok(&mut card, &select_aid(&JPKI_AID));
+        ok(&mut card, &select_ef(0x000A));
+        // 256 asked: 100 now, 61 9C announces the other 156.
+        let r = card.transmit(&[0x00, 0xB0, 0x00, 0x00, 0x00]);
+        assert_eq!(sw_of(&r), 0x619C);
+        let mut got = r[..r.len() - 2].to_vec();
+        // A GET RESPONSE for all of it still comes in pieces of 100.
+        let r = card.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x9C]);
+        assert_eq!(sw_of(&r), 0x6138);
+        got.extend_from_slice(&r[..r.len() - 2]);
+        got.extend(ok(&mut card, &[0x00, 0xC0, 0x00, 0x00, 0x38]));
+        assert_eq!(got, p.auth_certificate_der[..256]);
+        // Nothing is pending any more; another command drops a pending rest.
+        assert_eq!(
+            sw_of(&card.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x10])),
+            0x6985
+        );
+        assert_eq!(
+            sw_of(&card.transmit(&[0x00, 0xB0, 0x00, 0x00, 0x00])),
+            0x619C
+        );
+        ok(&mut card, &select_ef(0x000A));
+        assert_eq!(
+            sw_of(&card.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x10])),
+            0x6985
+        );
+        // Short answers are not chained.
+        assert_eq!(ok(&mut card, &[0x00, 0xB0, 0x00, 0x00, 0x04]).len(), 4);
+    }
+
+    #[test]
     fn check_digit_matches_a_known_example() {
         // 12345678901 → check digit 8 (worked example commonly used for the algorithm).
         let d: Vec<u32> = "12345678901"
@@ -1119,7 +1328,10 @@ mod tests {
             .unwrap()
             .with_pin("9876")
             .with_pin_tries_left(2)
-            .with_blocked_sw(BlockedStatus::Sw6984);
+            .with_blocked_sw(BlockedStatus::Sw6984)
+            .with_token(Token::Smartphone)
+            .without_pin(PinSetup::NotSet)
+            .with_chain_after(64);
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains("\"010203\""));
         let q: CardProfile = serde_json::from_str(&json).unwrap();
@@ -1128,5 +1340,18 @@ mod tests {
         assert_eq!(q.pin, "9876");
         assert_eq!(q.pin_tries_left, 2);
         assert_eq!(q.blocked_sw, BlockedStatus::Sw6984);
+        assert_eq!(q.token, Token::Smartphone);
+        assert_eq!(q.pin_setup, PinSetup::NotSet);
+        assert_eq!(q.chain_after, Some(64));
+        // A profile written before these fields existed still loads, as a normal card.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for k in ["token", "pin_setup", "chain_after"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let r: CardProfile = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (r.token, r.pin_setup, r.chain_after),
+            (Token::Card, PinSetup::Set, None)
+        );
     }
 }
