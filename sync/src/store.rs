@@ -13,7 +13,10 @@
 //! - [`documents`]: the automerge month documents (event ids and digests, for sync) and the
 //!   small shared documents;
 //! - [`keys`]: the month keys that seal every record;
-//! - [`retention`]: tombstones of purged months;
+//! - [`retention`]: tombstones of purged months, and the counts carried for months whose
+//!   retention ended for all but some checks;
+//! - [`carry`]: ending a month's retention for all but some checks (カルテ持ち越し): the kept
+//!   records sealed again under a new key, the rest of the month deleted;
 //! - [`recovery`]: opening a data directory — what was left half-done by a crash or a
 //!   failed write is finished or set aside, never silently destroyed.
 //!
@@ -28,10 +31,21 @@
 //! record. A capture is idempotent by its check id: submitting it again returns the first.
 //! Reads see every acknowledged write.
 //!
+//! # Retention
+//!
+//! A month whose retention is over is purged ([`Store::purge_if_unchanged`]): its tombstone
+//! first, then its keys and everything else. When some of its checks must still be kept, it
+//! is carried over instead ([`Store::purge_except`]): only the kept checks' records remain,
+//! sealed again under a new key, and the rest of the month — its old keys included — is
+//! deleted. Both keep the month's counts for statistics ([`Store::aggregates`]), both are
+//! decided on counts compared under the commit gate, and both finish at the next open if a
+//! crash interrupts them.
+//!
 //! All methods block (disk and CPU work) except the `async` writers, which run the blocking
 //! part on tokio's blocking pool. See `sync/README.md` for the layout of a data directory
 //! and the tests that hold each of these promises.
 
+mod carry;
 mod commit;
 mod documents;
 pub mod index;
@@ -68,7 +82,7 @@ use commit::Committer;
 use documents::{MonthDocs, SmallDocs};
 use index::{Index, Loc, NewRecord};
 use keys::KeyRing;
-use retention::Tombstones;
+use retention::{CarriedCounts, Tombstones};
 use segment::Record;
 use segments::Segments;
 
@@ -278,6 +292,9 @@ pub enum HealthKind {
     DocumentDamaged,
     /// An interrupted purge was finished.
     PurgeFinished,
+    /// An interrupted carry-over (カルテ持ち越し, [`Store::purge_except`]) was finished: the
+    /// rest of its month deleted.
+    CarryOverFinished,
 }
 
 impl HealthKind {
@@ -329,6 +346,9 @@ struct Prepared {
     kind: Kind,
     record: Record,
     event: Event,
+    /// What `record` seals: sealed again by the leader if a carry-over retired the key
+    /// meanwhile.
+    signed: SignedEvent,
 }
 
 type Answer = Result<Appended, StoreError>;
@@ -356,12 +376,15 @@ struct Inner {
     docs: MonthDocs,
     small: SmallDocs,
     tombstones: Tombstones,
+    carried: CarriedCounts,
     classifier: Arc<dyn Classifier>,
     committer: Committer<Prepared, Answer>,
-    /// Held by the commit leader for a group, and by a purge.
+    /// Held by the commit leader for a group, and by a purge or a carry-over.
     gate: Mutex<()>,
-    /// Shared by everything that writes a month's documents, exclusive for a purge: a
-    /// document is never saved into a month being deleted.
+    /// Shared by everything that writes a month's documents and by the reads that follow
+    /// the index into segments; exclusive for a purge and while a carry-over replaces a
+    /// month's index and deletes its old segments: a document is never saved into a month
+    /// being deleted, and a read never meets a segment deleted under it.
     purging: RwLock<()>,
     /// What is durable but not yet indexed; see [`indexer`].
     pending: Mutex<indexer::Pending>,
@@ -546,6 +569,7 @@ impl Store {
             kind,
             record,
             event,
+            signed,
         })
     }
 
@@ -568,7 +592,8 @@ impl Store {
                 month,
                 key: record.key_id,
             })?;
-        let event = unseal(month, &key, &record)?.verify()?;
+        let signed = unseal(month, &key, &record)?;
+        let event = signed.verify()?;
         if event.month != month {
             return Err(EventError::WrongMonth {
                 event: event.month,
@@ -593,6 +618,7 @@ impl Store {
             kind: Kind::Receive,
             record,
             event,
+            signed,
         })
     }
 
@@ -605,7 +631,7 @@ impl Store {
 
     /// The leader's work for one group: idempotency, one append and fsync per month, the
     /// hand-off to the indexer. Runs with the gate held, so groups never overlap.
-    fn process(&self, group: Vec<Prepared>) -> Vec<Answer> {
+    fn process(&self, mut group: Vec<Prepared>) -> Vec<Answer> {
         let _gate = lock(&self.inner.gate);
         let mut answers: Vec<Option<Answer>> = (0..group.len()).map(|_| None).collect();
         // A request that repeats an earlier one of this group (a retry that caught up with
@@ -614,9 +640,13 @@ impl Store {
         let mut first_id: HashMap<(Month, EventId), usize> = HashMap::new();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
         let mut by_month: BTreeMap<Month, Vec<usize>> = BTreeMap::new();
-        for (i, p) in group.iter().enumerate() {
+        for (i, p) in group.iter_mut().enumerate() {
             if self.inner.tombstones.contains(p.month) {
                 answers[i] = Some(Err(StoreError::Purged(p.month)));
+                continue;
+            }
+            if let Err(e) = self.still_sealed(p) {
+                answers[i] = Some(Err(e));
                 continue;
             }
             let capture_key = (p.month, p.event.check_id.clone());
@@ -732,6 +762,20 @@ impl Store {
             .into_iter()
             .map(|a| a.unwrap_or(Err(StoreError::WriterLost)))
             .collect()
+    }
+
+    /// Makes sure `p` is sealed with a key of its month this device still holds: a
+    /// carry-over ([`Store::purge_except`]) may have retired the key it was sealed with
+    /// between its preparation (outside the gate) and now; then it is sealed again with the
+    /// month's current key (same signed event, same id). The leader calls this under the
+    /// gate, so no carry-over comes between it and the append.
+    fn still_sealed(&self, p: &mut Prepared) -> Result<(), StoreError> {
+        if self.inner.keys.get(p.month, p.record.key_id)?.is_some() {
+            return Ok(());
+        }
+        let (key_id, key) = self.inner.keys.sealing_key(p.month)?;
+        p.record = seal_as_record(p.month, key_id, &key, &p.signed);
+        Ok(())
     }
 
     /// The first record's id of check `check_id`, if the check exists (indexed, or
@@ -959,6 +1003,7 @@ impl Store {
 
     /// The events of one check, ordered by (time, device, id). Opens only its records.
     pub fn check_events(&self, month: Month, check_id: &str) -> Result<MonthEvents, StoreError> {
+        let _segments = read_guard(&self.inner.purging);
         self.fresh()?;
         let mut out = MonthEvents::default();
         if self.inner.tombstones.contains(month) {
@@ -1001,6 +1046,7 @@ impl Store {
 
     /// Every event of a month, in order (reports and tests: this reads the whole month).
     pub fn events(&self, month: Month) -> Result<MonthEvents, StoreError> {
+        let _segments = read_guard(&self.inner.purging);
         self.fresh()?;
         if self.inner.tombstones.contains(month) {
             return Err(StoreError::Purged(month));
@@ -1054,6 +1100,7 @@ impl Store {
 
     /// Reads and opens every record of every month, reporting what does not open.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let _segments = read_guard(&self.inner.purging);
         self.fresh()?;
         let mut report = VerifyReport::default();
         for month in self.months()? {
@@ -1139,6 +1186,7 @@ impl Store {
         month: Month,
         ids: &[EventId],
     ) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+        let _segments = read_guard(&self.inner.purging);
         self.fresh()?;
         let mut out = Vec::new();
         for id in ids {
@@ -1299,8 +1347,10 @@ impl Store {
     }
 
     /// Ends a month at the end of its retention: records its tombstone with `aggregate`
-    /// (counts, no personal data), then deletes its keys, segments, documents and index
-    /// entries. Resumes by itself at the next open if interrupted.
+    /// (counts, no personal data; the counts carried by earlier carry-overs of the month,
+    /// [`Store::purge_except`], are added to it field-wise), then deletes its keys,
+    /// segments, documents and index entries. Resumes by itself at the next open if
+    /// interrupted.
     pub fn purge(&self, month: Month, aggregate: &serde_json::Value) -> Result<(), StoreError> {
         let _gate = lock(&self.inner.gate);
         self.purge_gated(month, aggregate)
@@ -1318,10 +1368,79 @@ impl Store {
         aggregate: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         let _gate = lock(&self.inner.gate);
+        self.purge_if_unchanged_gated(month, seen, aggregate)
+    }
+
+    /// [`Store::purge_if_unchanged`]; the caller holds the commit gate.
+    fn purge_if_unchanged_gated(
+        &self,
+        month: Month,
+        seen: &MonthCounts,
+        aggregate: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
         if self.counts(month)? != *seen {
             return Ok(false);
         }
         self.purge_gated(month, aggregate)?;
+        Ok(true)
+    }
+
+    /// Ends `month`'s retention for every check but `keep` (カルテ持ち越し): the kept
+    /// checks' records are sealed again under a new carry-over month key in a new segment;
+    /// every other segment, quarantined file, document and key of the month is deleted, and
+    /// the index of the month rebuilt from what remains. `removed` (an object of numeric
+    /// counts) is added to the month's kept counts so statistics survive. Only if the
+    /// month's counts are still `seen` (compared under the commit gate, as
+    /// purge_if_unchanged does); `Ok(false)` otherwise. With `keep` empty this is
+    /// purge_if_unchanged.
+    ///
+    /// Ids in `keep` that are not checks of the month are ignored: if none is, the whole
+    /// month is purged (as with `keep` empty). If every check of the month is kept, nothing
+    /// changes and `removed` is not added (`Ok(true)`).
+    ///
+    /// Afterwards the kept checks read as before (same events, same ids), the month's
+    /// counts and open checks are theirs, [`Store::month_keys`] gives only the carry-over
+    /// key, and new records of the month are sealed with it. The removed counts (added
+    /// field-wise to those of earlier carry-overs: [`retention::add_counts`]) are in
+    /// [`Store::aggregates`] until the month is purged, then in its tombstone. Records that
+    /// do not open on this device (no key for them yet) are kept as they are: they cannot
+    /// be told apart.
+    ///
+    /// Crash-safe at every step (the order is in `store/carry.rs`): nothing kept is ever
+    /// lost or doubled, and the removed counts are counted once. An error after the commit
+    /// point leaves the deletion to the next call (which finishes it first, and then
+    /// answers `Ok(false)`: the counts changed) or the next open.
+    pub fn purge_except(
+        &self,
+        month: Month,
+        seen: &MonthCounts,
+        keep: &[String],
+        removed: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let _gate = lock(&self.inner.gate);
+        if keep.is_empty() {
+            return self.purge_if_unchanged_gated(month, seen, removed);
+        }
+        if self.inner.tombstones.contains(month) {
+            return Err(StoreError::Purged(month));
+        }
+        // A carry-over of the month left unfinished by an error is finished first (its
+        // counts are in already).
+        carry::finish(self, month)?;
+        if self.counts(month)? != *seen {
+            return Ok(false);
+        }
+        let checks = self.check_ids(month)?;
+        let kept: Vec<String> = checks
+            .iter()
+            .filter(|c| keep.contains(c))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            self.purge_gated(month, removed)?;
+        } else if kept.len() < checks.len() {
+            carry::carry_over(self, month, &kept, removed)?;
+        }
         Ok(true)
     }
 
@@ -1332,9 +1451,14 @@ impl Store {
             .purging
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        // The counts of checks whose retention ended earlier (carry-overs) join the rest.
+        let aggregate = match self.inner.carried.get(month) {
+            Some(carried) => retention::add_counts(&carried.counts, aggregate),
+            None => aggregate.clone(),
+        };
         self.inner
             .tombstones
-            .add(month, aggregate.clone())
+            .add(month, aggregate)
             .map_err(|source| StoreError::Write {
                 path: format!("purged/{month}.json"),
                 source,
@@ -1347,14 +1471,20 @@ impl Store {
         self.inner.tombstones.contains(month)
     }
 
-    /// The aggregates of purged months.
+    /// The kept counts of months whose retention ended: a purged month's tombstone
+    /// aggregate (with its carried counts added), and for a month still held after a
+    /// carry-over ([`Store::purge_except`]) the counts of the checks it removed — the
+    /// month's live counts ([`Store::counts`]) hold only the kept checks.
     pub fn aggregates(&self) -> BTreeMap<Month, serde_json::Value> {
-        self.inner
-            .tombstones
-            .all()
-            .into_iter()
-            .map(|(m, t)| (m, t.aggregate))
-            .collect()
+        let mut out = self.inner.carried.all();
+        out.extend(
+            self.inner
+                .tombstones
+                .all()
+                .into_iter()
+                .map(|(m, t)| (m, t.aggregate)),
+        );
+        out
     }
 
     /// What recovery did or found, this open and before (newest last).
@@ -1449,5 +1579,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(store.check_events(nov(), "c1").unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn a_write_sealed_before_a_carry_over_is_sealed_again_not_lost() {
+        // A capture is signed and sealed outside the gate; a carry-over that retires the
+        // month's key may come before its group is written. It is then sealed again with
+        // the carry-over key, never written under a key that is gone.
+        let oct = Month::new(2026, 10).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        for check in ["kept", "gone"] {
+            store.capture_blocking(check, oct, json!({})).unwrap();
+        }
+        let prepared = store
+            .prepare("late", oct, json!({"n": 1}), Kind::Capture)
+            .unwrap();
+        let sealed_with = prepared.record.key_id;
+        let seen = store.counts(oct).unwrap();
+        assert!(store
+            .purge_except(oct, &seen, &["kept".to_string()], &json!({"checks": 1}))
+            .unwrap());
+        let keys = store.month_keys(oct).unwrap();
+        assert!(keys.iter().all(|(id, _)| *id != sealed_with));
+        let late = store.commit(prepared).unwrap();
+        assert!(late.new);
+        let events = store.check_events(oct, "late").unwrap();
+        assert!(events.rejected.is_empty(), "{:?}", events.rejected);
+        assert_eq!(events.events.len(), 1);
+        assert_eq!(events.events[0].0, late.id, "same event, same id");
+        drop(store);
+        let store = Store::open_waiting(
+            &StoreConfig::new(dir.path()),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(store.check_ids(oct).unwrap(), vec!["kept", "late"]);
+        assert!(store.verify().unwrap().problems.is_empty());
     }
 }

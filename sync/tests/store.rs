@@ -656,3 +656,299 @@ fn a_purge_decided_before_a_capture_does_not_take_it() {
         .unwrap());
     assert!(store.is_purged(oct));
 }
+
+/// The events of a check as (id, payload) pairs, checking every record opened.
+fn events_of(store: &Store, month: Month, check: &str) -> Vec<(tsunagi_sync::EventId, String)> {
+    let got = store.check_events(month, check).unwrap();
+    assert!(got.rejected.is_empty(), "{check}: {:?}", got.rejected);
+    got.events
+        .iter()
+        .map(|(id, e)| (*id, e.payload.to_string()))
+        .collect()
+}
+
+/// The last 64 bytes of the first record of `check`: ciphertext only that record holds.
+fn ciphertext_of(store: &Store, month: Month, check: &str) -> Vec<u8> {
+    let ids: Vec<_> = store
+        .check_events(month, check)
+        .unwrap()
+        .events
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let bodies = store.record_bodies(month, &ids).unwrap();
+    bodies[0].1[bodies[0].1.len() - 64..].to_vec()
+}
+
+/// Issue 10 item 4 (R20, カルテ持ち越し): one open check no longer keeps a whole month of
+/// personal data. The canaries — the month's old key, a removed check's ciphertext and the
+/// bytes of a torn write quarantined from the month — are found before and nowhere after,
+/// while the kept check reads back as it was.
+#[test]
+fn carrying_a_month_over_leaves_no_trace_of_the_removed_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let oct = Month::new(2026, 10).unwrap();
+    let torn = b"torn-write-canary-2026-10";
+    {
+        let store = open(dir.path());
+        capture_n(&store, 0..3);
+        store
+            .capture_blocking("kept", oct, json!({"kind": "captured", "n": 1}))
+            .unwrap();
+        for n in 0..4 {
+            let check = format!("gone{n}");
+            store
+                .capture_blocking(&check, oct, json!({"kind": "captured", "name": "カナリア"}))
+                .unwrap();
+            store
+                .append_blocking(&check, oct, json!({"kind": "resolved"}))
+                .unwrap();
+        }
+        store
+            .append_blocking("kept", oct, json!({"kind": "answered", "n": 2}))
+            .unwrap();
+        store.compact_document(oct).unwrap();
+        store.maintain().unwrap();
+    }
+    // A torn write at the end of the month's last segment: quarantined at the next open.
+    let last = segments(dir.path(), oct).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(torn);
+    std::fs::write(&last, &bytes).unwrap();
+    let store = open(dir.path());
+    assert!(!files_containing(&dir.path().join("quarantine"), torn).is_empty());
+
+    let before = events_of(&store, oct, "kept");
+    assert_eq!(before.len(), 2);
+    let (_, old_key) = store.month_keys(oct).unwrap()[0];
+    let removed_sealed = ciphertext_of(&store, oct, "gone2");
+    let kept_sealed = ciphertext_of(&store, oct, "kept");
+    // The canaries are there before.
+    for canary in [&old_key[..], &removed_sealed, &kept_sealed, torn] {
+        assert!(!files_containing(dir.path(), canary).is_empty());
+    }
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_except(oct, &seen, &["kept".to_string()], &json!({"checks": 4}))
+        .unwrap());
+
+    // Nothing of the removed checks is left: not the old key, not their ciphertext (nor
+    // the kept check's old one: it was sealed again), not the quarantined bytes.
+    for canary in [&old_key[..], &removed_sealed, &kept_sealed, torn] {
+        assert_eq!(files_containing(dir.path(), canary), Vec::<PathBuf>::new());
+    }
+    assert!(all_files(dir.path())
+        .iter()
+        .all(|p| !p.to_string_lossy().contains(".tmp-")));
+    assert!(!dir.path().join("months/2026-10/doc.snapshot").exists());
+    // The kept check reads back as it was; the month is only the kept check now.
+    assert_eq!(events_of(&store, oct, "kept"), before);
+    assert_eq!(store.check_ids(oct).unwrap(), vec!["kept"]);
+    assert_eq!(store.open_checks(oct).unwrap(), vec!["kept"]);
+    let keys = store.month_keys(oct).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0].1, old_key);
+    let kept_ids: Vec<_> = before.iter().map(|(id, _)| *id).collect();
+    let mut entries: Vec<_> = store
+        .month_entries(oct)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    entries.sort();
+    let mut want = kept_ids.clone();
+    want.sort();
+    assert_eq!(
+        entries, want,
+        "the month document names the kept records only"
+    );
+    assert_eq!(store.verify().unwrap().problems, vec![]);
+    drop(store);
+
+    // The same after a restart, and after the index is rebuilt from the segments.
+    let store = open(dir.path());
+    assert!(store
+        .health()
+        .iter()
+        .all(|n| !n.kind.is_damage() && n.kind != HealthKind::CarryOverFinished));
+    assert_eq!(events_of(&store, oct, "kept"), before);
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = open(dir.path());
+    assert_eq!(events_of(&store, oct, "kept"), before);
+    assert_eq!(store.check_ids(oct).unwrap(), vec!["kept"]);
+    assert_eq!(store.events(oct).unwrap().events.len(), 2);
+    // The other month is untouched.
+    assert_eq!(ns(&store, nov()), vec![0, 1, 2]);
+}
+
+#[test]
+fn carried_counts_are_kept_and_join_the_months_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let oct = Month::new(2026, 10).unwrap();
+    let store = open(dir.path());
+    store
+        .capture_blocking("open1", oct, json!({"kind": "captured"}))
+        .unwrap();
+    for n in 0..3 {
+        let check = format!("done{n}");
+        store
+            .capture_blocking(&check, oct, json!({"kind": "captured"}))
+            .unwrap();
+        store
+            .append_blocking(&check, oct, json!({"kind": "resolved"}))
+            .unwrap();
+    }
+    let keep = ["open1".to_string(), "not-a-check".to_string()];
+    let seen = store.counts(oct).unwrap();
+    assert_eq!((seen.checks, seen.open, seen.events), (4, 1, 7));
+    let removed = json!({"checks": 3, "by_card": 2, "note": "first"});
+    assert!(store.purge_except(oct, &seen, &keep, &removed).unwrap());
+    let counts = store.counts(oct).unwrap();
+    assert_eq!((counts.checks, counts.open, counts.events), (1, 1, 1));
+    assert_eq!(store.aggregates()[&oct], removed);
+    assert!(!store.is_purged(oct));
+
+    // Every check of the month kept: nothing changes, nothing is added.
+    assert!(store
+        .purge_except(oct, &counts, &keep, &json!({"checks": 0}))
+        .unwrap());
+    assert_eq!(store.aggregates()[&oct], removed);
+
+    // A later carry-over adds its counts field-wise.
+    store
+        .capture_blocking("late", oct, json!({"kind": "captured"}))
+        .unwrap();
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_except(
+            oct,
+            &seen,
+            &keep,
+            &json!({"checks": 1, "by_card": 1, "note": "second"})
+        )
+        .unwrap());
+    let carried = json!({"checks": 4, "by_card": 3, "note": "second"});
+    assert_eq!(store.aggregates()[&oct], carried);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.aggregates()[&oct], carried, "kept across a restart");
+
+    // The month's purge adds them into its tombstone.
+    store
+        .append_blocking("open1", oct, json!({"kind": "resolved"}))
+        .unwrap();
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_if_unchanged(
+            oct,
+            &seen,
+            &json!({"checks": 1, "by_card": 0, "open": 0, "note": "last"})
+        )
+        .unwrap());
+    let whole = json!({"checks": 5, "by_card": 3, "open": 0, "note": "last"});
+    assert_eq!(store.aggregates()[&oct], whole);
+    assert!(!dir.path().join("carried/2026-10.json").exists());
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.aggregates()[&oct], whole);
+    assert_eq!(store.aggregates().len(), 1);
+
+    // With `keep` empty it is purge_if_unchanged, carried counts included.
+    let sep = Month::new(2026, 9).unwrap();
+    for check in ["s1", "s2"] {
+        store
+            .capture_blocking(check, sep, json!({"kind": "captured"}))
+            .unwrap();
+    }
+    let seen = store.counts(sep).unwrap();
+    assert!(store
+        .purge_except(sep, &seen, &["s1".to_string()], &json!({"checks": 1}))
+        .unwrap());
+    let seen = store.counts(sep).unwrap();
+    assert!(store
+        .purge_except(sep, &seen, &[], &json!({"checks": 1}))
+        .unwrap());
+    assert!(store.is_purged(sep));
+    assert_eq!(store.aggregates()[&sep], json!({"checks": 2}));
+}
+
+#[test]
+fn a_carried_month_takes_captures_sealed_with_the_carry_over_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let oct = Month::new(2026, 10).unwrap();
+    let store = open(dir.path());
+    for check in ["kept", "gone"] {
+        store
+            .capture_blocking(check, oct, json!({"kind": "captured"}))
+            .unwrap();
+    }
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_except(oct, &seen, &["kept".to_string()], &json!({"checks": 1}))
+        .unwrap());
+    // A back-dated reception check and a later event of the kept check.
+    let late = store
+        .capture_blocking("late", oct, json!({"kind": "captured"}))
+        .unwrap();
+    assert!(late.new);
+    store
+        .append_blocking("kept", oct, json!({"kind": "resolved"}))
+        .unwrap();
+    // Its retry is still recognised.
+    assert!(
+        !store
+            .capture_blocking("late", oct, json!({"kind": "captured"}))
+            .unwrap()
+            .new
+    );
+    let (key_id, key) = store.month_keys(oct).unwrap()[0];
+    assert_eq!(store.month_keys(oct).unwrap().len(), 1);
+    // Its record is sealed with the carry-over key: it opens with it, as a peer would.
+    let body = &store.record_bodies(oct, &[late.id]).unwrap()[0].1;
+    assert_eq!(&body[2..10], &key_id.0[..]);
+    let peer_dir = tempfile::tempdir().unwrap();
+    let peer = open(peer_dir.path());
+    peer.install_month_key(oct, key).unwrap();
+    assert!(peer.receive(oct, body).unwrap().new);
+    assert_eq!(store.check_ids(oct).unwrap(), vec!["kept", "late"]);
+    assert_eq!(store.open_checks(oct).unwrap(), vec!["late"]);
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.check_ids(oct).unwrap(), vec!["kept", "late"]);
+    assert_eq!(events_of(&store, oct, "kept").len(), 2);
+    assert_eq!(store.verify().unwrap().problems, vec![]);
+}
+
+/// Like purge_if_unchanged: a carry-over decided on counts read before a capture does not
+/// take it, and deletes nothing.
+#[test]
+fn a_carry_over_decided_before_a_capture_does_not_take_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let oct = Month::new(2026, 10).unwrap();
+    let store = open(dir.path());
+    for check in ["kept", "gone"] {
+        store
+            .capture_blocking(check, oct, json!({"kind": "captured"}))
+            .unwrap();
+    }
+    let seen = store.counts(oct).unwrap();
+    let (_, key) = store.month_keys(oct).unwrap()[0];
+    store
+        .capture_blocking("back-dated", oct, json!({"kind": "captured"}))
+        .unwrap();
+    assert!(!store
+        .purge_except(oct, &seen, &["kept".to_string()], &json!({"checks": 1}))
+        .unwrap());
+    assert_eq!(
+        store.check_ids(oct).unwrap(),
+        vec!["back-dated", "gone", "kept"]
+    );
+    assert_eq!(
+        store.month_keys(oct).unwrap(),
+        vec![(store.month_keys(oct).unwrap()[0].0, key)]
+    );
+    assert!(!store.aggregates().contains_key(&oct));
+    assert!(!dir.path().join("carried").exists());
+}

@@ -2,7 +2,8 @@
 //! from the segments at any time.
 //!
 //! One sled tree, keys prefixed by kind, so every update is one atomic `apply_batch`
-//! (entries, counts and the watermark together, never half of them):
+//! (entries, counts and the watermark together, never half of them; a carry-over replaces
+//! a whole month's entries in one, `Index::replace_month`):
 //!
 //! | key | value |
 //! | --- | --- |
@@ -237,6 +238,36 @@ pub(crate) struct NewRecord {
     pub event: Event,
 }
 
+/// The class of a check from its events (in any order).
+fn classify(
+    classifier: &dyn Classifier,
+    month: Month,
+    check_id: &str,
+    mut events: Vec<(EventId, Event)>,
+) -> CheckClass {
+    super::sort_events(&mut events);
+    let plain: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
+    // The classifier is the daemon's code: if it panics, the check counts as open (staff
+    // see it) rather than the records being stranded.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        classifier.classify(check_id, &plain)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(%month, check = %check_id, "the classifier panicked; counting the check as open");
+        CheckClass {
+            open: true,
+            tags: 0,
+        }
+    })
+}
+
+fn unreadable_key(month: Month, loc: Loc) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12);
+    k.extend_from_slice(&loc.seg.to_be_bytes());
+    k.extend_from_slice(&loc.offset.to_be_bytes());
+    key(b'U', month, &k)
+}
+
 /// The sled index.
 pub(crate) struct Index {
     db: sled::Db,
@@ -442,20 +473,7 @@ impl Index {
                 events.push((r.id, r.event));
                 counts.events += 1;
             }
-            super::sort_events(&mut events);
-            let plain: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
-            // The classifier is the daemon's code: if it panics, the check counts as open
-            // (staff see it) rather than the records being stranded.
-            let class = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                classifier.classify(&check_id, &plain)
-            }))
-            .unwrap_or_else(|_| {
-                tracing::error!(%month, check = %check_id, "the classifier panicked; counting the check as open");
-                CheckClass {
-                    open: true,
-                    tags: 0,
-                }
-            });
+            let class = classify(classifier, month, &check_id, events);
             if let Some(old) = &before {
                 counts.add(old.class, -1);
             }
@@ -518,10 +536,7 @@ impl Index {
     pub(crate) fn add_unreadable(&self, month: Month, locs: &[Loc]) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
         for loc in locs {
-            let mut k = Vec::with_capacity(12);
-            k.extend_from_slice(&loc.seg.to_be_bytes());
-            k.extend_from_slice(&loc.offset.to_be_bytes());
-            batch.insert(key(b'U', month, &k), &loc.len.to_be_bytes()[..]);
+            batch.insert(unreadable_key(month, *loc), &loc.len.to_be_bytes()[..]);
         }
         self.tree.apply_batch(batch)?;
         Ok(())
@@ -554,10 +569,7 @@ impl Index {
 
     /// Forgets an unreadable record (it opened and is indexed now).
     pub(crate) fn readable_again(&self, month: Month, loc: Loc) -> Result<(), IndexError> {
-        let mut k = Vec::with_capacity(12);
-        k.extend_from_slice(&loc.seg.to_be_bytes());
-        k.extend_from_slice(&loc.offset.to_be_bytes());
-        self.tree.remove(key(b'U', month, &k))?;
+        self.tree.remove(unreadable_key(month, loc))?;
         Ok(())
     }
 
@@ -568,6 +580,67 @@ impl Index {
             for item in self.tree.scan_prefix(key(kind, month, &[])) {
                 batch.remove(item?.0);
             }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Replaces every entry of `month` with those of `records` (in segment order: all the
+    /// month's records that open), `unreadable` (those that do not) and the watermarks
+    /// `ends` — one atomic batch, so a reader sees the month before or after, never
+    /// between. How a carry-over rebuilds the month's index from what remains
+    /// ([`super::Store::purge_except`]).
+    pub(crate) fn replace_month(
+        &self,
+        month: Month,
+        records: Vec<NewRecord>,
+        unreadable: &[Loc],
+        ends: &BTreeMap<u32, u64>,
+        classifier: &dyn Classifier,
+    ) -> Result<(), IndexError> {
+        let mut batch = sled::Batch::default();
+        for kind in MONTH_KINDS {
+            for item in self.tree.scan_prefix(key(kind, month, &[])) {
+                batch.remove(item?.0);
+            }
+        }
+        let mut counts = MonthCounts::default();
+        let mut by_check: BTreeMap<String, Vec<NewRecord>> = BTreeMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in records {
+            if seen.insert(r.id) {
+                by_check
+                    .entry(r.event.check_id.clone())
+                    .or_default()
+                    .push(r);
+            }
+        }
+        for (check_id, records) in by_check {
+            let mut entry = CheckEntry::default();
+            let mut events = Vec::with_capacity(records.len());
+            for r in records {
+                batch.insert(key(b'E', month, &r.id.0), {
+                    let mut v = Vec::with_capacity(16);
+                    r.loc.encode(&mut v);
+                    v
+                });
+                entry.locs.push(r.loc);
+                events.push((r.id, r.event));
+                counts.events += 1;
+            }
+            entry.class = classify(classifier, month, &check_id, events);
+            counts.add(entry.class, 1);
+            batch.insert(key(b'C', month, check_id.as_bytes()), entry.encode());
+            if entry.class.open {
+                batch.insert(key(b'O', month, check_id.as_bytes()), &[][..]);
+            }
+        }
+        for loc in unreadable {
+            batch.insert(unreadable_key(month, *loc), &loc.len.to_be_bytes()[..]);
+        }
+        batch.insert(key(b'N', month, &[]), counts.encode());
+        for (seg, end) in ends {
+            batch.insert(key(b'W', month, &seg.to_be_bytes()), &end.to_be_bytes()[..]);
         }
         self.tree.apply_batch(batch)?;
         Ok(())

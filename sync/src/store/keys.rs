@@ -15,7 +15,10 @@
 //! renamed into place, and the directory fsynced before the key is used: a record is never
 //! acknowledged under a key that a power cut could take away. A purged month's keys are
 //! deleted and no key for it is accepted again ([`KeyRing::forget_month`]): deleting the key
-//! is what makes the month's deletion real.
+//! is what makes the month's deletion real. A carry-over (`super::carry`) adds a new key to
+//! a month (`KeyRing::create_carry_key`), seals the kept records again with it, and once
+//! the old records are gone deletes every other key of the month
+//! (`KeyRing::retire_all_but`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -44,6 +47,18 @@ impl KeyId {
         id.copy_from_slice(&h.finalize()[..8]);
         Self(id)
     }
+
+    /// From its 16 hex digits (as [`fmt::Display`] writes it).
+    pub(crate) fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 16 {
+            return None;
+        }
+        let mut id = [0u8; 8];
+        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+            id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(Self(id))
+    }
 }
 
 impl fmt::Display for KeyId {
@@ -62,15 +77,7 @@ impl fmt::Debug for KeyId {
 }
 
 fn parse_key_file(name: &str) -> Option<KeyId> {
-    let hex = name.strip_suffix(".key")?;
-    if hex.len() != 16 {
-        return None;
-    }
-    let mut id = [0u8; 8];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(KeyId(id))
+    KeyId::from_hex(name.strip_suffix(".key")?)
 }
 
 /// Why a key operation failed.
@@ -233,6 +240,55 @@ impl KeyRing {
             self.write(month, &key)?;
             s.months.entry(month).or_default().insert(id, key);
             Ok(id)
+        })
+    }
+
+    /// Creates a new key for `month`, durably, beside its others: the carry-over key that
+    /// the records kept past their month's retention are sealed with again
+    /// ([`super::Store::purge_except`]).
+    pub(crate) fn create_carry_key(&self, month: Month) -> Result<(KeyId, [u8; 32]), KeyError> {
+        self.with_month(month, |s| {
+            let mut key = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            let id = self.write(month, &key)?;
+            s.months.entry(month).or_default().insert(id, key);
+            Ok((id, key))
+        })
+    }
+
+    /// Deletes every key file of `month` but `keep`'s (other keys, damaged ones, temporary
+    /// files), durably: what makes a carry-over's deletion real. Refused, deleting nothing,
+    /// if `keep` is not a key this device holds. Idempotent. Runs under the ring's lock, so
+    /// no key is installed meanwhile.
+    pub(crate) fn retire_all_but(&self, month: Month, keep: KeyId) -> Result<(), KeyError> {
+        self.with_month(month, |s| {
+            let io = |source| KeyError::Io { month, source };
+            let Some(key) = s.months.get(&month).and_then(|k| k.get(&keep)).copied() else {
+                return Err(KeyError::Io {
+                    month,
+                    source: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("carry-over key {keep} is missing; no key was deleted"),
+                    ),
+                });
+            };
+            let dir = self.month_dir(month);
+            let keep_name = format!("{keep}.key");
+            for name in self.vfs.read_dir(&dir).map_err(io)? {
+                if name == keep_name {
+                    continue;
+                }
+                match self.vfs.remove_file(&dir.join(&name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            // Synced even when this call removed nothing: an earlier one may have removed
+            // names and failed before its sync.
+            self.vfs.sync_dir(&dir).map_err(io)?;
+            s.months.insert(month, MonthKeys::from([(keep, key)]));
+            Ok(())
         })
     }
 

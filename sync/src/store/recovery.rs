@@ -19,7 +19,10 @@
 //!   header records the damaged segment's valid end — durably, before anything is cut or
 //!   removed, so a failure or crash during the repair loses nothing;
 //! - records that do not open (no key for them here) are kept and tried again;
-//! - a purge that was interrupted is finished.
+//! - a purge that was interrupted is finished;
+//! - a carry-over ([`super::carry`]) interrupted after its commit point is finished: the
+//!   rest of its month deleted, its index entries dropped and the month indexed again from
+//!   what remains.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -36,7 +39,7 @@ use super::documents::{MonthDocs, SmallDocs};
 use super::index::{Index, IndexOpenError, NewRecord};
 use super::indexer::Indexer;
 use super::keys::KeyRing;
-use super::retention::Tombstones;
+use super::retention::{CarriedCounts, Tombstones};
 use super::segment::{self, End, Header, HEADER_LEN};
 use super::segments::Segments;
 use super::{
@@ -175,6 +178,8 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Store, OpenError> {
     let device = DeviceKey::load_or_create(vfs.as_ref(), &dir.join("device.key"))?;
     let tombstones = Tombstones::load(vfs.clone(), &dir.join("purged"))
         .map_err(|e| OpenError::at(&dir.join("purged"), e))?;
+    let carried = CarriedCounts::load(vfs.clone(), &dir.join("carried"))
+        .map_err(|e| OpenError::at(&dir.join("carried"), e))?;
     let keys = KeyRing::new(
         vfs.clone(),
         &dir.join("keys"),
@@ -182,7 +187,14 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Store, OpenError> {
     );
     let mut notes = load_notes(vfs.as_ref(), &dir);
     let first_new_note = notes.len();
-    let opened = recover(config, held, device, tombstones, keys, &mut notes);
+    let opened = recover(
+        config,
+        held,
+        device,
+        (tombstones, carried),
+        keys,
+        &mut notes,
+    );
     if notes.len() > first_new_note {
         // Also when recovery stopped part-way: what it repaired must not go untold.
         save_notes(vfs.as_ref(), &dir, &notes);
@@ -198,7 +210,7 @@ fn recover(
     config: &StoreConfig,
     held: Box<dyn crate::vfs::LockGuard>,
     device: DeviceKey,
-    tombstones: Tombstones,
+    (tombstones, carried): (Tombstones, CarriedCounts),
     keys: KeyRing,
     notes: &mut Vec<HealthNote>,
 ) -> Result<Store, OpenError> {
@@ -227,6 +239,7 @@ fn recover(
             keys,
             index,
             tombstones,
+            carried,
             classifier: config.classifier.clone(),
             committer: Default::default(),
             gate: Mutex::new(()),
@@ -245,6 +258,18 @@ fn recover(
                 notes,
                 HealthKind::PurgeFinished,
                 format!("finished the interrupted purge of {month}"),
+            );
+        }
+    }
+    for month in store.inner.carried.pending_months() {
+        if store.inner.tombstones.contains(month) {
+            continue; // erased with its month above
+        }
+        if super::carry::finish(&store, month)? {
+            note(
+                notes,
+                HealthKind::CarryOverFinished,
+                format!("finished the interrupted carry-over of {month}"),
             );
         }
     }
@@ -356,6 +381,7 @@ fn remove_temporaries(vfs: &dyn Vfs, dir: &Path) -> Result<(), OpenError> {
     let mut dirs = vec![
         dir.to_path_buf(),
         dir.join("purged"),
+        dir.join("carried"),
         dir.join("docs"),
         dir.join("quarantine"),
     ];
@@ -487,10 +513,15 @@ fn has_leftovers(store: &Store, month: Month) -> Result<bool, OpenError> {
             .map_err(|e| OpenError::at(&month_dir, e))?
             .is_some()
         || inner.index.has_month(month).map_err(StoreError::from)?
-        || !quarantined_files(store, month)?.is_empty())
+        || !quarantined_files(store, month)?.is_empty()
+        || inner
+            .carried
+            .has_file(month)
+            .map_err(|e| OpenError::at(&inner.dir.join("carried"), e))?)
 }
 
-fn quarantined_files(store: &Store, month: Month) -> Result<Vec<PathBuf>, StoreError> {
+/// The quarantined files of `month`.
+pub(crate) fn quarantined_files(store: &Store, month: Month) -> Result<Vec<PathBuf>, StoreError> {
     let q = &store.inner.quarantine;
     let names = match store.inner.vfs.read_dir(q) {
         Ok(n) => n,
@@ -511,8 +542,9 @@ fn quarantined_files(store: &Store, month: Month) -> Result<Vec<PathBuf>, StoreE
 }
 
 /// Deletes everything of a purged month: its keys first (so whatever is left is
-/// unreadable), then its segments and documents, quarantined bytes, and index entries.
-/// The caller has recorded the tombstone and holds the gate (or is opening the store).
+/// unreadable), then its segments and documents, quarantined bytes, index entries and
+/// carried counts (its tombstone holds them now). The caller has recorded the tombstone
+/// and holds the gate (or is opening the store).
 pub(crate) fn erase_month(store: &Store, month: Month) -> Result<(), StoreError> {
     let inner = &store.inner;
     inner.keys.forget_month(month)?;
@@ -550,6 +582,13 @@ pub(crate) fn erase_month(store: &Store, month: Month) -> Result<(), StoreError>
         inner.index.remove_month(month)?;
     }
     inner.segments.forget(month);
+    inner
+        .carried
+        .remove(month)
+        .map_err(|source| StoreError::Write {
+            path: inner.dir.join("carried").display().to_string(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -623,7 +662,7 @@ fn quarantine(store: &Store, name: &str, bytes: &[u8]) -> Result<(PathBuf, usize
 /// Opens records found by a scan; returns those that open (as index entries in segment
 /// `seg`) and where those that do not are. A key that cannot be read now stops it: a
 /// record is never skipped for a passing error.
-fn opened(
+pub(crate) fn opened(
     store: &Store,
     month: Month,
     seg: u32,

@@ -167,6 +167,24 @@ impl Segments {
             .unwrap_or_default()
     }
 
+    /// Forgets the segments of `month` numbered below `number` (a carry-over deletes them:
+    /// see [`super::Store::purge_except`]). Later segments are still numbered after every
+    /// number used.
+    pub(crate) fn forget_below(&self, month: Month, number: u32) {
+        if let Some(m) = self.months().get_mut(&month) {
+            if let Some(&last) = m.segs.keys().next_back() {
+                m.tried = m.tried.max(last);
+            }
+            m.segs.retain(|n, _| *n >= number);
+            if m.active.is_some_and(|a| a < number) {
+                m.active = None;
+            }
+            if m.left.is_some_and(|(l, _)| l < number) {
+                m.left = None;
+            }
+        }
+    }
+
     /// Forgets everything of `month` (after a purge).
     pub(crate) fn forget(&self, month: Month) {
         self.months().remove(&month);
