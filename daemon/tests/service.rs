@@ -67,16 +67,26 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
 
-    // Two captured checks: today's, and one three months ago with a 申立書 (the canary).
+    // Three captured checks: today's; one three months ago with a 申立書 (the canary); and a
+    // 柔整 check of that month no answer can decide (no 不詳 claim exists for 柔整, R17), which
+    // stays open and is carried over when the rest of its month goes (R20).
     let old_visit = today.checked_sub_months(Months::new(3)).unwrap();
+    let mut judo_id = String::new();
     {
         let ledger = Ledger::open(&data).unwrap();
-        for (card, visit) in [("valid-employee", today), ("no-coverage", old_visit)] {
+        for (card, visit, facility) in [
+            ("valid-employee", today, FacilityType::Medical),
+            ("no-coverage", old_visit, FacilityType::Medical),
+            ("no-coverage", old_visit, FacilityType::Judo),
+        ] {
             let cert = &s.card(card).unwrap().auth_certificate_der;
             let id = new_check_id();
+            if facility == FacilityType::Judo {
+                judo_id = id.clone();
+            }
             let c = Captured {
                 visit_date: visit,
-                facility: FacilityType::Medical,
+                facility,
                 first_visit: true,
                 next_visit: None,
                 card: Some(CardRecord {
@@ -93,7 +103,7 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
             };
             rt.block_on(ledger.record(&id, visit, &CheckEvent::Captured(c)))
                 .unwrap();
-            if visit == old_visit {
+            if visit == old_visit && facility == FacilityType::Medical {
                 let m = Moushitatesho {
                     name: Some(CANARY.into()),
                     address: Some("架空県架空市1-1".into()),
@@ -140,7 +150,7 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
     let down = wait_for(&data, "offline", |s| {
         s.line.label_ja().contains("オフライン")
     });
-    assert_eq!(down.queue, 2, "{down:?}");
+    assert_eq!(down.queue, 3, "{down:?}");
     // While the daemon runs, commands go through it (the store is the daemon's alone).
     let pending = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
         .args(["pending", "--json"])
@@ -150,14 +160,35 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
         .unwrap();
     assert!(pending.status.success(), "{pending:?}");
     let listed: serde_json::Value = serde_json::from_slice(&pending.stdout).unwrap();
-    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
 
     sim.faults().clear();
-    // A pass drains the queue; the next finds nothing open and ends the old month.
+    // A pass drains the queue but for the 柔整 check; the next carries that one over and
+    // ends the rest of the old month.
     let up = wait_for(&data, "a pass after the queue drained", |s| {
-        s.queue == 0 && s.last_pass.is_some_and(|p| p.examined == 0)
+        s.queue == 1
+            && s.last_pass
+                .is_some_and(|p| p.examined == 1 && p.resolved == 0)
     });
-    assert_eq!(up.overdue, 0);
+    assert_eq!(up.overdue, 1, "the 柔整 check is past its deadline: {up:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !files_containing(&data, CANARY.as_bytes()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the old month's canary never went"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The carried check is still there, open, through the daemon.
+    let shown = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(["show", &judo_id, "--json"])
+        .env("TSUNAGI_CONFIG", &config)
+        .env_remove("TSUNAGI_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let judo: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(judo["phase"], "needs_staff", "{judo}");
 
     // Stop: SIGTERM ends it promptly and cleanly.
     let pid = daemon.id().to_string();
@@ -187,13 +218,18 @@ fn tsunagid_drains_the_queue_and_ends_old_months() {
     let old_month = tsunagi_sync::Month::of(old_visit).unwrap();
     assert_eq!(aggregates[&old_month]["checks"], 1, "{aggregates:?}");
     assert_eq!(aggregates[&old_month]["fushou"], 1, "{aggregates:?}");
-    assert!(!data.join(format!("keys/{old_month}")).exists());
-    assert!(!data.join(format!("months/{old_month}")).exists());
+    // The month holds only the carried check now, under its carry-over key.
+    assert_eq!(ledger.store().month_keys(old_month).unwrap().len(), 1);
+    assert_eq!(
+        ledger.store().check_ids(old_month).unwrap(),
+        vec![judo_id.clone()]
+    );
     let mut remaining = Vec::new();
     for month in ledger.store().months().unwrap() {
         remaining.extend(ledger.checks(month).unwrap());
     }
-    assert_eq!(remaining.len(), 1);
-    assert_eq!(remaining[0].resolution.as_ref().unwrap().basis, "current");
+    assert_eq!(remaining.len(), 2);
+    let today_check = remaining.iter().find(|c| c.id != judo_id).unwrap();
+    assert_eq!(today_check.resolution.as_ref().unwrap().basis, "current");
     rt.block_on(sim.shutdown());
 }

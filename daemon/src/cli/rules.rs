@@ -609,10 +609,14 @@ fn counts_from_ledger(
         message: e.message_ja(),
     };
     let ledger = crate::ledger::Ledger::open(dir).map_err(fail)?;
-    let mut out = Vec::new();
+    // A month carried over (its open checks kept past retention) has both kept counts for
+    // what left and live counts for what stays: the two are added.
+    let mut sums: std::collections::BTreeMap<tsunagi_sync::Month, (u64, u64)> =
+        std::collections::BTreeMap::new();
     let mut push = |month: tsunagi_sync::Month, card: u64, total: u64| -> Result<(), CliError> {
-        let ym = YearMonth::parse(&month.to_string())?;
-        out.push((ym, crate::rules::incentive::UsageCounts { card, total }));
+        let e = sums.entry(month).or_default();
+        e.0 += card;
+        e.1 += total;
         Ok(())
     };
     for (month, counts) in &ledger.store().aggregates() {
@@ -629,7 +633,11 @@ fn counts_from_ledger(
         let by_card = counts.tags[tags::BY_CARD.trailing_zeros() as usize];
         push(month, by_card, counts.checks)?;
     }
-    out.sort_by_key(|(m, _)| *m);
+    let mut out = Vec::new();
+    for (month, (card, total)) in sums {
+        let ym = YearMonth::parse(&month.to_string())?;
+        out.push((ym, crate::rules::incentive::UsageCounts { card, total }));
+    }
     Ok(out)
 }
 

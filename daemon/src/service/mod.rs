@@ -141,6 +141,20 @@ impl MonthSummary {
         }
     }
 
+    /// These counts less `kept`'s (what leaves when `kept` is carried over).
+    pub fn minus(self, kept: &Self) -> Self {
+        Self {
+            checks: self.checks.saturating_sub(kept.checks),
+            by_card: self.by_card.saturating_sub(kept.by_card),
+            pin: self.pin.saturating_sub(kept.pin),
+            captured_offline: self.captured_offline.saturating_sub(kept.captured_offline),
+            fushou: self.fushou.saturating_sub(kept.fushou),
+            old: self.old.saturating_sub(kept.old),
+            open: self.open.saturating_sub(kept.open),
+            overdue: self.overdue.saturating_sub(kept.overdue),
+        }
+    }
+
     /// A month's summary from the index's counts and its open checks (the only checks a
     /// pass reads): the same numbers as folding every check with [`MonthSummary::add`].
     pub fn from_counts(counts: &MonthCounts, open: &[CheckState], today: NaiveDate) -> Self {
@@ -165,7 +179,8 @@ impl MonthSummary {
 }
 
 /// Months whose retention is over on `today` (R20): the end of the month after the visit
-/// month plus `extra_months`, and no check of the month still open.
+/// month plus `extra_months`. Their still-open checks are carried over (kept until they are
+/// decided); the rest of the month goes.
 pub fn months_to_purge(
     months: &[(Month, MonthSummary)],
     today: NaiveDate,
@@ -173,9 +188,8 @@ pub fn months_to_purge(
 ) -> Vec<Month> {
     months
         .iter()
-        .filter(|(month, summary)| {
-            retention_until(month.last_day(), summary.open > 0, extra_months)
-                .is_some_and(|end| today > end)
+        .filter(|(month, _)| {
+            retention_until(month.last_day(), false, extra_months).is_some_and(|end| today > end)
         })
         .map(|(m, _)| *m)
         .collect()
@@ -201,10 +215,17 @@ pub(crate) async fn pass(
         for month in reader.store().months()? {
             let counts = reader.counts(month)?;
             let month_open = reader.open_checks_of(month)?;
+            let mut kept = MonthSummary::default();
+            for c in &month_open {
+                kept.add(c, today);
+            }
+            let keep: Vec<String> = month_open.iter().map(|c| c.id.clone()).collect();
             months.push((
                 month,
                 counts,
                 MonthSummary::from_counts(&counts, &month_open, today),
+                keep,
+                kept,
             ));
             open.extend(month_open);
         }
@@ -220,20 +241,25 @@ pub(crate) async fn pass(
     let extra = config.retention.extra_months;
     tokio::task::spawn_blocking(move || {
         let summaries: Vec<(Month, MonthSummary)> =
-            months.iter().map(|(m, _, s)| (*m, *s)).collect();
+            months.iter().map(|(m, _, s, _, _)| (*m, *s)).collect();
         for month in months_to_purge(&summaries, today, extra) {
-            let Some((_, counts, summary)) = months.iter().find(|(m, _, _)| *m == month) else {
+            let Some((_, counts, summary, keep, kept)) =
+                months.iter().find(|(m, _, _, _, _)| *m == month)
+            else {
                 continue;
             };
-            let aggregate =
-                serde_json::to_value(summary).map_err(|e| LedgerError::Encode(e.to_string()))?;
+            // What leaves the month is counted now; the carried checks are counted when the
+            // month finally goes (the store adds the two).
+            let removed = serde_json::to_value(summary.minus(kept))
+                .map_err(|e| LedgerError::Encode(e.to_string()))?;
             // Decided on the counts read above: a check recorded in the month since (a
             // back-dated reception check) keeps the month until the next pass decides again.
+            // Checks open when the pass began are carried over (R20: kept until decided).
             if ledger
                 .store()
-                .purge_if_unchanged(month, counts, &aggregate)?
+                .purge_except(month, counts, keep, &removed)?
             {
-                tracing::info!(%month, "retention over: month purged");
+                tracing::info!(%month, carried = keep.len(), "retention over: month purged");
             } else {
                 tracing::info!(%month, "month changed during the pass; purge decided again next pass");
             }
