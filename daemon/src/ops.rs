@@ -92,11 +92,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| OpError::Ledger(LedgerError::Encode(format!("task failed: {e}"))))?
 }
 
-/// One check.
-pub async fn view(ledger: &Ledger, id: &str, today: NaiveDate) -> Result<CheckView, OpError> {
+/// The folded check `id`, read off the async threads.
+async fn load(ledger: &Ledger, id: &str) -> Result<crate::ledger::fold::CheckState, OpError> {
     let ledger = ledger.clone();
     let id = id.to_string();
-    blocking(move || Ok(CheckView::of(&ledger.check(&id)?, today))).await
+    blocking(move || Ok(ledger.check(&id)?)).await
+}
+
+/// One check.
+pub async fn view(ledger: &Ledger, id: &str, today: NaiveDate) -> Result<CheckView, OpError> {
+    Ok(CheckView::of(&load(ledger, id).await?, today))
 }
 
 /// The checks of one list, by deadline then id. Pending and overdue lists come from the
@@ -242,11 +247,7 @@ pub async fn declare(
     request: &DeclarationRequest,
     today: NaiveDate,
 ) -> Result<DeclarationReport, OpError> {
-    let check = {
-        let ledger = ledger.clone();
-        let id = id.to_string();
-        blocking(move || Ok(ledger.check(&id)?)).await?
-    };
+    let check = load(ledger, id).await?;
     let m = request.to_moushitatesho(check.visit_date())?;
     let missing_ja = m
         .missing_fields_ja()
@@ -307,11 +308,7 @@ pub async fn report_numbers(
 ) -> Result<CheckView, OpError> {
     // Read, decide and write as one step against the reconciler and other requests.
     let _deciding = ledger.deciding(id).await;
-    let check = {
-        let ledger = ledger.clone();
-        let id = id.to_string();
-        blocking(move || Ok(ledger.check(&id)?)).await?
-    };
+    let check = load(ledger, id).await?;
     let numbers = numbers_record(
         &request.insurer,
         request.symbol.as_deref(),
@@ -371,11 +368,7 @@ pub async fn resolve_by_hand(
     };
     // Read, decide and write as one step against the reconciler and other requests.
     let _deciding = ledger.deciding(id).await;
-    let check = {
-        let ledger = ledger.clone();
-        let id = id.to_string();
-        blocking(move || Ok(ledger.check(&id)?)).await?
-    };
+    let check = load(ledger, id).await?;
     if !check.is_open() {
         return Err(OpError::AlreadyDecided(check.id));
     }
@@ -406,11 +399,7 @@ pub async fn mark_claimed(
 ) -> Result<CheckView, OpError> {
     // Read, decide and write as one step against the reconciler and other requests.
     let _deciding = ledger.deciding(id).await;
-    let check = {
-        let ledger = ledger.clone();
-        let id = id.to_string();
-        blocking(move || Ok(ledger.check(&id)?)).await?
-    };
+    let check = load(ledger, id).await?;
     if check.resolution.is_none() || check.is_open() {
         return Err(OpError::NotDecided(check.id));
     }

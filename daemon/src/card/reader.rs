@@ -52,6 +52,16 @@ impl std::fmt::Debug for Readers {
     }
 }
 
+/// The readers as pcscd sees them now, or what staff are told when they cannot be seen
+/// (pcscd not running, no reader). Blocks: call it off the async threads.
+pub fn snapshot() -> (Vec<ReaderInfo>, Option<String>) {
+    match Readers::connect().and_then(|r| r.list()) {
+        Ok(list) if list.is_empty() => (list, Some(CardError::NoReaders.message_ja())),
+        Ok(list) => (list, None),
+        Err(e) => (Vec::new(), Some(e.message_ja())),
+    }
+}
+
 impl Readers {
     /// Connects to pcscd.
     pub fn connect() -> Result<Self, CardError> {

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::check::CommandError;
 use crate::api::problem::Problem;
-use crate::service::config::ServiceConfig;
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/tsunagi/tsunagi.toml";
@@ -34,19 +33,7 @@ const CONNECT: Duration = Duration::from_millis(500);
 ///   fail on the store's lock anyway;
 /// - `data_dir` naming another directory than the daemon's means that directory, directly.
 pub async fn target(config: &Path, data_dir: Option<&Path>) -> Result<Target, CommandError> {
-    let service = match std::fs::read_to_string(config) {
-        Ok(text) => Some(
-            ServiceConfig::parse(&text, &config.display().to_string())
-                .map_err(|e| CommandError::new(e.message_ja()))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(CommandError::new(format!(
-                "設定ファイル {} を読めません: {e}",
-                config.display()
-            )))
-        }
-    };
+    let service = super::settings::load_config(config)?;
     let direct = |dir: Option<&Path>| Ok(Target::Direct(dir.map(Path::to_path_buf)));
     let Some(service) = service else {
         return direct(data_dir);

@@ -11,8 +11,6 @@ use super::check::{io_error, open_ledger, oqs_client, CommandError};
 use super::client::{segment, target, Target};
 use super::{exit, OqsArgs};
 use crate::api::{CheckList, ReconcileReport, ReconcileRequest};
-use crate::card::reader::Readers;
-use crate::card::CardError;
 use crate::check::now_jst;
 use crate::ops::{
     self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest, NumbersRequest,
@@ -553,11 +551,7 @@ pub async fn status(
                 Err(e) if e.is_transient() => LineState::Offline,
                 Err(_) => LineState::Degraded,
             };
-            let (readers, readers_problem) = match Readers::connect().and_then(|r| r.list()) {
-                Ok(list) if list.is_empty() => (list, Some(CardError::NoReaders.message_ja())),
-                Ok(list) => (list, None),
-                Err(e) => (Vec::new(), Some(e.message_ja())),
-            };
+            let (readers, readers_problem) = crate::card::reader::snapshot();
             (
                 Status {
                     line,

@@ -11,6 +11,10 @@ use super::event::{
 use crate::rules::claim::Moushitatesho;
 use crate::rules::deadlines::{follow_up, FollowUpFacts, Treatment};
 
+/// Query errors asking again cannot cure (kinds as recorded in `attempt-failed`): an answer
+/// with a code value this client does not know, or one that contradicts itself.
+pub const FINAL_ERRORS: [&str; 2] = ["unknown-code", "inconsistent"];
+
 /// Where a check stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -102,10 +106,9 @@ impl CheckState {
     /// code value this client does not know, or one that contradicts itself) and nothing
     /// was reported since: staff confirm another way.
     pub fn gave_up(&self) -> bool {
-        const FINAL: [&str; 2] = ["unknown-code", "inconsistent"];
         self.last_error
             .as_deref()
-            .is_some_and(|e| FINAL.contains(&e))
+            .is_some_and(|e| FINAL_ERRORS.contains(&e))
             && self.reported.is_none()
     }
 

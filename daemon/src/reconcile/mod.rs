@@ -18,7 +18,7 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 
 use crate::ledger::event::{AnswerStatus, Answered, CheckEvent, NumbersRecord, Resolved, Via};
-use crate::ledger::fold::CheckState;
+use crate::ledger::fold::{CheckState, FINAL_ERRORS};
 use crate::ledger::{Ledger, LedgerError};
 use crate::oqs::{Answer, CardQuery, InsuranceQuery, OqsClient, QueryError};
 use crate::rules::claim::{claim_basis, ClaimBasis, ClaimFacts, InsuranceNumbers, NumbersSource};
@@ -330,33 +330,21 @@ impl Reconciler {
             .await
     }
 
-    /// A final error: recorded once, not retried; the check waits for staff.
-    async fn give_up(
-        &self,
-        check: &CheckState,
-        e: &QueryError,
-        now: DateTime<FixedOffset>,
-    ) -> Result<One, LedgerError> {
-        tracing::warn!(check = %check.id, error = e.kind(), "final query error; left to staff");
-        self.record(
-            check,
-            CheckEvent::AttemptFailed {
-                error: e.kind().into(),
-                at: now,
-            },
-        )
-        .await?;
-        Ok(One::NeedsStaff)
-    }
-
+    /// Records a failed attempt. A transient error is retried after a back-off; a final one
+    /// ([`FINAL_ERRORS`]) is not asked again, and the check waits for staff.
     async fn fail(
         &self,
         check: &CheckState,
         e: &QueryError,
         now: DateTime<FixedOffset>,
     ) -> Result<One, LedgerError> {
-        tracing::info!(check = %check.id, error = e.kind(), "query failed; will retry");
-        self.failed(&check.id);
+        let final_error = FINAL_ERRORS.contains(&e.kind());
+        if final_error {
+            tracing::warn!(check = %check.id, error = e.kind(), "final query error; left to staff");
+        } else {
+            tracing::info!(check = %check.id, error = e.kind(), "query failed; will retry");
+            self.failed(&check.id);
+        }
         self.record(
             check,
             CheckEvent::AttemptFailed {
@@ -365,7 +353,11 @@ impl Reconciler {
             },
         )
         .await?;
-        Ok(One::Failed)
+        Ok(if final_error {
+            One::NeedsStaff
+        } else {
+            One::Failed
+        })
     }
 
     async fn one(
@@ -402,9 +394,6 @@ impl Reconciler {
                         ratio_percent: None,
                         answered_at: now,
                     },
-                    Err(e) if matches!(e.kind(), "unknown-code" | "inconsistent") => {
-                        return self.give_up(&check, &e, now).await
-                    }
                     Err(e) => return self.fail(&check, &e, now).await,
                 };
                 self.record(&check, CheckEvent::Answered(event.clone()))
@@ -445,9 +434,6 @@ impl Reconciler {
                         self.record(&check, CheckEvent::Answered(event.clone()))
                             .await?;
                         check.answers.push(event);
-                    }
-                    Err(e) if matches!(e.kind(), "unknown-code" | "inconsistent") => {
-                        return self.give_up(&check, &e, now).await
                     }
                     Err(e) => return self.fail(&check, &e, now).await,
                 }

@@ -269,11 +269,19 @@ impl Daemon {
     /// the same `check_id` is answered from the recorded check; the card is not read again.
     pub async fn check(&self, start: StartCheck) -> Result<CheckReport, StartError> {
         if let Some(id) = start.check_id.clone() {
-            if let Some(report) = self.recorded_report(&id).await? {
-                return Ok(report);
-            }
+            // Take the id first, then look for its record: a request that finished meanwhile
+            // is seen, and none other with this id can start until this one ends.
             if !lock(&self.inner.in_flight).insert(id.clone()) {
                 return Err(StartError::InProgress(id));
+            }
+            let answered = match self.recorded_report(&id).await {
+                Ok(None) => None,
+                Ok(Some(report)) => Some(Ok(report)),
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(answer) = answered {
+                lock(&self.inner.in_flight).remove(&id);
+                return answer;
             }
         }
         let this = self.clone();
@@ -390,22 +398,19 @@ impl Daemon {
     }
 
     fn on_line_failure(&self) {
-        let changed = {
-            let mut h = lock(&self.inner.health);
-            let before = h.state();
-            h.on_failure(Instant::now());
-            (before != h.state()).then(|| h.state())
-        };
-        if let Some(state) = changed {
-            let _ = self.inner.events.send(DaemonEvent::Line(state));
-        }
+        self.update_health(|h| h.on_failure(Instant::now()));
     }
 
     fn on_line_success(&self) {
+        self.update_health(Health::on_success);
+    }
+
+    /// Applies `f` to the breaker and tells followers when the line's state changed.
+    fn update_health(&self, f: impl FnOnce(&mut Health)) {
         let changed = {
             let mut h = lock(&self.inner.health);
             let before = h.state();
-            h.on_success();
+            f(&mut h);
             (before != h.state()).then(|| h.state())
         };
         if let Some(state) = changed {

@@ -276,22 +276,14 @@ pub(crate) async fn pass(
 
 /// Card watch: the readers and the cards on them, as pcscd sees them now.
 async fn watch_readers(daemon: &Daemon) {
-    let seen = tokio::task::spawn_blocking(|| {
-        crate::card::reader::Readers::connect().and_then(|r| r.list())
-    })
-    .await;
-    let (readers, problem) = match seen {
-        Ok(Ok(list)) if list.is_empty() => (
-            Vec::new(),
-            Some(crate::card::CardError::NoReaders.message_ja()),
-        ),
-        Ok(Ok(list)) => (list, None),
-        Ok(Err(e)) => (Vec::new(), Some(e.message_ja())),
-        Err(e) => (
-            Vec::new(),
-            Some(format!("カードリーダーの確認に失敗しました: {e}")),
-        ),
-    };
+    let (readers, problem) = tokio::task::spawn_blocking(crate::card::reader::snapshot)
+        .await
+        .unwrap_or_else(|e| {
+            (
+                Vec::new(),
+                Some(format!("カードリーダーの確認に失敗しました: {e}")),
+            )
+        });
     daemon.set_readers(readers, problem);
 }
 

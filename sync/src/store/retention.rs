@@ -41,6 +41,26 @@ pub struct Tombstone {
     pub aggregate: serde_json::Value,
 }
 
+/// The `YYYY-MM.json` files of `dir` (none when it does not exist yet), with their months.
+fn month_files(vfs: &dyn Vfs, dir: &Path) -> io::Result<Vec<(Month, Vec<u8>)>> {
+    let names = match vfs.read_dir(dir) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let Some(month) = name
+            .strip_suffix(".json")
+            .and_then(|m| m.parse::<Month>().ok())
+        else {
+            continue;
+        };
+        out.push((month, vfs::read_file(vfs, &dir.join(&name))?));
+    }
+    Ok(out)
+}
+
 /// The tombstones of this device.
 pub(crate) struct Tombstones {
     vfs: Arc<dyn Vfs>,
@@ -61,19 +81,7 @@ impl Tombstones {
     /// for the month its name gives: a damaged file must never bring a month back.
     pub(crate) fn load(vfs: Arc<dyn Vfs>, dir: &Path) -> io::Result<Self> {
         let mut known = BTreeMap::new();
-        let names = match vfs.read_dir(dir) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        for name in names {
-            let Some(month) = name
-                .strip_suffix(".json")
-                .and_then(|m| m.parse::<Month>().ok())
-            else {
-                continue;
-            };
-            let bytes = vfs::read_file(vfs.as_ref(), &dir.join(&name))?;
+        for (month, bytes) in month_files(vfs.as_ref(), dir)? {
             let stone = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::error!(%month, error = %e, "tombstone damaged; the month stays purged");
                 Tombstone {
@@ -228,19 +236,7 @@ impl CarriedCounts {
     /// none (its counts are lost; the month's records are not touched).
     pub(crate) fn load(vfs: Arc<dyn Vfs>, dir: &Path) -> io::Result<Self> {
         let mut known = BTreeMap::new();
-        let names = match vfs.read_dir(dir) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        for name in names {
-            let Some(month) = name
-                .strip_suffix(".json")
-                .and_then(|m| m.parse::<Month>().ok())
-            else {
-                continue;
-            };
-            let bytes = vfs::read_file(vfs.as_ref(), &dir.join(&name))?;
+        for (month, bytes) in month_files(vfs.as_ref(), dir)? {
             match serde_json::from_slice::<Carried>(&bytes) {
                 Ok(c) if c.month == month => {
                     known.insert(month, (c, true));
