@@ -10,12 +10,14 @@
 //! the visit where the daemon's judgement and any simulator's agree.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{runtime, scenario, today};
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use chrono::{Months, NaiveDate};
-use oqs_sim::scenario::{self, Scenario};
 use oqs_sim::{FaultMode, SimHandle, Simulator};
 use tsunagi::card::reader::Readers;
 use tsunagi::card::{Pin, PinEntry};
@@ -30,10 +32,6 @@ use tsunagi_vcard::card::{CardProfile, PinSetup, Token, VirtualCard};
 use tsunagi_vcard::harness::{self, PcscdSession};
 use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
 
-fn today() -> NaiveDate {
-    tsunagi::check::now_jst().date_naive()
-}
-
 fn months_from_today(n: i32) -> NaiveDate {
     let m = Months::new(n.unsigned_abs());
     if n < 0 {
@@ -41,22 +39,6 @@ fn months_from_today(n: i32) -> NaiveDate {
     } else {
         today().checked_add_months(m).unwrap()
     }
-}
-
-fn scenario() -> &'static Scenario {
-    static S: OnceLock<Scenario> = OnceLock::new();
-    S.get_or_init(|| scenario::standard(today()).expect("standard scenario"))
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
 }
 
 fn card(name: &str) -> CardProfile {

@@ -14,15 +14,17 @@
 #[path = "support/tsunagid.rs"]
 mod tsunagid;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{runtime, scenario, today};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use oqs_sim::scenario::{self, Scenario};
 use oqs_sim::{FaultMode, SimHandle, Simulator};
 use serde_json::{json, Value};
 use tsunagi_vcard::card::VirtualCard;
@@ -34,26 +36,6 @@ use tsunagid::Tsunagid;
 /// No `tsunagi` run in these tests may take longer (a hang fails the test, it does not stall
 /// the suite).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-fn today() -> chrono::NaiveDate {
-    tsunagi::check::now_jst().date_naive()
-}
-
-fn scenario() -> &'static Scenario {
-    static S: OnceLock<Scenario> = OnceLock::new();
-    S.get_or_init(|| scenario::standard(today()).expect("standard scenario"))
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
 
 fn institution() -> &'static str {
     &scenario().institution_code

@@ -5,38 +5,20 @@
 //! pcscd is one per machine, so every test takes the harness's exclusive session first.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{runtime, scenario};
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use oqs_sim::scenario::{self, Scenario};
 use oqs_sim::{FaultMode, MalformedKind, SimHandle, Simulator};
 use tsunagi_vcard::card::{
     BlockedStatus, CardProfile, VirtualCard, JPKI_AID, KENHOJO_AID, KENMEN_AID,
 };
 use tsunagi_vcard::harness::{self, PcscdSession};
 use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
-
-fn today() -> chrono::NaiveDate {
-    tsunagi::check::now_jst().date_naive()
-}
-
-fn scenario() -> &'static Scenario {
-    static S: OnceLock<Scenario> = OnceLock::new();
-    S.get_or_init(|| scenario::standard(today()).expect("standard scenario"))
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
 
 /// One test's world: pcscd held, a simulator running, a card on slot 0.
 struct World {
