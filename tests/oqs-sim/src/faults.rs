@@ -4,8 +4,11 @@
 //! [`FaultMode::Refuse`] wakes the listener task (through a `watch` channel), which drops or
 //! rebinds the main listener. Until that task has run, connections that slip through are
 //! accepted and dropped at once, so a refused client never gets an answer either way.
+//! Leaving Refuse binds the port again before the call returns (the task picks the socket
+//! up), so a client that asks right after `clear()` is answered, not refused.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +71,15 @@ pub(crate) struct FaultState {
 #[derive(Clone, Debug)]
 pub struct Faults {
     tx: Arc<watch::Sender<FaultState>>,
+    main: Arc<Mutex<MainSocket>>,
+}
+
+/// The main listener's address, and the socket bound again on leaving Refuse, waiting for
+/// the listener task.
+#[derive(Debug, Default)]
+struct MainSocket {
+    addr: Option<SocketAddr>,
+    ready: Option<std::net::TcpListener>,
 }
 
 impl Default for Faults {
@@ -83,12 +95,45 @@ impl Faults {
             mode: FaultMode::None,
             delay: Duration::ZERO,
         });
-        Self { tx: Arc::new(tx) }
+        Self {
+            tx: Arc::new(tx),
+            main: Arc::default(),
+        }
     }
 
     /// Sets the fault mode (the delay is kept).
     pub fn set_mode(&self, m: FaultMode) {
+        self.leaving_refuse(m);
         self.tx.send_modify(|s| s.mode = m);
+    }
+
+    /// Tells the switches where the main listener is, so leaving Refuse can bind it again.
+    pub(crate) fn attach(&self, addr: SocketAddr) {
+        self.lock_main().addr = Some(addr);
+    }
+
+    /// The socket bound on leaving Refuse, for the listener task.
+    pub(crate) fn take_ready(&self) -> Option<std::net::TcpListener> {
+        self.lock_main().ready.take()
+    }
+
+    fn lock_main(&self) -> std::sync::MutexGuard<'_, MainSocket> {
+        self.main.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Binds the main port now when the mode leaves Refuse. Should the bind fail (the old
+    /// listener not dropped yet), the listener task binds it itself, as before.
+    fn leaving_refuse(&self, next: FaultMode) {
+        if self.mode() != FaultMode::Refuse || next == FaultMode::Refuse {
+            return;
+        }
+        let mut main = self.lock_main();
+        let Some(addr) = main.addr else { return };
+        if main.ready.is_none() {
+            main.ready = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .ok();
+        }
     }
 
     /// Sets the delay applied before every answer on the main listener.
@@ -98,6 +143,7 @@ impl Faults {
 
     /// Back to normal: no fault, no delay.
     pub fn clear(&self) {
+        self.leaving_refuse(FaultMode::None);
         self.tx.send_modify(|s| {
             s.mode = FaultMode::None;
             s.delay = Duration::ZERO;

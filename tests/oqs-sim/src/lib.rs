@@ -126,6 +126,7 @@ impl Simulator {
             None => None,
         };
         let faults = Faults::new();
+        faults.attach(addr);
         let shared = Arc::new(Shared {
             population: config.population,
             registry: config.registry,

@@ -805,6 +805,14 @@ pub(crate) async fn run_main(
                 r = modes.changed() => if r.is_err() { return },
             }
         }
+        if let Some(l) = faults
+            .take_ready()
+            .and_then(|l| TcpListener::from_std(l).ok())
+        {
+            tracing::info!(%addr, "listening again");
+            listener = Some(l);
+            continue;
+        }
         loop {
             match TcpListener::bind(addr).await {
                 Ok(l) => {
