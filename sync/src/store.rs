@@ -73,7 +73,9 @@ use crate::seal;
 use crate::vfs::{LockGuard, OsFs, Vfs};
 
 pub use documents::DocError;
-pub use index::{CheckClass, Classifier, IndexError, MonthCounts, OpenUntilResolved};
+pub use index::{
+    CheckClass, Classifier, IndexError, LookupKey, MonthCounts, OpenUntilResolved, MAX_LOOKUP_KEYS,
+};
 pub use keys::{KeyError, KeyId};
 pub use recovery::OpenError;
 pub use retention::Tombstone;
@@ -980,6 +982,19 @@ impl Store {
     pub fn open_checks(&self, month: Month) -> Result<Vec<String>, StoreError> {
         self.fresh()?;
         Ok(self.inner.index.open_checks(month)?)
+    }
+
+    /// The checks that can be found by lookup key `k` ([`Classifier::lookup_keys`]), newest
+    /// month first, each month's sorted by id (read from the index: no month is opened).
+    pub fn checks_by_key(&self, k: &LookupKey) -> Result<Vec<(Month, String)>, StoreError> {
+        self.fresh()?;
+        let mut out = Vec::new();
+        for month in self.months()?.into_iter().rev() {
+            for id in self.inner.index.checks_by_key(month, k)? {
+                out.push((month, id));
+            }
+        }
+        Ok(out)
     }
 
     /// The counts of a month.

@@ -952,3 +952,86 @@ fn a_carry_over_decided_before_a_capture_does_not_take_it() {
     assert!(!store.aggregates().contains_key(&oct));
     assert!(!dir.path().join("carried").exists());
 }
+
+/// Finds checks by the `p` field of their latest event that has one, and counts them open
+/// until resolved.
+#[derive(Debug)]
+struct ByPatient;
+
+impl tsunagi_sync::store::Classifier for ByPatient {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn classify(&self, id: &str, events: &[Event]) -> tsunagi_sync::store::CheckClass {
+        tsunagi_sync::store::OpenUntilResolved.classify(id, events)
+    }
+
+    fn lookup_keys(&self, _id: &str, events: &[Event]) -> Vec<tsunagi_sync::store::LookupKey> {
+        events
+            .iter()
+            .rev()
+            .find_map(|e| e.payload["p"].as_str())
+            .map(|p| {
+                let mut k = [0u8; 16];
+                k[..p.len()].copy_from_slice(p.as_bytes());
+                vec![k]
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn patient(p: &str) -> tsunagi_sync::store::LookupKey {
+    let mut k = [0u8; 16];
+    k[..p.len()].copy_from_slice(p.as_bytes());
+    k
+}
+
+#[test]
+fn checks_are_found_by_lookup_key_until_their_month_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.classifier = std::sync::Arc::new(ByPatient);
+    let open = || Store::open_waiting(&c, std::time::Duration::from_secs(10)).unwrap();
+    let oct = Month::new(2026, 10).unwrap();
+    let store = open();
+    for (id, month, p) in [("c1", oct, "A"), ("c2", oct, "B"), ("c3", nov(), "A")] {
+        store
+            .capture_blocking(id, month, json!({"kind": "captured", "p": p}))
+            .unwrap();
+    }
+    let found = |s: &Store, p: &str| s.checks_by_key(&patient(p)).unwrap();
+    let ids = |v: &[(Month, &str)]| -> Vec<(Month, String)> {
+        v.iter().map(|(m, i)| (*m, i.to_string())).collect()
+    };
+    assert_eq!(found(&store, "A"), ids(&[(nov(), "c3"), (oct, "c1")]));
+    assert_eq!(found(&store, "B"), ids(&[(oct, "c2")]));
+    assert!(found(&store, "Z").is_empty());
+    // A later event that changes the key moves the check: the old key no longer finds it.
+    store
+        .append_blocking("c1", oct, json!({"kind": "answered", "p": "C"}))
+        .unwrap();
+    assert_eq!(found(&store, "A"), ids(&[(nov(), "c3")]));
+    assert_eq!(found(&store, "C"), ids(&[(oct, "c1")]));
+    drop(store);
+    // Rebuilt from the segments, the index finds the same.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = open();
+    assert_eq!(found(&store, "A"), ids(&[(nov(), "c3")]));
+    assert_eq!(found(&store, "C"), ids(&[(oct, "c1")]));
+    assert_eq!(found(&store, "B"), ids(&[(oct, "c2")]));
+    // Retention: a carried-over check is still found; the rest of its month is not.
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_except(oct, &seen, &["c1".to_string()], &json!({"checks": 1}))
+        .unwrap());
+    assert_eq!(found(&store, "C"), ids(&[(oct, "c1")]));
+    assert!(found(&store, "B").is_empty());
+    // The whole month gone: nothing of it is found.
+    let seen = store.counts(oct).unwrap();
+    assert!(store
+        .purge_if_unchanged(oct, &seen, &json!({"checks": 1}))
+        .unwrap());
+    assert!(found(&store, "C").is_empty());
+    assert_eq!(found(&store, "A"), ids(&[(nov(), "c3")]));
+}

@@ -14,6 +14,7 @@
 //! | `W` month segment | the segment is indexed up to this offset |
 //! | `D` month | how far the month document was last brought up to date (a hint for maintenance) |
 //! | `U` month segment offset | a record that does not open yet (no key for it here): tried again when a key arrives and at open |
+//! | `K` month lookup-key check | (empty): the check can be found by this key ([`Classifier::lookup_keys`]) |
 //! | `V` | the index format and the classifier's version |
 //!
 //! Nothing here is the only copy of anything: sled 0.34 flushes with `sync_file_range` and
@@ -28,7 +29,16 @@ use std::path::Path;
 use crate::event::{Event, EventId, Month};
 
 /// The index's format; a different one on disk is rebuilt from the segments.
-const FORMAT: u32 = 1;
+/// 2: checks carry lookup keys (`K` entries).
+const FORMAT: u32 = 2;
+
+/// A key a check can also be found by (検索キー), besides its id: opaque to the store (the
+/// daemon's keyed hash of a patient's card or insurance numbers). Kept in the index only,
+/// so it goes with the month's entries when the month is purged.
+pub type LookupKey = [u8; 16];
+
+/// At most this many lookup keys are kept per check (the rest are ignored).
+pub const MAX_LOOKUP_KEYS: usize = 8;
 
 /// A check's class (状態区分): whether it is open and which of the month's counters it
 /// adds to. Decided by the daemon's [`Classifier`] from the check's events.
@@ -48,6 +58,13 @@ pub trait Classifier: Send + Sync + fmt::Debug {
     fn version(&self) -> u32;
     /// The class of check `check_id`, given all its events.
     fn classify(&self, check_id: &str, events: &[Event]) -> CheckClass;
+    /// The keys check `check_id` can also be found by ([`super::Store::checks_by_key`]),
+    /// given all its events. Pure like [`Classifier::classify`], and covered by the same
+    /// version. None by default.
+    fn lookup_keys(&self, check_id: &str, events: &[Event]) -> Vec<LookupKey> {
+        let _ = (check_id, events);
+        Vec::new()
+    }
 }
 
 /// A classifier for tools and tests that know no payloads: a check is open until an event
@@ -161,15 +178,22 @@ impl Loc {
 pub(crate) struct CheckEntry {
     /// Its class.
     pub class: CheckClass,
+    /// The keys it can be found by (each has a `K` entry).
+    pub keys: Vec<LookupKey>,
     /// Its records, in the order they were indexed.
     pub locs: Vec<Loc>,
 }
 
 impl CheckEntry {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + 16 * self.locs.len());
+        let keys = &self.keys[..self.keys.len().min(MAX_LOOKUP_KEYS)];
+        let mut out = Vec::with_capacity(6 + 16 * (keys.len() + self.locs.len()));
         out.extend_from_slice(&self.class.tags.to_be_bytes());
         out.push(u8::from(self.class.open));
+        out.push(keys.len() as u8);
+        for k in keys {
+            out.extend_from_slice(k);
+        }
         for loc in &self.locs {
             loc.encode(&mut out);
         }
@@ -179,13 +203,21 @@ impl CheckEntry {
     fn decode(b: &[u8]) -> Option<Self> {
         let tags = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?);
         let open = *b.get(4)? != 0;
-        let rest = b.get(5..)?;
+        let nkeys = usize::from(*b.get(5)?);
+        let keys_end = 6 + 16 * nkeys;
+        let keys = b
+            .get(6..keys_end)?
+            .chunks(16)
+            .map(|k| k.try_into().ok())
+            .collect::<Option<Vec<LookupKey>>>()?;
+        let rest = b.get(keys_end..)?;
         if rest.len() % 16 != 0 {
             return None;
         }
         let locs = rest.chunks(16).map(Loc::decode).collect::<Option<_>>()?;
         Some(Self {
             class: CheckClass { open, tags },
+            keys,
             locs,
         })
     }
@@ -217,7 +249,7 @@ pub enum IndexError {
 }
 
 /// Every kind of entry a month has.
-const MONTH_KINDS: [u8; 7] = [b'E', b'C', b'O', b'N', b'W', b'D', b'U'];
+const MONTH_KINDS: [u8; 8] = [b'E', b'C', b'O', b'N', b'W', b'D', b'U', b'K'];
 
 fn key(kind: u8, month: Month, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + rest.len());
@@ -238,27 +270,42 @@ pub(crate) struct NewRecord {
     pub event: Event,
 }
 
-/// The class of a check from its events (in any order).
+/// The class and lookup keys of a check from its events (in any order).
 fn classify(
     classifier: &dyn Classifier,
     month: Month,
     check_id: &str,
     mut events: Vec<(EventId, Event)>,
-) -> CheckClass {
+) -> (CheckClass, Vec<LookupKey>) {
     super::sort_events(&mut events);
     let plain: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
     // The classifier is the daemon's code: if it panics, the check counts as open (staff
     // see it) rather than the records being stranded.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        classifier.classify(check_id, &plain)
+        let class = classifier.classify(check_id, &plain);
+        let mut keys = classifier.lookup_keys(check_id, &plain);
+        keys.sort_unstable();
+        keys.dedup();
+        keys.truncate(MAX_LOOKUP_KEYS);
+        (class, keys)
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%month, check = %check_id, "the classifier panicked; counting the check as open");
-        CheckClass {
-            open: true,
-            tags: 0,
-        }
+        (
+            CheckClass {
+                open: true,
+                tags: 0,
+            },
+            Vec::new(),
+        )
     })
+}
+
+fn lookup_key(month: Month, k: &LookupKey, check_id: &str) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(16 + check_id.len());
+    rest.extend_from_slice(k);
+    rest.extend_from_slice(check_id.as_bytes());
+    key(b'K', month, &rest)
 }
 
 fn unreadable_key(month: Month, loc: Loc) -> Vec<u8> {
@@ -392,6 +439,23 @@ impl Index {
         self.ids_with(b'O', month)
     }
 
+    /// The checks of `month` that can be found by `k`, sorted by id.
+    pub(crate) fn checks_by_key(
+        &self,
+        month: Month,
+        k: &LookupKey,
+    ) -> Result<Vec<String>, IndexError> {
+        let prefix = key(b'K', month, k);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (found, _) = item?;
+            let id = std::str::from_utf8(&found[prefix.len()..])
+                .map_err(|_| IndexError::Damaged(format!("K {month}")))?;
+            out.push(id.to_string());
+        }
+        Ok(out)
+    }
+
     /// The counts of `month`.
     pub(crate) fn counts(&self, month: Month) -> Result<MonthCounts, IndexError> {
         match self.tree.get(key(b'N', month, &[]))? {
@@ -473,12 +537,19 @@ impl Index {
                 events.push((r.id, r.event));
                 counts.events += 1;
             }
-            let class = classify(classifier, month, &check_id, events);
+            let (class, keys) = classify(classifier, month, &check_id, events);
             if let Some(old) = &before {
                 counts.add(old.class, -1);
+                for k in old.keys.iter().filter(|k| !keys.contains(k)) {
+                    batch.remove(lookup_key(month, k, &check_id));
+                }
+            }
+            for k in &keys {
+                batch.insert(lookup_key(month, k, &check_id), &[][..]);
             }
             counts.add(class, 1);
             entry.class = class;
+            entry.keys = keys;
             batch.insert(ckey, entry.encode());
             let okey = key(b'O', month, check_id.as_bytes());
             if class.open {
@@ -628,7 +699,10 @@ impl Index {
                 events.push((r.id, r.event));
                 counts.events += 1;
             }
-            entry.class = classify(classifier, month, &check_id, events);
+            (entry.class, entry.keys) = classify(classifier, month, &check_id, events);
+            for k in &entry.keys {
+                batch.insert(lookup_key(month, k, &check_id), &[][..]);
+            }
             counts.add(entry.class, 1);
             batch.insert(key(b'C', month, check_id.as_bytes()), entry.encode());
             if entry.class.open {
@@ -680,6 +754,7 @@ mod tests {
                 open: true,
                 tags: 0b101,
             },
+            keys: vec![[7; 16], [9; 16]],
             locs: vec![
                 Loc {
                     seg: 1,
