@@ -78,11 +78,7 @@ fn captures(s: &Scenario, keys: &[InsuranceKey], n: usize, today: NaiveDate) -> 
             });
             let last_known = (!by_card).then(|| {
                 let key = &keys[(i / 2) % keys.len()];
-                KnownInsurance {
-                    numbers: numbers(key),
-                    birth_date: key.birthdate,
-                    copay_tenths: Some(3),
-                }
+                KnownInsurance::new(numbers(key), key.birthdate, Some(3))
             });
             Captured {
                 visit_date: today,

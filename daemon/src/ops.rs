@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::FacilityType;
-use crate::ledger::event::{CheckEvent, NumbersRecord, Reported, Resolved};
+use crate::ledger::event::{
+    CheckEvent, KnownInsurance, KnownSource, NumbersRecord, Reported, Resolved,
+};
 use crate::ledger::{Ledger, LedgerError};
 use crate::rules::claim::{InsuranceNumbers, InsuranceType, Moushitatesho, Sex};
 use crate::rules::copay::CopayRatio;
@@ -283,6 +285,69 @@ pub struct NumbersRequest {
     pub birth_date: Option<NaiveDate>,
 }
 
+/// What the receipt computer (or another client) already knows of the patient, sent with a
+/// request (前回情報): used when the check is captured offline, for the co-payment (R13) and
+/// instead of a 申立書 (R14).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnownInsuranceRequest {
+    /// 保険者番号 (6 or 8 digits).
+    pub insurer: String,
+    /// 記号.
+    pub symbol: Option<String>,
+    /// 番号.
+    pub number: String,
+    /// 枝番.
+    pub branch: Option<String>,
+    /// 生年月日.
+    pub birth_date: NaiveDate,
+    /// 負担割合 in tenths (1, 2 or 3), when known.
+    #[schema(minimum = 1, maximum = 3)]
+    pub copay_tenths: Option<u8>,
+    /// The visit date it was last confirmed for, when known.
+    pub confirmed_on: Option<NaiveDate>,
+}
+
+impl std::fmt::Debug for KnownInsuranceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownInsuranceRequest")
+            .field("insurer", &self.insurer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KnownInsuranceRequest {
+    /// Checks it against a visit on `visit`; errors name the field under `known_insurance`.
+    pub fn parse(&self, visit: NaiveDate) -> Result<KnownInsurance, OpError> {
+        let numbers = numbers_record(
+            &self.insurer,
+            self.symbol.as_deref(),
+            &self.number,
+            self.branch.as_deref(),
+        )
+        .map_err(|e| OpError::invalid("known_insurance.insurer", e.message_ja()))?;
+        if self.birth_date > visit {
+            return Err(OpError::invalid(
+                "known_insurance.birth_date",
+                "前回情報の生年月日が受診日より後になっています。",
+            ));
+        }
+        if self
+            .copay_tenths
+            .is_some_and(|t| crate::rules::copay::CopayRatio::from_tenths(t).is_none())
+        {
+            return Err(OpError::invalid(
+                "known_insurance.copay_tenths",
+                "前回情報の負担割合は 1・2・3（割）のいずれかで指定してください。",
+            ));
+        }
+        let mut known = KnownInsurance::new(numbers, self.birth_date, self.copay_tenths);
+        known.confirmed_on = self.confirmed_on;
+        known.source = Some(KnownSource::Request);
+        Ok(known)
+    }
+}
+
 fn numbers_record(
     insurer: &str,
     symbol: Option<&str>,
@@ -552,6 +617,22 @@ pub async fn record_document(
             })?,
         None => crate::ledger::new_check_id(),
     };
+    // What the clinic last confirmed under the document's numbers (its birth date lets the
+    // reconciler ask by numbers when none was typed).
+    let last_known = match &numbers {
+        Some(n) => {
+            let key = ledger.history_key().numbers(n);
+            let ledger = ledger.clone();
+            // A failed lookup costs only the history, never the record.
+            blocking(move || Ok(ledger.known_patient(&[key], visit, None)?))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "patient history could not be read; recorded without it");
+                    None
+                })
+        }
+        None => None,
+    };
     let capture = Captured {
         visit_date: visit,
         facility,
@@ -565,7 +646,7 @@ pub async fn record_document(
             birth_date: request.birth_date,
         }),
         reason: Some("document".into()),
-        last_known: None,
+        last_known,
         captured_at: now,
     };
     ledger

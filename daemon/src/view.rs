@@ -247,6 +247,8 @@ pub struct CheckView {
     pub declared: bool,
     /// Numbers the clinic holds for the patient (earlier data, a document, or reported later).
     pub known_numbers: Option<NumbersView>,
+    /// What reception knew of the patient at the check (前回確認情報), when anything.
+    pub earlier: Option<EarlierView>,
     /// The decided claim basis (provisional until claimed or its deadline passes).
     pub resolution: Option<ResolutionView>,
     /// Earlier decisions the current one replaced, oldest first.
@@ -335,6 +337,7 @@ impl CheckView {
             }),
             declared: c.declaration.is_some(),
             known_numbers: known.map(numbers_view),
+            earlier: c.captured.last_known.as_ref().map(EarlierView::of),
             resolution: c.resolution.as_ref().map(resolution_view),
             history: c.replaced.iter().map(resolution_view).collect(),
             claimed_at: c.claimed,
@@ -476,6 +479,57 @@ pub struct CheckReport {
     pub message_ja: String,
     /// What to do now, one instruction per line (captured checks).
     pub instructions_ja: Vec<String>,
+    /// The co-payment to collect, in tenths (割), when known: the answer's, or for a
+    /// captured check the one R13 gives from age and what the clinic last confirmed.
+    pub copay_tenths: Option<u8>,
+    /// What reception knew of the patient before this check, when anything.
+    pub earlier: Option<EarlierView>,
+}
+
+/// What reception knew of a patient before a check (前回確認情報), and where from.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EarlierView {
+    /// `history` (this clinic's earlier confirmed check) or `request` (sent with the
+    /// request, by the receipt computer).
+    pub source: String,
+    /// The earlier check, when from history.
+    pub check_id: Option<String>,
+    /// The visit date it was confirmed for, when known.
+    pub confirmed_on: Option<NaiveDate>,
+    /// The numbers.
+    pub numbers: NumbersView,
+    /// 生年月日.
+    pub birth_date: NaiveDate,
+    /// 負担割合 in tenths (1–3), when confirmed.
+    pub copay_tenths: Option<u8>,
+}
+
+impl fmt::Debug for EarlierView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EarlierView")
+            .field("source", &self.source)
+            .field("check_id", &self.check_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EarlierView {
+    /// The view of earlier data.
+    pub fn of(k: &crate::ledger::event::KnownInsurance) -> Self {
+        use crate::ledger::event::KnownSource;
+        let (source, check_id) = match &k.source {
+            Some(KnownSource::History { check_id }) => ("history", Some(check_id.clone())),
+            Some(KnownSource::Request) | None => ("request", None),
+        };
+        Self {
+            source: source.into(),
+            check_id,
+            confirmed_on: k.confirmed_on,
+            numbers: numbers_view(&k.numbers),
+            birth_date: k.birth_date,
+            copay_tenths: k.copay_tenths,
+        }
+    }
 }
 
 impl fmt::Debug for CheckReport {

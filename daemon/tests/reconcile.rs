@@ -33,15 +33,17 @@ fn capture(s: &Scenario, case: &Case) -> Captured {
         .last_known
         .then(|| s.insurance_of(case.card))
         .flatten()
-        .map(|key| KnownInsurance {
-            numbers: NumbersRecord {
-                insurer: InsurerNumber::parse(&key.insurer.wire()).unwrap(),
-                symbol: key.symbol.clone(),
-                number: key.number.clone(),
-                branch: key.branch.clone(),
-            },
-            birth_date: key.birthdate,
-            copay_tenths: Some(3),
+        .map(|key| {
+            KnownInsurance::new(
+                NumbersRecord {
+                    insurer: InsurerNumber::parse(&key.insurer.wire()).unwrap(),
+                    symbol: key.symbol.clone(),
+                    number: key.number.clone(),
+                    branch: key.branch.clone(),
+                },
+                key.birthdate,
+                Some(3),
+            )
         });
     Captured {
         visit_date: now.date_naive(),

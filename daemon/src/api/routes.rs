@@ -284,6 +284,10 @@ pub struct CheckStartRequest {
     /// The card has no photo (applied for before the first birthday): PIN only (R2).
     #[serde(default)]
     pub photo_less: bool,
+    /// What the receipt computer already knows of the patient (前回情報): used if the check
+    /// is captured offline, for the co-payment and instead of a 申立書. Without it, the
+    /// clinic's own history of the card is used.
+    pub known_insurance: Option<ops::KnownInsuranceRequest>,
 }
 
 /// Identity method (本人確認の方法).
@@ -385,7 +389,12 @@ impl CheckStartRequest {
             .field("card_wait_secs"));
         }
         let check_id = self.check_id.as_deref().map(ulid_id).transpose()?;
+        let known = match &self.known_insurance {
+            None => None,
+            Some(k) => Some(k.parse(self.visit_date.unwrap_or_else(|| now_jst().date_naive()))?),
+        };
         Ok(StartCheck {
+            known,
             photo_less: self.photo_less,
             check_id,
             reader: self.reader.clone().filter(|r| !r.is_empty()),

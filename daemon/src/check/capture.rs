@@ -8,8 +8,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 
 use super::CheckOutcome;
 use crate::domain::FacilityType;
-use crate::ledger::event::{Captured, CardRecord, KnownInsurance};
-use crate::rules::copay::{copay_when_check_fails, CopayRatio};
+use crate::ledger::event::{Captured, CardRecord, KnownInsurance, KnownSource};
+use crate::rules::calendar::date_ja;
+use crate::rules::copay::{copay_when_check_fails, CopayInstruction, CopayRatio};
 
 /// What reception knows about the visit besides the card.
 #[derive(Debug, Clone)]
@@ -53,27 +54,35 @@ pub fn captured(
     }
 }
 
+/// The co-payment to collect for a captured check (R13): from age and what the clinic last
+/// confirmed; `None` when nothing is known of the patient (or a 70+ patient's ratio is
+/// unknown).
+pub fn copay_of(c: &Captured) -> Option<CopayInstruction> {
+    let k = c.last_known.as_ref()?;
+    let last_ratio = k.copay_tenths.and_then(CopayRatio::from_tenths);
+    copay_when_check_fails(k.birth_date, c.visit_date, last_ratio).ok()
+}
+
 /// What the operator must do now, in Japanese, one instruction per line.
 pub fn instructions_ja(c: &Captured) -> Vec<String> {
     let mut lines = vec![
         "資格確認システムにつながらないため、この確認を記録しました。回線が戻りしだい自動で事後確認します。"
             .to_string(),
     ];
-    let last_ratio = c
-        .last_known
-        .as_ref()
-        .and_then(|k| k.copay_tenths)
-        .and_then(CopayRatio::from_tenths);
-    let copay = c
-        .last_known
-        .as_ref()
-        .and_then(|k| copay_when_check_fails(k.birth_date, c.visit_date, last_ratio).ok());
-    match copay {
+    match copay_of(c) {
         Some(i) => lines.push(format!("窓口負担: {}", i.note_ja)),
         None => lines.push(
             "窓口負担: 通常の負担割合（前回確認した情報がなければ3割）で受け付けてください。10割にはしません。"
                 .into(),
         ),
+    }
+    match &c.last_known {
+        Some(k) => lines.push(earlier_ja(k)),
+        None if !c.first_visit => lines.push(
+            "再診です。レセコンにある保険情報が変わっていないか、本人に口頭で確認してください。"
+                .into(),
+        ),
+        None => {}
     }
     if c.facility.is_ryouyouhi() {
         lines.push(
@@ -88,4 +97,28 @@ pub fn instructions_ja(c: &Captured) -> Vec<String> {
         );
     }
     lines
+}
+
+/// The line telling staff what the clinic already knows of the patient: they confirm it
+/// orally instead of a 申立書 (R14).
+fn earlier_ja(k: &KnownInsurance) -> String {
+    let n = &k.numbers;
+    let mut numbers = format!("保険者番号 {}", n.insurer.as_wire().trim());
+    if let Some(s) = &n.symbol {
+        numbers.push_str(&format!(" 記号 {s}"));
+    }
+    numbers.push_str(&format!(" 番号 {}", n.number));
+    if let Some(b) = &n.branch {
+        numbers.push_str(&format!(" 枝番 {b}"));
+    }
+    let whence = match (&k.source, k.confirmed_on) {
+        (Some(KnownSource::History { .. }), Some(d)) => {
+            format!("{}に確認した保険", date_ja(d))
+        }
+        (Some(KnownSource::History { .. }), None) => "前回確認した保険".to_string(),
+        (Some(KnownSource::Request) | None, _) => "レセコンから受け取った保険".to_string(),
+    };
+    format!(
+        "{whence}: {numbers}。変わっていないか本人に口頭で確認してください（申立書は不要です）。"
+    )
 }

@@ -13,14 +13,15 @@
 
 use chrono::{DateTime, FixedOffset};
 
-use super::capture::{captured, instructions_ja, VisitContext};
+use super::capture::{captured, copay_of, instructions_ja, VisitContext};
 use super::{CheckError, CheckOutcome};
 use crate::card::{CardError, PinEntry, Transport};
 use crate::domain::IdentityMethod;
-use crate::ledger::event::{CheckEvent, Via};
+use crate::ledger::event::{CheckEvent, KnownInsurance, Via};
 use crate::ledger::{Ledger, LedgerError};
 use crate::oqs::{Answer, OqsClient, QueryError};
-use crate::view::{CertificateView, CheckReport, NoticeView, ReportStatus};
+use crate::rules::copay::CopayRatio;
+use crate::view::{CertificateView, CheckReport, EarlierView, NoticeView, ReportStatus};
 
 /// What the workflow works with.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +90,12 @@ pub async fn perform<T: Transport + 'static>(
         Err(e) => Some(e.kind()),
         Ok(_) => None,
     };
-    let capture = captured(&outcome, &request.visit, reason, now);
+    let mut visit = request.visit.clone();
+    if captures && visit.last_known.is_none() {
+        visit.last_known = earlier_data(ledger, &outcome, &visit, &id).await;
+        report.earlier = visit.last_known.as_ref().map(EarlierView::of);
+    }
+    let capture = captured(&outcome, &visit, reason, now);
     if let Err(e) = ledger
         .record(&id, visit_date, &CheckEvent::Captured(capture.clone()))
         .await
@@ -118,6 +124,7 @@ pub async fn perform<T: Transport + 'static>(
         }
     } else {
         report.status = ReportStatus::Captured;
+        report.copay_tenths = copay_of(&capture).and_then(|i| i.ratio).map(|r| r.tenths());
         report.instructions_ja = instructions_ja(&capture);
         report
             .instructions_ja
@@ -126,6 +133,32 @@ pub async fn perform<T: Transport + 'static>(
     }
     report.check_id = Some(id);
     Ok(report)
+}
+
+/// What the clinic last confirmed of the card's holder (前回確認情報), for a check about to
+/// be captured. A failed lookup is logged and costs only the history: the capture goes on.
+async fn earlier_data(
+    ledger: &Ledger,
+    outcome: &CheckOutcome,
+    visit: &VisitContext,
+    id: &str,
+) -> Option<KnownInsurance> {
+    let key = ledger
+        .history_key()
+        .card(&outcome.evidence.certificate_der)?;
+    let ledger = ledger.clone();
+    let (date, id) = (visit.visit_date, id.to_string());
+    match tokio::task::spawn_blocking(move || ledger.known_patient(&[key], date, Some(&id))).await {
+        Ok(Ok(known)) => known,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "patient history could not be read; captured without it");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "patient history lookup failed; captured without it");
+            None
+        }
+    }
 }
 
 /// The report of a check already recorded: what a request repeated with the same check id
@@ -170,6 +203,18 @@ pub fn recorded_report(c: &crate::ledger::fold::CheckState) -> CheckReport {
         } else {
             Vec::new()
         },
+        copay_tenths: match status {
+            ReportStatus::Captured => copay_of(&c.captured)
+                .and_then(|i| i.ratio)
+                .map(|r| r.tenths()),
+            _ => c
+                .best_answer()
+                .filter(|a| a.status == AnswerStatus::Confirmed)
+                .and_then(|a| a.ratio_percent)
+                .and_then(CopayRatio::from_percent)
+                .map(|r| r.tenths()),
+        },
+        earlier: c.captured.last_known.as_ref().map(EarlierView::of),
     }
 }
 
@@ -194,6 +239,8 @@ fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
         pin_tries_left: None,
         message_ja: String::new(),
         instructions_ja: Vec::new(),
+        copay_tenths: None,
+        earlier: request.visit.last_known.as_ref().map(EarlierView::of),
     };
     let notices = |n: &[crate::oqs::Notice]| -> Vec<NoticeView> {
         n.iter()
@@ -212,6 +259,10 @@ fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
                     notices: n,
                 } => {
                     r.status = ReportStatus::Confirmed;
+                    r.copay_tenths = qualification
+                        .ratio_percent
+                        .and_then(CopayRatio::from_percent)
+                        .map(|r| r.tenths());
                     r.qualification = Some(qualification.clone());
                     r.notices = notices(n);
                 }
@@ -294,6 +345,8 @@ pub fn card_failure(request: &CheckRequest, error: &CheckError) -> CheckReport {
         },
         message_ja: error.message_ja(),
         instructions_ja: Vec::new(),
+        copay_tenths: None,
+        earlier: None,
     }
 }
 

@@ -122,14 +122,21 @@ async fn check_here(
 ) -> Result<CheckReport, CommandError> {
     let (client, institution) = oqs_client(&args.oqs)?;
     let now = now_jst();
+    let visit_date = args.visit_date.unwrap_or_else(|| now.date_naive());
+    let last_known = args
+        .known
+        .request()
+        .map(|k| k.parse(visit_date))
+        .transpose()
+        .map_err(|e| CommandError::new(e.message_ja()))?;
     let request = CheckRequest {
         method: args.method,
         visit: VisitContext {
-            visit_date: args.visit_date.unwrap_or_else(|| now.date_naive()),
+            visit_date,
             facility: args.facility,
             first_visit: args.first_visit,
             next_visit: args.next_visit,
-            last_known: None,
+            last_known,
         },
         check_id: None,
     };
@@ -189,6 +196,7 @@ async fn check_through(api: &ApiClient, args: &CheckArgs) -> Result<CheckReport,
         // records a second check.
         check_id: Some(crate::ledger::new_check_id()),
         photo_less: args.photo_less,
+        known_insurance: args.known.request(),
     };
     let mut tries_left = 3;
     loop {

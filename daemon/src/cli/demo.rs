@@ -209,7 +209,49 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
     Ok(0)
 }
 
-/// The line drops: two checks are captured; it returns: both are reconciled.
+/// One visual check of demo card `card` on `visit`, recorded in `ledger`.
+async fn demo_check(
+    scenario: &Scenario,
+    client: &OqsClient,
+    ledger: &crate::ledger::Ledger,
+    card: &str,
+    visit: chrono::NaiveDate,
+    first_visit: bool,
+) -> Result<crate::view::CheckReport, CommandError> {
+    let fail = |m: String| CommandError { message: m };
+    let Some(profile) = scenario.card(card) else {
+        return Err(fail(format!("デモ用カード {card} がありません")));
+    };
+    let mut virtual_card = VirtualCard::new(profile.clone());
+    virtual_card.power_on();
+    let request = CheckRequest {
+        method: IdentityMethod::Visual,
+        visit: VisitContext {
+            visit_date: visit,
+            facility: crate::domain::FacilityType::Medical,
+            first_visit,
+            next_visit: None,
+            last_known: None,
+        },
+        check_id: None,
+    };
+    workflow::perform(
+        Reception {
+            ledger: Some(ledger),
+            client: Some(client),
+            institution_code: &scenario.institution_code,
+        },
+        VirtualTransport(virtual_card),
+        &request,
+        Box::new(ScriptedPins::new(&[])),
+        now_jst(),
+    )
+    .await
+    .map_err(|e| fail(e.message_ja()))
+}
+
+/// A patient is seen while the line is up; the line drops: that patient returns and two
+/// more come, all captured; it returns: all are reconciled.
 async fn offline_part(
     scenario: &Scenario,
     sim: &oqs_sim::SimHandle,
@@ -227,39 +269,29 @@ async fn offline_part(
     let dir =
         tempfile::tempdir().map_err(|e| fail(format!("一時ディレクトリを作れません: {e}")))?;
     let ledger = Ledger::open(dir.path()).map_err(|e| fail(e.message_ja()))?;
+    // A patient seen last month while the line was up: the clinic's history remembers
+    // what was confirmed (here 後期高齢者, 1割).
+    writeln!(out, "━━ 前回の来院（回線あり）：後期高齢者の患者さん ━━").map_err(io)?;
+    let earlier = today
+        .checked_sub_months(chrono::Months::new(1))
+        .unwrap_or(today);
+    let report = demo_check(scenario, client, &ledger, "kouki", earlier, false).await?;
+    render::report_text(&report, out).map_err(io)?;
+    writeln!(out).map_err(io)?;
     writeln!(out, "━━ オフライン：回線が切れた ━━").map_err(io)?;
     sim.faults().set_mode(oqs_sim::FaultMode::Refuse);
     let mut ids = Vec::new();
-    for (card, first_visit) in [("valid-employee", false), ("no-coverage", true)] {
-        let Some(profile) = scenario.card(card) else {
-            return Err(fail(format!("デモ用カード {card} がありません")));
-        };
-        let mut virtual_card = VirtualCard::new(profile.clone());
-        virtual_card.power_on();
-        let request = CheckRequest {
-            method: IdentityMethod::Visual,
-            visit: VisitContext {
-                visit_date: today,
-                facility: crate::domain::FacilityType::Medical,
-                first_visit,
-                next_visit: None,
-                last_known: None,
-            },
-            check_id: None,
-        };
-        let report = workflow::perform(
-            Reception {
-                ledger: Some(&ledger),
-                client: Some(client),
-                institution_code: &scenario.institution_code,
-            },
-            VirtualTransport(virtual_card),
-            &request,
-            Box::new(ScriptedPins::new(&[])),
-            now_jst(),
-        )
-        .await
-        .map_err(|e| fail(e.message_ja()))?;
+    for (card, first_visit, title) in [
+        (
+            "kouki",
+            false,
+            "前回の患者さんが再来院（前回確認した1割で受付）",
+        ),
+        ("valid-employee", false, "再診の患者さん"),
+        ("no-coverage", true, "初めての患者さん（申立書を記入）"),
+    ] {
+        writeln!(out, "── {title} ──").map_err(io)?;
+        let report = demo_check(scenario, client, &ledger, card, today, first_visit).await?;
         render::report_text(&report, out).map_err(io)?;
         let Some(id) = report.check_id.clone() else {
             return Err(fail("デモの確認が記録されませんでした".into()));

@@ -300,6 +300,18 @@ fn show_text(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
             n.number
         )?;
     }
+    if let Some(e) = &c.earlier {
+        let whence = match (e.source.as_str(), e.confirmed_on) {
+            ("history", Some(d)) => format!("{d} の確認より"),
+            ("history", None) => "以前の確認より".to_string(),
+            _ => "レセコンより".to_string(),
+        };
+        let copay = e.copay_tenths.map_or_else(
+            || "負担割合 不明".to_string(),
+            |t| format!("負担割合 {t}割"),
+        );
+        writeln!(out, "受付時の前回情報: {whence}（{copay}）")?;
+    }
     if let Some(r) = &c.resolution {
         let state = match (c.claimed_at, c.final_basis) {
             (Some(at), _) => format!("（{} 請求済み）", at.format("%Y-%m-%d")),

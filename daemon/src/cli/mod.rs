@@ -122,12 +122,54 @@ pub struct CheckArgs {
     /// The next booked visit (YYYY-MM-DD), when 柔整・あはき confirm a captured check.
     #[arg(long, value_parser = parse_visit_date)]
     pub next_visit: Option<chrono::NaiveDate>,
+    /// What the receipt computer knows of the patient (used if the check is captured).
+    #[command(flatten)]
+    pub known: KnownArgs,
 }
 
 impl CheckArgs {
     /// How long to wait for a card.
     pub fn card_wait(&self) -> Duration {
         Duration::from_secs(self.card_wait)
+    }
+}
+
+/// Earlier data of the patient from the receipt computer (前回情報): the co-payment and the
+/// 申立書 of a captured check follow it. Without it, the clinic's own history is used.
+#[derive(Debug, Default, Args)]
+pub struct KnownArgs {
+    /// 保険者番号 last confirmed for the patient.
+    #[arg(long, requires_all = ["known_number", "known_birth_date"])]
+    pub known_insurer: Option<String>,
+    /// 記号 last confirmed.
+    #[arg(long, requires = "known_insurer")]
+    pub known_symbol: Option<String>,
+    /// 番号 last confirmed.
+    #[arg(long, requires = "known_insurer")]
+    pub known_number: Option<String>,
+    /// 枝番 last confirmed.
+    #[arg(long, requires = "known_insurer")]
+    pub known_branch: Option<String>,
+    /// 生年月日 (YYYY-MM-DD).
+    #[arg(long, requires = "known_insurer")]
+    pub known_birth_date: Option<chrono::NaiveDate>,
+    /// 負担割合 last confirmed, in tenths (1, 2 or 3).
+    #[arg(long, requires = "known_insurer", value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub known_copay: Option<u8>,
+}
+
+impl KnownArgs {
+    /// The request field, when given.
+    pub fn request(&self) -> Option<crate::ops::KnownInsuranceRequest> {
+        Some(crate::ops::KnownInsuranceRequest {
+            insurer: self.known_insurer.clone()?,
+            symbol: self.known_symbol.clone(),
+            number: self.known_number.clone()?,
+            branch: self.known_branch.clone(),
+            birth_date: self.known_birth_date?,
+            copay_tenths: self.known_copay,
+            confirmed_on: None,
+        })
     }
 }
 

@@ -56,5 +56,16 @@ pub fn print(config: &Path, out: &mut dyn Write) -> Result<i32, CommandError> {
         };
         writeln!(out, "  {name} = {value}（{source}）").map_err(io_error)?;
     }
+    let extra = loaded.as_ref().map_or(0, |c| c.retention.extra_months);
+    let kept = if extra == 0 {
+        "受診月の翌月末まで".to_string()
+    } else {
+        format!("受診月の翌月末から、さらに{extra}か月")
+    };
+    writeln!(
+        out,
+        "保存期間: 確認の記録と、患者さんの前回確認情報（保険者番号・負担割合など。資格確認システムにつながらない時の受付で使います）は{kept}保存します（事後確認が終わっていない確認は終わるまで）。期間が過ぎると消去します。"
+    )
+    .map_err(io_error)?;
     Ok(super::exit::OK)
 }

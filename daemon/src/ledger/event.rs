@@ -12,6 +12,9 @@ use crate::rules::claim::Moushitatesho;
 use crate::rules::documents::DocumentKind;
 
 /// One event of a check.
+// A capture is the big one; events live one at a time on their way to or from the store, so
+// boxing it would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum CheckEvent {
@@ -139,6 +142,61 @@ pub struct KnownInsurance {
     pub birth_date: NaiveDate,
     /// The co-payment in tenths (1–3), if confirmed.
     pub copay_tenths: Option<u8>,
+    /// 保険者名称, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer_name: Option<String>,
+    /// The 高齢受給者証 data last confirmed (ages 70–74).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elderly: Option<ElderlyRecord>,
+    /// The 限度額適用認定証's 適用区分 code last confirmed (OQSCD012).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bracket: Option<String>,
+    /// The visit date it was confirmed for, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_on: Option<NaiveDate>,
+    /// Where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<KnownSource>,
+}
+
+impl KnownInsurance {
+    /// Numbers, birth date and ratio, with nothing else known.
+    pub fn new(numbers: NumbersRecord, birth_date: NaiveDate, copay_tenths: Option<u8>) -> Self {
+        Self {
+            numbers,
+            birth_date,
+            copay_tenths,
+            insurer_name: None,
+            elderly: None,
+            limit_bracket: None,
+            confirmed_on: None,
+            source: None,
+        }
+    }
+}
+
+/// Where reception's earlier data of a patient came from (前回情報の出所).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum KnownSource {
+    /// This clinic's own confirmed check.
+    History {
+        /// That check's id.
+        check_id: String,
+    },
+    /// The receipt computer (or another API client) sent it with the request.
+    Request,
+}
+
+/// 高齢受給者証 data as confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElderlyRecord {
+    /// 一部負担金割合 in percent.
+    pub ratio_percent: Option<u8>,
+    /// First valid day.
+    pub valid_from: Option<NaiveDate>,
+    /// Last valid day.
+    pub valid_until: Option<NaiveDate>,
 }
 
 /// Insurance numbers the patient reported after the visit.
@@ -194,6 +252,15 @@ pub struct Answered {
     pub birth_date: Option<NaiveDate>,
     /// The co-payment in percent, if the answer gave one.
     pub ratio_percent: Option<u8>,
+    /// 保険者名称 from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer_name: Option<String>,
+    /// The 高齢受給者証 data from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elderly: Option<ElderlyRecord>,
+    /// The 限度額適用認定証's 適用区分 code from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bracket: Option<String>,
     /// When.
     pub answered_at: DateTime<FixedOffset>,
 }

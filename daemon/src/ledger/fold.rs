@@ -323,6 +323,9 @@ mod tests {
             newer_exists: false,
             birth_date: None,
             ratio_percent: None,
+            insurer_name: None,
+            elderly: None,
+            limit_bracket: None,
             answered_at: t(),
         })
     }

@@ -10,6 +10,7 @@
 
 pub mod event;
 pub mod fold;
+pub mod history;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,12 +19,13 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDate;
 use tsunagi_sync::event::MonthError;
 use tsunagi_sync::store::{
-    CheckClass, Classifier, HealthKind, HealthNote, MonthCounts, OpenError, StoreConfig,
+    CheckClass, Classifier, HealthKind, HealthNote, LookupKey, MonthCounts, OpenError, StoreConfig,
 };
 use tsunagi_sync::{Month, Store, StoreError};
 
 use event::CheckEvent;
 use fold::CheckState;
+use history::HistoryKey;
 
 /// Why the ledger failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +46,18 @@ pub enum LedgerError {
     /// The visit date lies outside the years the store holds.
     #[error(transparent)]
     Month(#[from] MonthError),
+    /// The patient history key could not be read or made.
+    #[error("patient history key: {0}")]
+    HistoryKey(std::io::Error),
 }
 
 impl LedgerError {
     /// The message for staff.
     pub fn message_ja(&self) -> String {
         match self {
+            LedgerError::HistoryKey(e) => format!(
+                "記録データの前回情報用の鍵（history.key）を読み書きできません。データフォルダーの権限と空き容量を確認してください（{e}）。"
+            ),
             LedgerError::Open(OpenError::InUse { .. }) => {
                 "記録データを別の tsunagi（tsunagid など）が使用中です。少し待ってからもう一度実行してください。".into()
             }
@@ -130,9 +138,12 @@ pub mod tags {
     pub const OLD: u32 = 1 << 4;
 }
 
-/// How the store classifies a check (状態区分): the daemon's fold, seen by the index.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CheckClassifier;
+/// How the store classifies a check (状態区分): the daemon's fold, seen by the index, and
+/// the keys the patient's history is found by ([`history`]).
+#[derive(Debug, Clone)]
+pub struct CheckClassifier {
+    history: HistoryKey,
+}
 
 impl CheckClassifier {
     /// The class of a folded check.
@@ -161,20 +172,33 @@ impl CheckClassifier {
 
 impl Classifier for CheckClassifier {
     fn version(&self) -> u32 {
-        // Raise whenever `class_of` or the fold would answer differently.
+        // Raise the high half whenever `class_of`, the fold or the lookup keys would answer
+        // differently. The low half is the history key's: another key, other lookup keys.
         // 2: decisions replaceable until claimed; reports re-open; code-3 waits for staff.
-        2
+        // 3: lookup keys for the patient history.
+        (3 << 16) | u32::from(self.history.fingerprint())
     }
 
     fn classify(&self, check_id: &str, events: &[tsunagi_sync::Event]) -> CheckClass {
-        let events: Vec<CheckEvent> = events
-            .iter()
-            .filter_map(|e| serde_json::from_value(e.payload.clone()).ok())
-            .collect();
-        fold::fold(check_id, &events)
+        fold_events(check_id, events)
             .map(|c| Self::class_of(&c))
             .unwrap_or_default()
     }
+
+    fn lookup_keys(&self, check_id: &str, events: &[tsunagi_sync::Event]) -> Vec<LookupKey> {
+        fold_events(check_id, events)
+            .map(|c| self.history.keys_of(&c))
+            .unwrap_or_default()
+    }
+}
+
+/// The fold of a check's stored events (those of an unknown kind left out).
+fn fold_events(check_id: &str, events: &[tsunagi_sync::Event]) -> Option<CheckState> {
+    let events: Vec<CheckEvent> = events
+        .iter()
+        .filter_map(|e| serde_json::from_value(e.payload.clone()).ok())
+        .collect();
+    fold::fold(check_id, &events)
 }
 
 /// Folded checks kept between reads, keyed by id with the event count they were folded
@@ -191,6 +215,7 @@ const FOLD_CACHE: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
+    history: HistoryKey,
     cache: Arc<Mutex<FoldCache>>,
     changes: Option<tokio::sync::broadcast::Sender<Change>>,
     decisions: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -242,14 +267,18 @@ impl Ledger {
 
     /// Like [`Ledger::open`], waiting up to `patience` for another process to let go.
     pub fn open_waiting(dir: &Path, patience: std::time::Duration) -> Result<Self, LedgerError> {
+        let history = HistoryKey::load_or_create(dir).map_err(LedgerError::HistoryKey)?;
         let mut config = StoreConfig::new(dir);
-        config.classifier = Arc::new(CheckClassifier);
+        config.classifier = Arc::new(CheckClassifier {
+            history: history.clone(),
+        });
         let store = Store::open_waiting(&config, patience)?;
         for note in store.health().iter().filter(|n| n.kind.is_damage()) {
             tracing::error!(kind = ?note.kind, detail = %note.detail, at = %note.at, "the store was repaired");
         }
         Ok(Self {
             store,
+            history,
             cache: Arc::default(),
             changes: None,
             decisions: Arc::default(),
@@ -401,6 +430,33 @@ impl Ledger {
     /// The counts of a month, from the index.
     pub fn counts(&self, month: Month) -> Result<MonthCounts, LedgerError> {
         Ok(self.store.counts(month)?)
+    }
+
+    /// What the clinic last confirmed of the patient of a visit on `visit` (前回確認情報):
+    /// the latest confirmed check found by any of `keys` ([`Ledger::history_key`]), on or
+    /// before `visit`, other than check `except`. Read from the index and the checks found;
+    /// gone with their months.
+    pub fn known_patient(
+        &self,
+        keys: &[LookupKey],
+        visit: NaiveDate,
+        except: Option<&str>,
+    ) -> Result<Option<event::KnownInsurance>, LedgerError> {
+        let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for k in keys {
+            for (month, id) in self.store.checks_by_key(k)? {
+                if seen.insert((month, id.clone())) {
+                    found.extend(self.fold_check(month, &id)?);
+                }
+            }
+        }
+        Ok(history::latest_before(&found, visit, except))
+    }
+
+    /// The key patient lookups are hashed with.
+    pub fn history_key(&self) -> &HistoryKey {
+        &self.history
     }
 
     /// One check by id.

@@ -17,7 +17,9 @@ use chrono::{DateTime, FixedOffset};
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use crate::ledger::event::{AnswerStatus, Answered, CheckEvent, NumbersRecord, Resolved, Via};
+use crate::ledger::event::{
+    AnswerStatus, Answered, CheckEvent, ElderlyRecord, NumbersRecord, Resolved, Via,
+};
 use crate::ledger::fold::{CheckState, FINAL_ERRORS};
 use crate::ledger::{Ledger, LedgerError};
 use crate::oqs::{Answer, CardQuery, InsuranceQuery, OqsClient, QueryError};
@@ -131,6 +133,17 @@ pub fn answered(via: Via, answer: &Answer, now: DateTime<FixedOffset>) -> Answer
         newer_exists,
         birth_date: q.map(|q| q.birth_date),
         ratio_percent: q.and_then(|q| q.ratio_percent),
+        insurer_name: q.and_then(|q| q.insurer_name.clone()),
+        elderly: q
+            .filter(|q| q.elderly_ratio_percent.is_some() || q.elderly_valid_until.is_some())
+            .map(|q| ElderlyRecord {
+                ratio_percent: q.elderly_ratio_percent,
+                valid_from: q.elderly_valid_from,
+                valid_until: q.elderly_valid_until,
+            }),
+        limit_bracket: q
+            .and_then(|q| q.limit.as_ref())
+            .and_then(|l| l.bracket.clone()),
         answered_at: now,
     }
 }
@@ -392,6 +405,9 @@ impl Reconciler {
                         newer_exists: false,
                         birth_date: None,
                         ratio_percent: None,
+                        insurer_name: None,
+                        elderly: None,
+                        limit_bracket: None,
                         answered_at: now,
                     },
                     Err(e) => return self.fail(&check, &e, now).await,

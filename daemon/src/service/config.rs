@@ -302,6 +302,11 @@ impl ServiceConfig {
                 .to_string(),
             self.reconcile.software_checks_digit.is_some(),
         )];
+        out.push((
+            "retention.extra_months".to_string(),
+            self.retention.extra_months.to_string(),
+            self.retention.extra_months != 0,
+        ));
         let merged = toml::Table::try_from(self.rules()).unwrap_or_default();
         for (key, value) in &merged {
             match value {

@@ -69,6 +69,9 @@ pub struct StartCheck {
     pub check_id: Option<String>,
     /// The operator says the card has no photo (R2): PIN only.
     pub photo_less: bool,
+    /// What the receipt computer knows of the patient, sent with the request; otherwise the
+    /// clinic's own history is looked up when the check is captured.
+    pub known: Option<crate::ledger::event::KnownInsurance>,
 }
 
 /// Why a reception check could not start.
@@ -319,7 +322,7 @@ impl Daemon {
                 facility: start.facility.unwrap_or(self.inner.config.facility),
                 first_visit: start.first_visit,
                 next_visit: start.next_visit,
-                last_known: None,
+                last_known: start.known.clone(),
             },
             check_id: start.check_id.clone(),
         };
