@@ -451,9 +451,13 @@ fn same_output_direct_and_through_tsunagid() {
         data.join("api.token").metadata().is_err(),
         "direct mode made no token"
     );
-    // Online, both ways: a confirmed answer.
+    // Online, both ways: a confirmed answer. Direct, in a data directory of its own: a
+    // confirmed answer in this one would teach the clinic the patient, and the daemon's
+    // captures below would rightly say so (the patient history), unlike the direct ones.
     w.sim.faults().clear();
-    let direct_online = w.check(&direct_via);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let missing = elsewhere.path().join("none.toml");
+    let direct_online = w.check(&Via::DataDir(&missing, elsewhere.path()));
     assert_eq!(direct_online.code, 0, "{direct_online:?}");
 
     // The daemon on the same data directory. Its timer pass would ask about the new
