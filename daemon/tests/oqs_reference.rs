@@ -546,7 +546,7 @@ async fn unknown_code_value_is_final_and_the_reconciler_does_not_loop() {
     assert_eq!(e.kind(), "unknown-code");
     assert_eq!(
         e.message_ja(),
-        "資格確認システムの応答に想定外のコード値（Sex1: 9）があり、結果を確定できません。保険証・資格確認書など別の方法で資格を確認してください。この照会は自動では再照会しません。"
+        "資格確認システムの応答に想定外のコード値（Sex1: 9）があり、結果を確定できません。資格確認書・マイナポータルの資格情報画面（PDF）など別の方法で資格を確認してください。この照会は自動では再照会しません。"
     );
 
     // A check captured earlier (line down) meets the same answer in 事後確認: the attempt is
@@ -610,7 +610,7 @@ async fn inconsistent_answer_is_named_to_the_operator() {
     assert_eq!(e.kind(), "inconsistent");
     assert_eq!(
         e.message_ja(),
-        "資格確認システムの応答が矛盾しています（資格有効性が「有効」なのに資格情報が2件あります）。結果を確定できないため、保険証・資格確認書など別の方法で資格を確認してください。この照会は自動では再照会しません。"
+        "資格確認システムの応答が矛盾しています（資格有効性が「有効」なのに資格情報が2件あります）。結果を確定できないため、資格確認書・マイナポータルの資格情報画面（PDF）など別の方法で資格を確認してください。この照会は自動では再照会しません。"
     );
     raw.sim.shutdown().await;
 }

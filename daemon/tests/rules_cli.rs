@@ -42,7 +42,10 @@ fn document_command() {
     );
     assert_eq!(r.unwrap(), 0, "{out}");
     assert!(
-        out.contains("受け付けられます") && out.contains("R10"),
+        out.contains("受け付けられます")
+            && out.contains("資格確認書は有効期限")
+            && out.contains("根拠: 受診時に提示できる書類")
+            && !out.contains("R10"),
         "{out}"
     );
 
@@ -155,7 +158,13 @@ fn kakuninsho_flags_and_questions() {
     };
     let (r, out) = rules(RulesCommand::Kakuninsho(args.clone()), "", false);
     assert_eq!(r.unwrap(), 1);
-    assert!(out.contains("R29") && out.contains("お知らせ"), "{out}");
+    assert!(
+        out.contains("有効なマイナ保険証をお持ちのため資格確認書は交付されず")
+            && out.contains("お知らせ")
+            && out.contains("根拠: 資格確認書の交付")
+            && !out.contains("R29"),
+        "{out}"
+    );
 
     // Missing facts non-interactive: names the flag.
     let (r, _) = rules(
@@ -174,7 +183,10 @@ fn kakuninsho_flags_and_questions() {
     );
     assert_eq!(r.unwrap(), 0, "{out}");
     assert!(
-        out.contains("新生児") && out.contains("「5」が分かりません") && out.contains("R22"),
+        out.contains("新生児")
+            && out.contains("「5」が分かりません")
+            && out.contains("マイナンバーカードを持っていないため")
+            && !out.contains("R22"),
         "{out}"
     );
     // The flow stopped at R22: no later question asked.
@@ -201,14 +213,20 @@ fn kakuninsho_flags_and_questions() {
         false,
     );
     assert_eq!(r.unwrap(), 0);
-    assert!(out.contains("申請によらず") && out.contains("R26"), "{out}");
+    assert!(
+        out.contains("申請によらず") && out.contains("後期高齢者は2026年7月31日までの暫定運用"),
+        "{out}"
+    );
     let (r, out) = rules(
         RulesCommand::Kakuninsho(late("2026-08-01", "1950-01-01")),
         "",
         false,
     );
     assert_eq!(r.unwrap(), 0);
-    assert!(out.contains("申請により") && out.contains("R26"), "{out}");
+    assert!(
+        out.contains("申請により") && out.contains("84歳以下の後期高齢者"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -221,7 +239,13 @@ fn exemption_command() {
     };
     let (r, out) = rules(RulesCommand::Exemption(args), "", false);
     assert_eq!(r.unwrap(), 0);
-    assert!(out.contains("免除されます") && out.contains("R33"), "{out}");
+    assert!(
+        out.contains("免除されます")
+            && out.contains("やむを得ない事由1")
+            && out.contains("根拠: 柔整・あはき施術所のやむを得ない事由")
+            && !out.contains("R33"),
+        "{out}"
+    );
 
     // Interactive: asks the practitioners, then closure, then 受領委任.
     let (r, out) = rules(

@@ -17,7 +17,8 @@ use crate::report::{build_report, chart, parse_counts, render_table, ReportError
 use crate::rules::calendar::{date_ja, parse_date, DateError, YearMonth};
 use crate::rules::claim::InsuranceType;
 use crate::rules::documents::{
-    document_validity, DocumentError, DocumentKind, PresentedDocument, Requirement,
+    document_validity, fallback_order_ja, DocumentError, DocumentKind, PresentedDocument,
+    Requirement,
 };
 use crate::rules::exemption::{
     mandate_exemption, ExemptionError, ExemptionFacts, ExemptionQuestion, PlannedEnd, Practitioner,
@@ -31,18 +32,18 @@ use crate::rules::{RuleSettings, Step};
 /// `tsunagi rules …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum RulesCommand {
-    /// 資格確認書が交付されるか（R22–R30）.
+    /// 資格確認書が交付されるか.
     Kakuninsho(KakuninshoArgs),
-    /// 柔整・あはき施術所のオンライン資格確認義務の免除（R33）.
+    /// 柔整・あはき施術所のオンライン資格確認義務の免除.
     Exemption(ExemptionArgs),
-    /// 提示された書類が受診日に有効か（R7–R11）.
+    /// 提示された書類が受診日に有効か.
     Document(DocumentArgs),
 }
 
 /// `tsunagi report …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum ReportCommand {
-    /// マイナ保険証の利用率レポート（R35–R37）.
+    /// マイナ保険証の利用率レポート.
     Usage(UsageArgs),
 }
 
@@ -234,7 +235,7 @@ impl CliError {
                 "件数ファイル {} を読めません。パスを確認してください。",
                 path.display()
             ),
-            CliError::Io(e) => format!("出力に失敗しました: {e}"),
+            CliError::Io(_) => "結果を書き出せませんでした。出力先（画面・ファイル）を確認してください。".into(),
         }
     }
 }
@@ -447,7 +448,12 @@ fn run_kakuninsho(
     };
     writeln!(out, "資格確認書: {}", outcome.issuance.label_ja())?;
     writeln!(out, "理由: {}", outcome.reason_ja)?;
-    writeln!(out, "根拠: {}（判定日 {}）", outcome.rule, date_ja(on))?;
+    writeln!(
+        out,
+        "根拠: {}（判定日 {}）",
+        outcome.rule.source_ja(),
+        date_ja(on)
+    )?;
     Ok(if outcome.issuance == Issuance::NotIssued {
         1
     } else {
@@ -531,7 +537,7 @@ fn run_exemption(
     for line in &outcome.explanation_ja {
         writeln!(out, "・{line}")?;
     }
-    writeln!(out, "根拠: {}", outcome.rule)?;
+    writeln!(out, "根拠: {}", outcome.rule.source_ja())?;
     Ok(if outcome.reason.is_some() { 0 } else { 1 })
 }
 
@@ -560,12 +566,16 @@ fn run_document(
     } else {
         "受け付けられません"
     };
-    writeln!(
-        out,
-        "{}（受診日 {}）: {head}",
-        kind.label_ja(),
-        date_ja(visit)
-    )?;
+    // An old card past its last day is named as expired, so the line never reads as if the
+    // card itself were still valid (R11).
+    let expired_old_card = kind == DocumentKind::OldHokensho
+        && expires.is_some_and(|e| e.min(settings.old_hokensho_last_day) < visit);
+    let label = if expired_old_card {
+        "有効期限切れの健康保険証"
+    } else {
+        kind.label_ja()
+    };
+    writeln!(out, "{label}（受診日 {}）: {head}", date_ja(visit))?;
     writeln!(out, "理由: {}", v.reason_ja)?;
     if !v.requirements.is_empty() {
         writeln!(out, "対応:")?;
@@ -576,10 +586,11 @@ fn run_document(
     if v.requirements.contains(&Requirement::FallBack) {
         writeln!(
             out,
-            "・確認の順: 目視モードへの切替 → 縮退運用 → マイナポータル画面/PDF → 有効な資格確認書 → 被保険者資格申立書（R12）。負担割合は通常どおり（3割・未就学児2割・70歳以上は直近の割合）で、10割にはしません（R13）。"
+            "・確認の順: {}。負担割合は通常どおり（3割・未就学児2割・70歳以上は直近の割合）で、10割にはしません。",
+            fallback_order_ja(visit, settings)
         )?;
     }
-    writeln!(out, "根拠: {}", v.rule)?;
+    writeln!(out, "根拠: {}", v.rule.source_ja())?;
     Ok(if v.acceptable { 0 } else { 1 })
 }
 

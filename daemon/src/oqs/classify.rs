@@ -757,9 +757,7 @@ mod tests {
             );
             assert!(!e.is_transient());
             assert_eq!(e.kind(), "unknown-code");
-            assert!(e
-                .message_ja()
-                .contains("想定外のコード値（QualificationValidity: "));
+            assert!(e.message_ja().contains("想定外のコード値（資格有効性: "));
         }
         let b = with_items("1", "", &[LATE_ELDERLY_ITEM]);
         assert!(is_malformed(&classify(b.as_bytes())));
@@ -1070,7 +1068,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.message_ja().contains("照会した保険証と異なる資格情報"),
+            e.message_ja()
+                .contains("照会したものと記号が異なる資格情報が返りました"),
             "{e:?}"
         );
         let later = Asked::Card {

@@ -34,6 +34,10 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::domain::{IdentityMethod, InsurerNumber};
+use crate::rules::documents::{
+    numbers_documents_ja, substitute_documents_ja, temporary_acceptance_note_ja,
+};
+use crate::rules::RuleSettings;
 
 pub use client::{
     OqsClient, OqsConfig, DEFAULT_ANSWER_LIMIT, DEFAULT_BACKGROUND_LIMIT, DEFAULT_SESSION_RENEWAL,
@@ -109,8 +113,21 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// What the operator should do now, in Japanese.
+    /// What the operator should do now, in Japanese. Without the visit date it names only
+    /// documents that count on any date; [`Answer::message_ja_on`] is the same message judged
+    /// on the visit date.
     pub fn message_ja(&self) -> String {
+        self.message_for(None, &RuleSettings::default())
+    }
+
+    /// What the operator should do now, in Japanese, on `visit`: a document is named only
+    /// while it is valid that day (the old 健康保険証 until its last day, R11).
+    pub fn message_ja_on(&self, visit: NaiveDate, settings: &RuleSettings) -> String {
+        self.message_for(Some(visit), settings)
+    }
+
+    fn message_for(&self, visit: Option<NaiveDate>, settings: &RuleSettings) -> String {
+        let numbers = numbers_documents_ja(visit, settings);
         match self {
             Answer::Confirmed { qualification, .. } => match qualification.ratio_percent {
                 Some(r) => format!("資格は有効です（負担割合 {}）。通常どおり受け付けてください。", ratio_ja(r)),
@@ -119,12 +136,12 @@ impl Answer {
             Answer::Invalid {
                 newer_exists: false,
                 ..
-            } => "資格が無効です。新しい保険の情報を患者さんに確認してください（新しい保険証・資格確認書があれば、その情報で再確認してください）。".to_string(),
+            } => format!("資格が無効です。新しい保険の情報を患者さんに確認してください（新しい保険の{numbers}があれば、記載の番号で再確認してください）。"),
             Answer::Invalid {
                 newer_exists: true,
                 ..
             } => "この資格は無効ですが、新しい資格があります。新しい保険の情報を患者さんに確認し、再確認してください。".to_string(),
-            Answer::NotFound { .. } => "該当する資格が見つかりません。加入している保険を患者さんに確認し、保険証・資格確認書の記号・番号・生年月日で再確認してください。".to_string(),
+            Answer::NotFound { .. } => format!("該当する資格が見つかりません。加入している保険を患者さんに確認し、{numbers}の記号・番号と生年月日で再確認してください。"),
             Answer::MultipleMatches(all) => format!(
                 "{}件の資格が該当しました。どの保険で受診するか患者さんに確認してください。",
                 all.len()
@@ -180,7 +197,7 @@ impl Notice {
             Some(CodeMeaning::CertificateInGrace) => "マイナンバーカードの電子証明書の有効期限が切れています（猶予期間中のため今回は利用できます）。早めに市区町村で更新するよう患者さんにお伝えください。".to_string(),
             // The reference says clients show unknown codes' text verbatim.
             _ if self.message.is_empty() => format!("資格確認システムからのお知らせ（{}）", self.code),
-            _ => format!("資格確認システムからのお知らせ（{}）: {}", self.code, self.message),
+            _ => format!("資格確認システムからのお知らせ（{}）:「{}」", self.code, self.message),
         }
     }
 }
@@ -587,13 +604,30 @@ impl Inconsistency {
                 date_ja(*asked),
                 date_ja(*answered)
             ),
-            Inconsistency::OtherCard { field } => {
-                format!("照会した保険証と異なる資格情報が返りました（{field}）")
-            }
+            Inconsistency::OtherCard { field } => format!(
+                "照会したものと{}が異なる資格情報が返りました",
+                wire_field_ja(field)
+            ),
             Inconsistency::NotCovering => {
                 "「有効」なのに資格の取得日・喪失日が受診日を含みません".to_string()
             }
         }
+    }
+}
+
+/// The Japanese name of a field of the qualification system's message, for staff; a field
+/// without one is shown as the system names it (support can look it up).
+fn wire_field_ja(field: &str) -> &str {
+    match field {
+        "InsurerNumber" => "保険者番号",
+        "InsuredIdentificationNumber" => "番号",
+        "InsuredCardSymbol" => "記号",
+        "InsuredBranchNumber" => "枝番",
+        "Birthdate" => "生年月日",
+        "QualificationValidity" => "資格有効性",
+        "ProcessingResultStatus" => "処理結果区分",
+        "SegmentOfResult" => "処理結果の種別",
+        other => other,
     }
 }
 
@@ -679,15 +713,30 @@ impl QueryError {
         )
     }
 
-    /// Japanese for reception staff, saying what to do now.
+    /// Japanese for reception staff, saying what to do now. Without the visit date it names
+    /// only documents that count on any date; [`QueryError::message_ja_on`] is the same
+    /// message judged on the visit date.
     pub fn message_ja(&self) -> String {
+        self.message_for(None, &RuleSettings::default())
+    }
+
+    /// Japanese for reception staff on `visit`: a document is named only while it is valid
+    /// that day (the old 健康保険証 until its last day, the temporary acceptance of an expired
+    /// one or a お知らせ alone within its dates, R11).
+    pub fn message_ja_on(&self, visit: NaiveDate, settings: &RuleSettings) -> String {
+        self.message_for(Some(visit), settings)
+    }
+
+    fn message_for(&self, visit: Option<NaiveDate>, settings: &RuleSettings) -> String {
         const LATER: &str = "通常の負担割合で受け付け、後で再確認します。";
+        let documents = substitute_documents_ja(visit, settings);
+        let temporary = temporary_acceptance_note_ja(visit, settings).unwrap_or_default();
         match self {
-            QueryError::CertificateExpired => "マイナンバーカードの電子証明書の有効期限が切れています。保険証・資格確認書で確認するか、資格情報のお知らせ等で受け付けてください。患者さんには市区町村での更新をご案内ください。".to_string(),
-            QueryError::CertificateRevoked => "マイナンバーカードの電子証明書が失効しています（紛失・一時停止など）。保険証・資格確認書など別の方法で資格を確認してください。".to_string(),
+            QueryError::CertificateExpired => format!("マイナンバーカードの電子証明書の有効期限が切れています。{documents}で資格を確認してください。{temporary}患者さんには市区町村での更新をご案内ください。"),
+            QueryError::CertificateRevoked => format!("マイナンバーカードの電子証明書が失効しています（紛失・一時停止など）。{documents}など別の方法で資格を確認してください。{temporary}"),
             QueryError::PinRequired => "顔写真のないカードのため、暗証番号による本人確認が必要です。患者さんに暗証番号を入力してもらってください。".to_string(),
             QueryError::CardNotAccepted { code, message } => format!(
-                "マイナンバーカードによる確認ができませんでした（{code}: {message}）。もう一度カードを読み取るか、保険証・資格確認書で確認してください。"
+                "マイナンバーカードによる確認ができませんでした（{code}: {message}）。もう一度カードを読み取るか、{documents}で確認してください。"
             ),
             QueryError::Rejected { code, message } if code == CONFIG_ERROR_CODE => format!(
                 "資格確認システムの設定が正しくありません（{message}）。接続先URLと医療機関コード（10桁）を確認してください。"
@@ -718,10 +767,11 @@ impl QueryError {
                 "資格確認システムが照会を処理できませんでした（{code}: {message}）。{LATER}"
             ),
             QueryError::UnknownCode { field, value } => format!(
-                "資格確認システムの応答に想定外のコード値（{field}: {value}）があり、結果を確定できません。保険証・資格確認書など別の方法で資格を確認してください。この照会は自動では再照会しません。"
+                "資格確認システムの応答に想定外のコード値（{}: {value}）があり、結果を確定できません。{documents}など別の方法で資格を確認してください。この照会は自動では再照会しません。",
+                wire_field_ja(field)
             ),
             QueryError::Inconsistent(what) => format!(
-                "資格確認システムの応答が矛盾しています（{}）。結果を確定できないため、保険証・資格確認書など別の方法で資格を確認してください。この照会は自動では再照会しません。",
+                "資格確認システムの応答が矛盾しています（{}）。結果を確定できないため、{documents}など別の方法で資格を確認してください。この照会は自動では再照会しません。",
                 what.message_ja()
             ),
         }

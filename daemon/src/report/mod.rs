@@ -57,11 +57,11 @@ impl ReportError {
                 format!("件数ファイルの{line}行目: {what}（形式: 年-月,マイナ保険証件数,オンライン資格確認件数 例 2024-10,120,800）")
             }
             ReportError::NoCountsForMonth(m) => format!("件数ファイルに{}の行がありません。", m.label_ja()),
-            ReportError::Data(e) => format!("内蔵の利用率データを読めません（{e}）。開発者に連絡してください。"),
+            ReportError::Data(_) => "内蔵の利用率データを読めません。開発者に連絡してください。".to_string(),
             ReportError::Font { path } => format!(
                 "グラフ用の日本語フォント {path} が見つかりません。`sudo apt-get install fonts-ipafont-gothic`（scripts/setup-system.sh）でインストールしてください。"
             ),
-            ReportError::Chart(e) => format!("グラフを作成できませんでした: {e}"),
+            ReportError::Chart(_) => "グラフを作成できませんでした。保存先のフォルダーと空き容量を確認してください。".to_string(),
         }
     }
 }
@@ -311,7 +311,7 @@ pub fn render_table(r: &UsageReport) -> String {
         };
         let _ = writeln!(s, "{}", line([&row.label, &rate, &card, &total, &rank]));
     }
-    let _ = writeln!(s, "\n医療DX推進体制整備加算（R37）:");
+    let _ = writeln!(s, "\n医療DX推進体制整備加算:");
     for i in &r.incentives {
         let _ = writeln!(s, "  {}", i.note_ja);
     }

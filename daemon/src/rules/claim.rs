@@ -163,7 +163,7 @@ impl NumbersError {
             NumbersError::Insurer(e) => e.message_ja(),
             NumbersError::EmptyBango => "被保険者番号（番号）が空です。".to_string(),
             NumbersError::BadCharacters { field } => {
-                format!("{field}に使えない文字が含まれています。保険証・資格確認書の記載どおりに入力してください。")
+                format!("{field}に使えない文字が含まれています。資格確認書などの記載どおりに入力してください。")
             }
             NumbersError::LateElderlyWithKigo => {
                 "後期高齢者医療の被保険者番号に記号はありません。記号を空にしてください。"

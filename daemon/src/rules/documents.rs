@@ -154,9 +154,70 @@ impl Requirement {
             }
             Requirement::NumbersUsableForClaim => "記載の番号を請求に使用できる",
             Requirement::FallBack => {
-                "R12の順に他の確認方法を試し、だめなら被保険者資格申立書で受け付ける"
+                "ほかの確認方法を順に試し、どれも使えなければ被保険者資格申立書で受け付ける"
             }
         }
+    }
+}
+
+/// R12 (with R10, R11): the fall-back order at the counter when the card cannot be used, as
+/// staff read it. The old 健康保険証 is named only while it is valid on `visit` (R11), so the
+/// order never sends staff to a document that no longer counts.
+pub fn fallback_order_ja(visit: NaiveDate, settings: &RuleSettings) -> String {
+    let documents = if visit <= settings.old_hokensho_last_day {
+        "有効な資格確認書か健康保険証"
+    } else {
+        "有効な資格確認書"
+    };
+    format!(
+        "目視モードへの切替 → 縮退運用 → マイナポータルの資格情報画面（PDF） → {documents} → 被保険者資格申立書"
+    )
+}
+
+/// R8, R10, R11: the documents that can stand in for the card, joined for a staff message.
+///
+/// With the visit date, the old 健康保険証 is named only while it is valid that day (R11);
+/// without one, only documents that count on any date (each by its own expiry) are named.
+pub fn substitute_documents_ja(visit: Option<NaiveDate>, settings: &RuleSettings) -> String {
+    let mut names = vec!["資格確認書"];
+    if visit.is_some_and(|v| v <= settings.old_hokensho_last_day) {
+        names.push("有効期限内の健康保険証");
+    }
+    names.push("マイナポータルの資格情報画面（PDF）");
+    names.join("・")
+}
+
+/// R9, R10, R11: the documents whose numbers staff can query with while the patient's card is
+/// at the counter (the お知らせ counts together with the card), joined for a staff message.
+/// The old 健康保険証 is named as [`substitute_documents_ja`] names it.
+pub fn numbers_documents_ja(visit: Option<NaiveDate>, settings: &RuleSettings) -> String {
+    let mut names = vec!["資格確認書", "資格情報のお知らせ"];
+    if visit.is_some_and(|v| v <= settings.old_hokensho_last_day) {
+        names.push("有効期限内の健康保険証");
+    }
+    names.join("・")
+}
+
+/// R11: the temporary acceptance of an expired 保険証 or a お知らせ alone, as a sentence for
+/// staff, on the visit dates it covers; `None` on other dates (and without a date).
+pub fn temporary_acceptance_note_ja(
+    visit: Option<NaiveDate>,
+    settings: &RuleSettings,
+) -> Option<String> {
+    let v = visit?;
+    let until = date_ja(settings.expired_acceptance_until);
+    let how =
+        "記載の番号でオンライン資格確認を行い、資格を確認できれば通常の負担割合で受け付けられます";
+    if temporary_acceptance(v, InsuranceType::Employee, settings) {
+        Some(format!(
+            "{until}までは、期限切れの保険証や資格情報のお知らせしかない場合も、{how}。"
+        ))
+    } else if temporary_acceptance(v, InsuranceType::Kokuho, settings) {
+        Some(format!(
+            "国民健康保険・後期高齢者医療の方は、{until}までは、期限切れの保険証や資格情報のお知らせしかない場合も、{how}。"
+        ))
+    } else {
+        None
     }
 }
 
@@ -230,11 +291,11 @@ fn temporary_verdict(
             && visit >= s.expired_acceptance_kokuho_from
         {
             format!(
-                "{}までの暫定措置は国保・後期高齢者のみが対象です。保険者番号で保険の種類を確認してください。",
+                "{}までは、暫定措置の対象は国保・後期高齢者のみです。保険者番号で保険の種類を確認してください。",
                 date_ja(s.expired_acceptance_all_from.pred_opt().unwrap_or(s.expired_acceptance_all_from))
             )
         } else {
-            "この日付には暫定措置の対象になりません。".to_string()
+            "この受診日は暫定措置の対象外です。".to_string()
         };
         DocumentVerdict {
             acceptable: false,
@@ -298,7 +359,7 @@ pub fn document_validity(
         DocumentKind::Kakuninsho => {
             let e = expiry()?;
             let late = if doc.insurance == InsuranceType::LateElderly {
-                " 後期高齢者の資格確認書は毎年8月1日に更新されます。"
+                "後期高齢者の資格確認書は毎年8月1日に更新されます。"
             } else {
                 ""
             };
@@ -623,6 +684,59 @@ mod tests {
         assert_eq!(
             document_validity(&doc, d("2025-01-01"), &RuleSettings::default()),
             Err(DocumentError::MissingExpiry(DocumentKind::Kakuninsho))
+        );
+    }
+
+    #[test]
+    fn staff_text_names_the_old_card_only_while_it_counts() {
+        // It names the old 健康保険証 up to its last day (R11, 2025-12-01), never after; the
+        // temporary measure for an expired card or a お知らせ alone is named from 2025-08-01
+        // (国保・後期) and 2025-12-02 (all) to 2026-03-31, never after (R11).
+        let s = RuleSettings::default();
+        // (case, visit, old card named, temporary note: None / Some(all insurers))
+        let rows: [(&str, &str, bool, Option<bool>); 7] = [
+            ("R11 before the 国保 measure", "2025-07-31", true, None),
+            ("R11 国保 measure starts", "2025-08-01", true, Some(false)),
+            ("R11 old card's last day", "2025-12-01", true, Some(false)),
+            ("R11 all insurers' measure", "2025-12-02", false, Some(true)),
+            ("R11 measure's last day", "2026-03-31", false, Some(true)),
+            ("R11 measure ended", "2026-04-01", false, None),
+            ("R11 much later", "2027-01-15", false, None),
+        ];
+        for (case, visit, named, note) in rows {
+            let v = Some(d(visit));
+            for text in [
+                substitute_documents_ja(v, &s),
+                numbers_documents_ja(v, &s),
+                fallback_order_ja(d(visit), &s),
+            ] {
+                assert_eq!(text.contains("健康保険証"), named, "{case}: {text}");
+                assert!(text.contains("資格確認書"), "{case}: {text}");
+                assert!(!text.contains('R'), "{case}: {text}");
+            }
+            let got = temporary_acceptance_note_ja(v, &s);
+            match (note, &got) {
+                (None, None) => {}
+                (Some(all), Some(t)) => {
+                    assert!(t.contains("2026年3月31日"), "{case}: {t}");
+                    assert_eq!(!t.starts_with("国民健康保険"), all, "{case}: {t}");
+                }
+                _ => panic!("{case}: {got:?}"),
+            }
+        }
+        // Without a date only what counts on any date is named.
+        assert!(!substitute_documents_ja(None, &s).contains("健康保険証"));
+        assert!(!numbers_documents_ja(None, &s).contains("健康保険証"));
+        assert_eq!(temporary_acceptance_note_ja(None, &s), None);
+    }
+
+    #[test]
+    fn requirement_labels_carry_no_rule_ids() {
+        // It says the fall-back in words: staff do not know "R12".
+        let label = Requirement::FallBack.label_ja();
+        assert!(
+            !label.contains("R12") && label.contains("被保険者資格申立書"),
+            "{label}"
         );
     }
 }

@@ -193,12 +193,19 @@ pub fn kakuninsho_eligibility(
             NewbornChoice::RegisterCardLater => decided(OnApplication, 30, "保護者がマイナ保険証を登録する意向のため、原則交付されません。希望すれば短い有効期限の資格確認書が交付されることがあります。"),
         };
     }
+    // R22 sends it before the old 健康保険証 expires: worth saying only while such a card can
+    // still be valid on the date asked about (R11).
+    let before_old_card = if on <= settings.old_hokensho_last_day {
+        "（お持ちの健康保険証の有効期限が切れる前に届きます）"
+    } else {
+        ""
+    };
     match need!(registration, Q::Registration) {
         Registration::NoCard => {
-            return decided(WithoutApplication, 22, "マイナンバーカードを持っていないため、申請によらず交付されます（現行の保険証の有効期限内に）。")
+            return decided(WithoutApplication, 22, format!("マイナンバーカードを持っていないため、申請によらず交付されます{before_old_card}。"))
         }
         Registration::NotRegistered => {
-            return decided(WithoutApplication, 22, "マイナ保険証の利用登録をしていないため、申請によらず交付されます（現行の保険証の有効期限内に）。")
+            return decided(WithoutApplication, 22, format!("マイナ保険証の利用登録をしていないため、申請によらず交付されます{before_old_card}。"))
         }
         Registration::CancelledByRequest => {
             return decided(
@@ -489,5 +496,33 @@ mod tests {
             .unwrap_err()
             .message_ja()
             .contains("生年月日"));
+    }
+
+    #[test]
+    fn no_card_mentions_the_old_card_only_while_it_can_be_valid() {
+        // It says the 資格確認書 comes before the old 健康保険証 expires only up to that card's
+        // last possible day (R22 with R11: 2025-12-01).
+        let s = RuleSettings::default();
+        let facts = KakuninshoFacts {
+            newborn_enrolment: Some(false),
+            registration: Some(Registration::NoCard),
+            ..Default::default()
+        };
+        for (case, on, named) in [
+            ("R22 on the old card's last day", "2025-12-01", true),
+            ("R22 the day after", "2025-12-02", false),
+        ] {
+            let Step::Decided(o) = kakuninsho_eligibility(&facts, d(on), &s).unwrap() else {
+                panic!("{case}: not decided");
+            };
+            assert_eq!(o.rule.to_string(), "R22", "{case}");
+            assert_eq!(
+                o.reason_ja.contains("健康保険証"),
+                named,
+                "{case}: {}",
+                o.reason_ja
+            );
+            assert!(o.reason_ja.ends_with('。'), "{case}: {}", o.reason_ja);
+        }
     }
 }

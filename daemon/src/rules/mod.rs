@@ -32,6 +32,30 @@ pub use settings::{ClaimFieldLengths, RuleSettings};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(pub u8);
 
+impl RuleId {
+    /// The source of the rule in plain Japanese, for staff: a receptionist does not know
+    /// "R12", but does know "the ministry's notice on what to do when the online check cannot
+    /// be done". The id itself stays in code, logs and the API's `rule` fields.
+    pub fn source_ja(self) -> &'static str {
+        match self.0 {
+            1..=6 => "マイナ保険証の使い方についての厚生労働省の案内",
+            7..=10 => "受診時に提示できる書類についての厚生労働省の案内",
+            11 => "マイナ保険証への移行に伴う経過措置と暫定措置（厚生労働省の事務連絡）",
+            12..=16 => "オンライン資格確認ができない場合の対応（厚生労働省の通知、2023年7月10日）",
+            17 | 18 => "柔整・あはきの受領委任の取扱規程",
+            19 => "訪問看護・訪問診療の資格確認（居宅同意取得型）についての厚生労働省の案内",
+            20 | 21 => "資格確認限定型についての案内",
+            22..=30 => "資格確認書の交付についての厚生労働省の案内",
+            31 | 32 => "オンライン資格確認の義務化についての厚生労働省の案内",
+            33 => "柔整・あはき施術所のやむを得ない事由（厚生労働省の通知、2024年11月6日）",
+            34 => "資格確認限定型の導入補助",
+            35 | 36 => "マイナ保険証の利用率（厚生労働省の公表値）",
+            37 => "医療DX推進体制整備加算の施設基準",
+            _ => "厚生労働省の案内",
+        }
+    }
+}
+
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "R{}", self.0)
@@ -45,4 +69,19 @@ pub enum Step<T, Q> {
     Decided(T),
     /// This fact is needed next.
     Ask(Q),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_has_a_plain_source_for_staff() {
+        // It names every rule's source in words, never by its internal id.
+        for n in 1..=37 {
+            let s = RuleId(n).source_ja();
+            assert!(!s.is_empty() && !s.contains('R'), "R{n}: {s}");
+            assert_ne!(s, RuleId(99).source_ja(), "R{n} has no source of its own");
+        }
+    }
 }
