@@ -167,6 +167,7 @@ impl World {
                     ledger: Some(&ledger),
                     client: Some(&client),
                     institution_code: &scenario().institution_code,
+                    settings: &tsunagi::rules::settings::RuleSettings::default(),
                 },
                 transport,
                 &request,

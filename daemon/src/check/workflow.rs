@@ -21,6 +21,7 @@ use crate::ledger::event::{CheckEvent, KnownInsurance, Via};
 use crate::ledger::{Ledger, LedgerError};
 use crate::oqs::{Answer, OqsClient, QueryError};
 use crate::rules::copay::CopayRatio;
+use crate::rules::settings::RuleSettings;
 use crate::view::{CertificateView, CheckReport, EarlierView, NoticeView, ReportStatus};
 
 /// What the workflow works with.
@@ -34,6 +35,8 @@ pub struct Reception<'a> {
     pub client: Option<&'a OqsClient>,
     /// This facility's 医療機関コード.
     pub institution_code: &'a str,
+    /// The clinic's rule settings (the dates the card and the documents are judged by).
+    pub settings: &'a RuleSettings,
 }
 
 /// One check as reception asks for it.
@@ -59,7 +62,7 @@ pub async fn perform<T: Transport + 'static>(
     now: DateTime<FixedOffset>,
 ) -> Result<CheckReport, LedgerError> {
     let visit_date = request.visit.visit_date;
-    let outcome = super::run(
+    let outcome = super::run_with_settings(
         transport,
         request.method,
         visit_date,
@@ -67,13 +70,14 @@ pub async fn perform<T: Transport + 'static>(
         reception.client,
         reception.institution_code,
         pin_entry,
+        reception.settings.clone(),
     )
     .await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => return Ok(card_failure(request, &e)),
     };
-    let mut report = report_of(&outcome, request);
+    let mut report = report_of(&outcome, request, reception.settings);
     let Some(ledger) = reception.ledger else {
         return Ok(report);
     };
@@ -219,7 +223,12 @@ pub fn recorded_report(c: &crate::ledger::fold::CheckState) -> CheckReport {
 }
 
 /// The report of a check that got as far as the qualification system.
-fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
+fn report_of(
+    outcome: &CheckOutcome,
+    request: &CheckRequest,
+    settings: &RuleSettings,
+) -> CheckReport {
+    let visit = request.visit.visit_date;
     let mut r = CheckReport {
         status: ReportStatus::Error,
         check_id: None,
@@ -252,7 +261,7 @@ fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
     };
     match &outcome.answer {
         Ok(answer) => {
-            r.message_ja = answer.message_ja();
+            r.message_ja = answer.message_ja_on(visit, settings);
             match answer {
                 Answer::Confirmed {
                     qualification,
@@ -288,7 +297,7 @@ fn report_of(outcome: &CheckOutcome, request: &CheckRequest) -> CheckReport {
             r.status = query_error_status(e);
             r.error = Some(e.kind().to_string());
             r.transient = e.is_transient();
-            r.message_ja = e.message_ja();
+            r.message_ja = e.message_ja_on(visit, settings);
         }
     }
     // The daemon's own judgement of the certificate on the visit date (R3): in its grace

@@ -92,7 +92,10 @@ pub async fn check(
             }
             check_through(&api, args).await?
         }
-        Target::Direct(dir) => check_here(args, dir.as_deref(), out).await?,
+        Target::Direct(dir) => {
+            let settings = super::settings::rule_settings(config)?;
+            check_here(args, dir.as_deref(), &settings, out).await?
+        }
     };
     if args.json {
         let text = serde_json::to_string(&report).map_err(|e| CommandError::new(e.to_string()))?;
@@ -118,6 +121,7 @@ fn before_the_card(report: &CheckReport) -> bool {
 async fn check_here(
     args: &CheckArgs,
     dir: Option<&std::path::Path>,
+    settings: &crate::rules::settings::RuleSettings,
     out: &mut dyn Write,
 ) -> Result<CheckReport, CommandError> {
     let (client, institution) = oqs_client(&args.oqs)?;
@@ -168,6 +172,7 @@ async fn check_here(
             ledger: ledger.as_ref(),
             client: Some(&client),
             institution_code: &institution,
+            settings,
         },
         transport,
         &request,
@@ -248,7 +253,10 @@ pub fn open_ledger(dir: &std::path::Path) -> Result<crate::ledger::Ledger, Comma
 
 /// An output failure.
 pub fn io_error(e: std::io::Error) -> CommandError {
-    CommandError::new(format!("出力に失敗しました: {e}"))
+    CommandError::new(format!(
+        "結果を書き出せませんでした: {}。",
+        crate::domain::io_error_ja(&e)
+    ))
 }
 
 /// PIN entry on the terminal: without echo on a TTY, else one line per try from stdin.

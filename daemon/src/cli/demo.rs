@@ -122,7 +122,10 @@ const TOUR: &[Step] = &[
 /// Runs the tour. Returns the exit code.
 pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
     let io = |e: std::io::Error| CommandError {
-        message: format!("出力に失敗しました: {e}"),
+        message: format!(
+            "結果を書き出せませんでした: {}。",
+            crate::domain::io_error_ja(&e)
+        ),
     };
     writeln!(
         out,
@@ -178,6 +181,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
                 ledger: None,
                 client: Some(&client),
                 institution_code: &scenario.institution_code,
+                settings: &crate::rules::settings::RuleSettings::default(),
             },
             VirtualTransport(card),
             &request,
@@ -240,6 +244,7 @@ async fn demo_check(
             ledger: Some(ledger),
             client: Some(client),
             institution_code: &scenario.institution_code,
+            settings: &crate::rules::settings::RuleSettings::default(),
         },
         VirtualTransport(virtual_card),
         &request,
@@ -265,7 +270,12 @@ async fn offline_part(
     use crate::rules::claim::Moushitatesho;
 
     let fail = |m: String| CommandError { message: m };
-    let io = |e: std::io::Error| fail(format!("出力に失敗しました: {e}"));
+    let io = |e: std::io::Error| {
+        fail(format!(
+            "結果を書き出せませんでした: {}。",
+            crate::domain::io_error_ja(&e)
+        ))
+    };
     let dir =
         tempfile::tempdir().map_err(|e| fail(format!("一時ディレクトリを作れません: {e}")))?;
     let ledger = Ledger::open(dir.path()).map_err(|e| fail(e.message_ja()))?;

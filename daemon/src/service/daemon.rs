@@ -369,6 +369,7 @@ impl Daemon {
                 ledger: Some(&self.inner.ledger),
                 client: (!known_offline).then_some(&self.inner.client),
                 institution_code: &self.inner.config.institution_code,
+                settings: &self.inner.settings,
             },
             transport,
             &request,
