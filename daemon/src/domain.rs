@@ -35,7 +35,7 @@ impl DomainError {
     pub fn message_ja(&self) -> String {
         match self {
             DomainError::InsurerNumberLength { len } => format!(
-                "保険者番号は6桁または8桁の数字です（入力は{len}文字）。保険証・資格確認書の番号を確認してください。"
+                "保険者番号は6桁または8桁の数字です（入力は{len}文字）。資格確認書などに書かれた番号を確認してください。"
             ),
             DomainError::InsurerNumberNotDigits => {
                 "保険者番号に数字以外の文字が含まれています。数字のみで入力してください。".to_string()
@@ -47,6 +47,26 @@ impl DomainError {
                 "本人確認方法「{s}」は使えません。visual（目視）または pin（暗証番号）を指定してください。"
             ),
         }
+    }
+}
+
+/// What went wrong with a file or a socket, in words staff can act on (the operating
+/// system's English text goes to the log, not to the screen).
+pub fn io_error_ja(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied => {
+            "権限がありません。実行しているユーザーと、ファイル・フォルダーの権限を確認してください"
+        }
+        ErrorKind::NotFound => "見つかりません。場所を確認してください",
+        ErrorKind::StorageFull => "ディスクがいっぱいです。空き容量を確保してください",
+        ErrorKind::ReadOnlyFilesystem => {
+            "書き込めない場所です（読み取り専用）。保存先を確認してください"
+        }
+        ErrorKind::AddrInUse => "別のプログラムが使用中です",
+        ErrorKind::AddrNotAvailable => "この機械のアドレスではありません。設定を確認してください",
+        ErrorKind::InvalidData => "内容が正しくありません（文字コードなど）",
+        _ => "読み書きに失敗しました。ディスクの状態を確認してください",
     }
 }
 

@@ -59,14 +59,25 @@ impl ApiStartError {
     pub fn message_ja(&self) -> String {
         match self {
             ApiStartError::Token { path, source } => {
-                format!("APIのトークンファイル {path} を作成・読み込みできません: {source}")
+                format!(
+                    "APIのトークンファイル {path} を作成・読み込みできません: {}。",
+                    crate::domain::io_error_ja(source)
+                )
             }
             ApiStartError::Bind { addr, source } if source.kind() == std::io::ErrorKind::AddrInUse => format!(
                 "API のアドレス {addr} は別のプログラムが使用中です。tsunagid が二重に起動していないか、設定の [api] listen を確認してください。"
             ),
-            ApiStartError::Bind { addr, source } => {
-                format!("API のアドレス {addr} で待ち受けできません: {source}")
+            ApiStartError::Bind { addr, source }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                format!(
+                    "API のアドレス {addr} で待ち受ける権限がありません（1024番未満のポートなど）。設定の [api] listen を確認してください。"
+                )
             }
+            ApiStartError::Bind { addr, source } => format!(
+                "API のアドレス {addr} で待ち受けできません: {}。",
+                crate::domain::io_error_ja(source)
+            ),
             ApiStartError::NotLoopback(addr) => format!(
                 "API のアドレス {addr} はこの機械の外から届きます。設定で allow_remote = true を明示しない限り使えません。"
             ),

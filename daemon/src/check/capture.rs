@@ -84,9 +84,11 @@ pub fn instructions_ja(c: &Captured) -> Vec<String> {
         ),
         None => {}
     }
-    if c.facility.is_ryouyouhi() {
+    // R17: after a 初検 the numbers must be confirmed later; at later treatments the oral
+    // confirmation above is enough.
+    if c.facility.is_ryouyouhi() && c.first_visit {
         lines.push(
-            "柔整・あはき: 資格は後日（次回施術時など、当月中）に必ず確認してください。確認できるまで申請はできません。"
+            "柔整・あはき（初検）: 資格は後日（次回施術時など、当月中）に必ず確認してください。確認できるまで申請はできません。"
                 .into(),
         );
     }

@@ -116,7 +116,7 @@ pub struct CheckArgs {
     /// The patient's first visit (初診・初検): a 申立書 is needed if the check is captured.
     #[arg(long)]
     pub first_visit: bool,
-    /// The card has no photo (a card applied for before the first birthday): PIN only (R2).
+    /// The card has no photo (a card applied for before the first birthday): PIN only, no visual check.
     #[arg(long)]
     pub photo_less: bool,
     /// The next booked visit (YYYY-MM-DD), when 柔整・あはき confirm a captured check.

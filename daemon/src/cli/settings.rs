@@ -17,8 +17,9 @@ pub fn load_config(config: &Path) -> Result<Option<ServiceConfig>, CommandError>
             .map_err(|e| CommandError::new(e.message_ja())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CommandError::new(format!(
-            "設定ファイル {} を読めません: {e}",
-            config.display()
+            "設定ファイル {} を読めません: {}。",
+            config.display(),
+            crate::domain::io_error_ja(&e)
         ))),
     }
 }

@@ -56,7 +56,8 @@ impl LedgerError {
     pub fn message_ja(&self) -> String {
         match self {
             LedgerError::HistoryKey(e) => format!(
-                "記録データの前回情報用の鍵（history.key）を読み書きできません。データフォルダーの権限と空き容量を確認してください（{e}）。"
+                "記録データの前回情報用の鍵（history.key）を読み書きできません: {}。",
+                crate::domain::io_error_ja(e)
             ),
             LedgerError::Open(OpenError::InUse { .. }) => {
                 "記録データを別の tsunagi（tsunagid など）が使用中です。少し待ってからもう一度実行してください。".into()
@@ -70,7 +71,7 @@ impl LedgerError {
             LedgerError::Open(OpenError::Format { path, found, supported, .. }) => format!(
                 "記録データ（{path}）は別の版の形式（形式 {found}）で保存されています。この版は形式 {supported} だけを読みます。フォルダーを別の場所へ移してから起動すると、新しく記録を始めます。"
             ),
-            LedgerError::Open(e) => format!("記録データを開けません: {e}"),
+            LedgerError::Open(_) => "記録データを開けません。ディスクとデータフォルダーの状態を確認してください。".into(),
             LedgerError::Store(e) if e.is_disk_full() => {
                 "ディスクがいっぱいのため、この確認は保存されていません。空き容量を確保してから、もう一度確認してください。".into()
             }
@@ -82,8 +83,11 @@ impl LedgerError {
                 month.year(),
                 month.month()
             ),
-            LedgerError::Store(e) => format!("記録データの読み書きに失敗しました: {e}"),
-            LedgerError::Encode(e) => format!("記録を作れませんでした: {e}"),
+            LedgerError::Store(StoreError::BadCheckId(_)) => {
+                "確認IDの形式が正しくありません（半角英数字64文字まで）。何も記録していません。".into()
+            }
+            LedgerError::Store(_) => "記録データの読み書きに失敗しました。もう一度実行し、続く場合はディスクの状態を確認してください。".into(),
+            LedgerError::Encode(_) => "記録を作れませんでした。何も記録していません。開発元に連絡してください。".into(),
             LedgerError::NotFound(id) => format!("確認 {id} は見つかりません。"),
             LedgerError::Month(_) => visit_date_message_ja(),
         }

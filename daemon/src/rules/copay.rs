@@ -169,7 +169,7 @@ pub fn copay_when_check_fails(
             None => (
                 None,
                 CopayBasis::SeventyPlusUnknown,
-                "70歳以上で確認済みの負担割合がありません。申立書の負担割合（1〜3割）を本人に確認してください。10割にはしません。".to_string(),
+                "70歳以上で確認済みの負担割合がありません。高齢受給者証などで負担割合（1〜3割）を本人に確認してください。10割にはしません。".to_string(),
             ),
         }
     } else {

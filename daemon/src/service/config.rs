@@ -182,14 +182,44 @@ impl ConfigError {
     /// The message for whoever installs the service.
     pub fn message_ja(&self) -> String {
         match self {
-            ConfigError::Read { path, source } => {
-                format!("設定ファイル {path} を読めません: {source}")
-            }
-            ConfigError::Invalid { path, detail } => {
-                format!("設定ファイル {path} に誤りがあります: {detail}")
-            }
+            ConfigError::Read { path, source } => format!(
+                "設定ファイル {path} を読めません: {}。",
+                crate::domain::io_error_ja(source)
+            ),
+            ConfigError::Invalid { path, detail } => format!(
+                "設定ファイル {path} に誤りがあります: {}。",
+                detail.trim_end_matches('。')
+            ),
         }
     }
+}
+
+/// A TOML error in words an installer can act on: where, and what (the parser's English
+/// message is kept only for the names it quotes).
+fn toml_error_ja(text: &str, e: &toml::de::Error) -> String {
+    let at = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+        .map(|line| format!("{line}行目: "))
+        .unwrap_or_default();
+    let m = e.message();
+    // serde's messages quote names in backticks: `name`.
+    let quoted = m.split('`').nth(1).filter(|q| !q.is_empty());
+    let what = if m.starts_with("unknown field") {
+        format!("「{}」という設定項目はありません", quoted.unwrap_or("?"))
+    } else if m.starts_with("missing field") {
+        format!("「{}」の設定が必要です", quoted.unwrap_or("?"))
+    } else if m.starts_with("unknown variant") {
+        format!("「{}」は使えない値です", quoted.unwrap_or("?"))
+    } else if m.starts_with("invalid type") || m.starts_with("invalid value") {
+        "値の種類が正しくありません（文字列は \"…\" で囲み、数値や true/false は囲みません）"
+            .to_string()
+    } else if m.contains("duplicate key") {
+        "同じ設定項目が2回書かれています".to_string()
+    } else {
+        "書き方が正しくありません（「名前 = 値」の形で、文字列は \"…\" で囲みます）".to_string()
+    };
+    format!("{at}{what}")
 }
 
 impl ServiceConfig {
@@ -197,7 +227,7 @@ impl ServiceConfig {
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.into(),
-            detail: e.to_string(),
+            detail: toml_error_ja(text, &e),
         })?;
         if config.institution_code.len() != 10
             || !config.institution_code.bytes().all(|b| b.is_ascii_digit())
