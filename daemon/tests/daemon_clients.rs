@@ -1028,3 +1028,65 @@ fn a_pin_of_the_wrong_type_is_never_echoed() {
     assert!(!p.to_string().contains("987654"), "{p}");
     assert!(!d.log_text().contains("987654"));
 }
+
+/// While tsunagid is down, another program listens on its port: the CLI asks it to prove it
+/// holds the token, it cannot, and the CLI stops without sending it the token or anything of
+/// the check (a PIN would travel in the next request).
+#[test]
+fn a_program_squatting_on_the_port_gets_neither_the_token_nor_the_check() {
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = tsunagid::data_dir_of(dir.path());
+    std::fs::create_dir_all(&data).unwrap();
+    let token = "ab".repeat(32);
+    std::fs::write(data.join("api.token"), &token).unwrap();
+    let impostor = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = impostor.local_addr().unwrap();
+    let config = dir.path().join("tsunagi.toml");
+    std::fs::write(
+        &config,
+        tsunagid::config_text(&data, "http://127.0.0.1:9", institution(), listen, ""),
+    )
+    .unwrap();
+    // It answers every request as tsunagid would, with a proof it cannot really make.
+    let heard = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let ear = heard.clone();
+    std::thread::spawn(move || {
+        for stream in impostor.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            ear.lock().unwrap().extend_from_slice(&buf[..n]);
+            let body = format!(r#"{{"service":"tsunagid","proof":"{}"}}"#, "00".repeat(32));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(["check", "--method", "visual", "--card-wait", "1"])
+        .env("TSUNAGI_CONFIG", &config)
+        .env_remove("TSUNAGI_DATA_DIR")
+        .env("TSUNAGI_INSTITUTION_CODE", institution())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tsunagid ではありません"), "{stderr}");
+    let heard = String::from_utf8_lossy(&heard.lock().unwrap()).to_string();
+    assert!(
+        heard.contains("GET /v1/identity?nonce="),
+        "it was asked: {heard}"
+    );
+    assert!(!heard.contains(&token), "the token was sent: {heard}");
+    assert!(
+        !heard.to_ascii_lowercase().contains("authorization"),
+        "{heard}"
+    );
+    assert!(!heard.contains("/v1/checks"), "the check was sent: {heard}");
+}

@@ -19,7 +19,8 @@ mod routes;
 pub mod token;
 
 pub use routes::{
-    CheckList, CheckStartRequest, ListQuery, ReconcileReport, ReconcileRequest, StreamEvent,
+    CheckList, CheckStartRequest, Identity, ListQuery, ReconcileReport, ReconcileRequest,
+    StreamEvent,
 };
 
 use std::net::SocketAddr;

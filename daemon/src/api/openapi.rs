@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::routes::reconcile,
         super::routes::status,
         super::routes::events,
+        super::routes::identity,
     ),
     modifiers(&Bearer),
     tags(

@@ -66,6 +66,7 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/v1/identity", get(identity))
         .merge(guarded)
         .fallback(|| async { Problem::not_found("そのAPIはありません。") })
         .method_not_allowed_fallback(|| async {
@@ -821,6 +822,49 @@ async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, 
                 .unwrap_or_else(|_| Event::default().event("resync")))
         });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// A client's challenge to the daemon (本人確認): a random nonce, hex.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IdentityQuery {
+    /// 32 to 128 hex digits the client chose at random.
+    pub nonce: String,
+}
+
+/// The daemon's answer to a client's challenge.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Identity {
+    /// Always `tsunagid`.
+    pub service: String,
+    /// HMAC-SHA-256, keyed by the API token, of `tsunagid-identity\0` and the nonce's bytes,
+    /// hex: proves the daemon holds the token without revealing it.
+    pub proof: String,
+}
+
+/// Proves this is the tsunagid that holds the API token, before a client sends the token or a
+/// PIN (a program squatting on the port while tsunagid is down cannot answer). No token.
+#[utoipa::path(get, path = "/v1/identity", tag = "status",
+    params(IdentityQuery),
+    responses(
+        (status = 200, description = "The proof", body = Identity),
+        (status = 400, description = "The nonce is not 32 to 128 hex digits", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn identity(
+    State(app): State<App>,
+    query: Result<Query<IdentityQuery>, QueryRejection>,
+) -> Result<Json<Identity>, Problem> {
+    let Query(q) = query.map_err(|r| query_problem(&r))?;
+    let nonce = hex::decode(&q.nonce)
+        .ok()
+        .filter(|n| (16..=64).contains(&n.len()))
+        .ok_or_else(|| {
+            Problem::bad_request("nonce は16進数32〜128桁で指定してください。").field("nonce")
+        })?;
+    Ok(Json(Identity {
+        service: "tsunagid".into(),
+        proof: super::token::proof(&app.token, &nonce),
+    }))
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -68,6 +68,21 @@ pub fn read(path: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
+/// The daemon's proof that it holds `token`, for a client's `nonce` (本人性の証明): hex of
+/// HMAC-SHA-256 keyed by the token. A client checks it before it sends the token or a PIN,
+/// so a program squatting on the API's port while tsunagid is down learns neither; the
+/// proof reveals nothing of the token.
+pub fn proof(token: &str, nonce: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length: new_from_slice cannot fail.
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(b"tsunagid-identity\0");
+    mac.update(nonce);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Compares a presented token with the real one in time independent of where they differ.
 pub fn matches(presented: &str, real: &str) -> bool {
     let (a, b) = (presented.as_bytes(), real.as_bytes());

@@ -64,10 +64,20 @@ pub async fn target(config: &Path, data_dir: Option<&Path>) -> Result<Target, Co
     if !reachable {
         return direct(Some(&service.data_dir));
     }
-    Ok(Target::Daemon(ApiClient::new(
-        format!("http://{addr}"),
-        token,
-    )?))
+    let api = ApiClient::new(format!("http://{addr}"), token)?;
+    // Whatever answers on the port must prove it holds the token before it is sent the
+    // token or a PIN: while tsunagid is down, another program could be listening there.
+    match api.proves_identity().await {
+        Some(true) => Ok(Target::Daemon(api)),
+        // Gone between the two connections: the daemon stopped.
+        None => direct(Some(&service.data_dir)),
+        Some(false) => {
+            tracing::error!(%addr, "the program on the API port could not prove it is tsunagid; nothing was sent to it");
+            Err(CommandError::new(format!(
+                "{addr} で応答しているプログラムは tsunagid ではありません（トークンを持っていることを証明できませんでした）。安全のため、暗証番号もトークンも送らずに中止しました。tsunagid の状態と、そのポートを使っているプログラムを確認してください。"
+            )))
+        }
+    }
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -109,6 +119,27 @@ impl ApiClient {
             .build()
             .map_err(|e| CommandError::new(format!("HTTP クライアントを作れません: {e}")))?;
         Ok(Self { base, token, http })
+    }
+
+    /// Whether the program at the base address proves it holds this client's token
+    /// (`GET /v1/identity`, sent without the token); `None` when it cannot be reached.
+    pub async fn proves_identity(&self) -> Option<bool> {
+        let mut nonce = [0u8; 32];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut nonce[..]);
+        let url = format!("{}/v1/identity?nonce={}", self.base, hex::encode(nonce));
+        let response = match self.http.get(url).timeout(CONNECT * 4).send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return None,
+            Err(_) => return Some(false),
+        };
+        if !response.status().is_success() {
+            return Some(false);
+        }
+        let Ok(answer) = response.json::<crate::api::Identity>().await else {
+            return Some(false);
+        };
+        let expected = crate::api::token::proof(&self.token, &nonce);
+        Some(crate::api::token::matches(&answer.proof, &expected))
     }
 
     /// GET `path`.
