@@ -1090,3 +1090,72 @@ fn a_program_squatting_on_the_port_gets_neither_the_token_nor_the_check() {
     );
     assert!(!heard.contains("/v1/checks"), "the check was sent: {heard}");
 }
+
+/// SIGTERM during a long reconcile pass: the checks being asked about are finished and
+/// recorded, the rest are left for the next start — the daemon does not hold the shutdown
+/// for the whole pass, and nothing is lost.
+#[test]
+fn shutdown_does_not_wait_for_the_whole_reconcile_pass() {
+    let sim = runtime()
+        .block_on(Simulator::start(scenario().sim_config()))
+        .expect("simulator");
+    let d = Tsunagid::start(
+        &sim.base_url(),
+        institution(),
+        "[reconcile]\ninterval_secs = 3600\n[oqs]\ntimeout_ms = 8000\n",
+    );
+    const CHECKS: usize = 64;
+    for i in 0..CHECKS {
+        let (code, doc) = d.post(
+            "/v1/documents",
+            &json!({
+                "kind": "kakuninsho",
+                "visit_date": today(),
+                "expires": today().checked_add_months(chrono::Months::new(6)).unwrap(),
+                "insurer": "06139999", "symbol": "練馬12", "number": format!("{:07}", 9000 + i),
+                "birth_date": "1980-04-01",
+            }),
+        );
+        assert_eq!(code, 200, "{doc}");
+        assert_eq!(doc["status"], "recorded", "{doc}");
+    }
+    assert_eq!(pending_count(&d), CHECKS);
+    // Every answer now takes 3 s: the whole pass (8 at a time) would take about 24 s.
+    sim.faults().set_delay(Duration::from_secs(3));
+    let addr = d.addr;
+    let token = d.token.clone();
+    // The pass's own request, from another task; it may end with the daemon.
+    let pass = runtime().spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/reconcile"))
+            .bearer_auth(token)
+            .json(&json!({"force": true}))
+            .send()
+            .await
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let stopping = Instant::now();
+    let (status, dir) = d.stop_keeping_dir();
+    let took = stopping.elapsed();
+    assert!(status.success(), "tsunagid exit: {status:?}");
+    // The checks in flight (one answer each, 3 s) are finished; not 24 s of pass.
+    assert!(took < Duration::from_secs(9), "stopped after {took:?}");
+    let _ = runtime().block_on(pass);
+    // Nothing lost: every check is there, decided or still open for the next start.
+    sim.faults().clear();
+    let d = Tsunagid::start_in(
+        dir,
+        &sim.base_url(),
+        institution(),
+        "[reconcile]\ninterval_secs = 3600\n",
+    );
+    let (code, all) = d.get(&format!(
+        "/v1/checks?state=all&month={}",
+        &today().to_string()[..7]
+    ));
+    assert_eq!(code, 200, "{all}");
+    assert_eq!(all["checks"].as_array().unwrap().len(), CHECKS, "{all}");
+    let left = pending_count(&d);
+    assert!(left > 0, "the pass was not cut short: all {CHECKS} decided");
+    println!("stopped after {took:?}; {left} of {CHECKS} checks left for the next start");
+}

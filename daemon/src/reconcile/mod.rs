@@ -80,6 +80,8 @@ pub struct PassReport {
     pub failed: usize,
     /// Checks skipped because their retry time has not come.
     pub backing_off: usize,
+    /// Checks not asked about because the daemon was stopping.
+    pub left_for_later: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +97,7 @@ pub struct Reconciler {
     client: OqsClient,
     config: ReconcileConfig,
     backoff: Arc<Mutex<HashMap<String, Backoff>>>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 enum One {
@@ -102,6 +105,8 @@ enum One {
     NeedsStaff,
     Failed,
     Skipped,
+    /// Not asked about: the daemon is stopping.
+    Stopped,
 }
 
 fn numbers_of(q: &crate::oqs::Qualification) -> NumbersRecord {
@@ -254,7 +259,19 @@ impl Reconciler {
             client,
             config,
             backoff: Arc::default(),
+            stop: None,
         }
+    }
+
+    /// Ends passes early when `stop` turns true (the daemon shutting down): checks already
+    /// being asked about are finished and recorded; the rest wait for the next start.
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
     }
 
     /// One pass over every open check. `force` ignores retry delays (`tsunagi reconcile --now`).
@@ -293,6 +310,9 @@ impl Reconciler {
             let permits = permits.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
+                if this.stopping() {
+                    return Ok(One::Stopped);
+                }
                 this.one(check, now).await
             });
         }
@@ -302,6 +322,7 @@ impl Reconciler {
                 Ok(Ok(One::NeedsStaff)) => report.needs_staff += 1,
                 Ok(Ok(One::Failed)) => report.failed += 1,
                 Ok(Ok(One::Skipped)) => {}
+                Ok(Ok(One::Stopped)) => report.left_for_later += 1,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "reconciling a check failed");
                     report.failed += 1;

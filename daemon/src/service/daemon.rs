@@ -171,7 +171,8 @@ impl Daemon {
             ledger.clone(),
             client.background(),
             config.reconcile_config(),
-        );
+        )
+        .with_stop(stopping.clone());
         let health = Health::new(config.health());
         let status = Status {
             line: LineState::Online,
