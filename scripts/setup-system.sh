@@ -29,6 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The facility plugins (plugins/) and the test suite's hostile plugins are WASM components
+# built for wasm32-wasip2.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "installing the Rust target wasm32-wasip2" >&2
+  rustup target add wasm32-wasip2
+fi
+
 # schemathesis: daemon/tests/api.rs runs it against tsunagid's GET /openapi.json. It goes into
 # its own venv at a fixed path (the test looks there, or at $TSUNAGI_SCHEMATHESIS). Pinned:
 # hypothesis 6.170.10 removed `many.more()`, which schemathesis 3's hypothesis-jsonschema
