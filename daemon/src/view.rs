@@ -249,6 +249,8 @@ pub struct CheckView {
     pub known_numbers: Option<NumbersView>,
     /// What reception knew of the patient at the check (前回確認情報), when anything.
     pub earlier: Option<EarlierView>,
+    /// The facility's plugin's output for this check, when a plugin is configured.
+    pub facility_output: Option<FacilityView>,
     /// The decided claim basis (provisional until claimed or its deadline passes).
     pub resolution: Option<ResolutionView>,
     /// Earlier decisions the current one replaced, oldest first.
@@ -338,6 +340,7 @@ impl CheckView {
             declared: c.declaration.is_some(),
             known_numbers: known.map(numbers_view),
             earlier: c.captured.last_known.as_ref().map(EarlierView::of),
+            facility_output: None,
             resolution: c.resolution.as_ref().map(resolution_view),
             history: c.replaced.iter().map(resolution_view).collect(),
             claimed_at: c.claimed,
@@ -484,6 +487,70 @@ pub struct CheckReport {
     pub copay_tenths: Option<u8>,
     /// What reception knew of the patient before this check, when anything.
     pub earlier: Option<EarlierView>,
+    /// The facility's plugin's output for the recorded check, when a plugin is configured.
+    pub facility_output: Option<FacilityView>,
+}
+
+/// What the facility's plugin made of a check (施設別の表示): the claim form's fields, the
+/// screen's lines, the text read aloud, warnings and the next step — beside the raw check,
+/// never instead of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FacilityView {
+    /// The plugin that made it.
+    pub plugin: String,
+    /// Its output, when it gave one.
+    pub output: Option<FacilityOutput>,
+    /// Why there is none, for staff (the plugin failed, is disabled, or does not serve this
+    /// facility type); the raw check above still stands.
+    pub error_ja: Option<String>,
+}
+
+/// A plugin's output for one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FacilityOutput {
+    /// The claim form's fields, in form order.
+    pub claim_fields: Vec<ClaimField>,
+    /// Lines for the reception screen.
+    pub display: Vec<String>,
+    /// What is read aloud.
+    pub read_aloud: String,
+    /// Warnings.
+    pub warnings: Vec<FacilityWarning>,
+    /// The next step, if any.
+    pub next_action: Option<NextAction>,
+}
+
+/// One field of a claim form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClaimField {
+    /// Stable key (`insurer-number`, …).
+    pub key: String,
+    /// The form's label.
+    pub label: String,
+    /// The value as written.
+    pub value: String,
+}
+
+/// A warning from the facility's plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FacilityWarning {
+    /// Stable code (kebab-case).
+    pub code: String,
+    /// `info`, `caution` or `warning`.
+    pub severity: String,
+    /// The text, for staff.
+    pub message: String,
+}
+
+/// What staff must do next, by the facility's plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NextAction {
+    /// Stable code (kebab-case).
+    pub code: String,
+    /// The instruction, for staff.
+    pub label: String,
+    /// By when.
+    pub due: Option<NaiveDate>,
 }
 
 /// What reception knew of a patient before a check (前回確認情報), and where from.

@@ -735,6 +735,7 @@ fn offline(g: &mut Golden) {
         instructions_ja: instructions_ja(&c),
         copay_tenths: None,
         earlier: None,
+        facility_output: None,
     };
     let mut out = Vec::new();
     tsunagi::cli::render::report_text(&report, &mut out).unwrap();

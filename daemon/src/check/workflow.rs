@@ -219,6 +219,7 @@ pub fn recorded_report(c: &crate::ledger::fold::CheckState) -> CheckReport {
                 .map(|r| r.tenths()),
         },
         earlier: c.captured.last_known.as_ref().map(EarlierView::of),
+        facility_output: None,
     }
 }
 
@@ -250,6 +251,7 @@ fn report_of(
         instructions_ja: Vec::new(),
         copay_tenths: None,
         earlier: request.visit.last_known.as_ref().map(EarlierView::of),
+        facility_output: None,
     };
     let notices = |n: &[crate::oqs::Notice]| -> Vec<NoticeView> {
         n.iter()
@@ -356,6 +358,7 @@ pub fn card_failure(request: &CheckRequest, error: &CheckError) -> CheckReport {
         instructions_ja: Vec::new(),
         copay_tenths: None,
         earlier: None,
+        facility_output: None,
     }
 }
 

@@ -342,6 +342,9 @@ fn show_text(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
     for n in &c.notes {
         writeln!(out, "メモ: {n}")?;
     }
+    if let Some(f) = &c.facility_output {
+        super::render::facility_text(f, out)?;
+    }
     Ok(())
 }
 

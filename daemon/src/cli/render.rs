@@ -11,6 +11,14 @@ use crate::view::{CheckReport, ReportStatus};
 
 /// A check's report as Japanese text for the operator.
 pub fn report_text(report: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
+    check_text(report, out)?;
+    if let Some(f) = &report.facility_output {
+        facility_text(f, out)?;
+    }
+    Ok(())
+}
+
+fn check_text(report: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
     if report.status == ReportStatus::Captured {
         writeln!(out, "{}", report.message_ja)?;
         for l in &report.instructions_ja {
@@ -57,6 +65,43 @@ pub fn report_text(report: &CheckReport, out: &mut dyn Write) -> io::Result<()> 
 fn qualification_text(q: &Qualification, out: &mut dyn Write) -> io::Result<()> {
     for (label, value) in q.display_lines_ja() {
         writeln!(out, "  {label}: {value}")?;
+    }
+    Ok(())
+}
+
+/// The facility plugin's output, as staff read it under the check.
+pub fn facility_text(f: &crate::view::FacilityView, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "【{}】", f.plugin)?;
+    let Some(o) = &f.output else {
+        if let Some(e) = &f.error_ja {
+            writeln!(out, "  {e}")?;
+        }
+        return Ok(());
+    };
+    for l in &o.display {
+        writeln!(out, "  {l}")?;
+    }
+    for field in &o.claim_fields {
+        writeln!(out, "  {}: {}", field.label, field.value)?;
+    }
+    for w in &o.warnings {
+        let mark = match w.severity.as_str() {
+            "warning" => "！",
+            "caution" => "※",
+            _ => "・",
+        };
+        writeln!(out, "  {mark} {}", w.message)?;
+    }
+    if let Some(a) = &o.next_action {
+        match a.due {
+            Some(d) => writeln!(
+                out,
+                "  次の対応: {}（{}まで）",
+                a.label,
+                d.format("%Y年%-m月%-d日")
+            )?,
+            None => writeln!(out, "  次の対応: {}", a.label)?,
+        }
     }
     Ok(())
 }
