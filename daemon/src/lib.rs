@@ -21,6 +21,7 @@ pub mod domain;
 pub mod ledger;
 pub mod ops;
 pub mod oqs;
+pub mod plugin;
 pub mod reconcile;
 pub mod report;
 pub mod rules;

@@ -79,6 +79,9 @@ fn run(cli: Cli) -> Result<i32, String> {
             let today = tsunagi::check::now_jst().date_naive();
             tsunagi::cli::rules::run_report(&cmd, today, &mut out).map_err(|e| e.message_ja())
         }
+        Command::Plugin(cmd) => {
+            cli::plugin::run(&cmd, config, &mut out).map_err(|e| e.message_ja())
+        }
     };
     let _ = out.flush();
     result

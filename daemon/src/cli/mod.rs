@@ -9,6 +9,7 @@ pub mod client;
 pub mod demo;
 pub mod exit;
 pub mod ledger;
+pub mod plugin;
 pub mod render;
 pub mod rules;
 pub mod settings;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Reports (マイナ保険証 usage rate).
     #[command(subcommand)]
     Report(rules::ReportCommand),
+    /// Facility plugins: signing keys, signatures, the plugin directory.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// Where the qualification system is and who we are to it.

@@ -42,6 +42,76 @@ pub struct ServiceConfig {
     /// the receipt software's field lengths); any key of [`RuleSettings`].
     #[serde(default)]
     pub rules: toml::Table,
+    /// `[plugins]`: facility plugins, their trusted signers and their bounds.
+    #[serde(default)]
+    pub plugins: PluginsSection,
+}
+
+/// `[plugins]`: where facility plugins are, whose signatures are trusted, how every call is
+/// bounded, and which capabilities each plugin is granted.
+///
+/// ```toml
+/// [plugins]
+/// dir = "/var/lib/tsunagi/plugins"          # default <data_dir>/plugins
+/// trusted_keys = ["tsunagi-plugin-key:…"]
+/// call_timeout_ms = 150
+/// memory_limit_mib = 32
+/// output_limit_bytes = 65536
+/// [plugins.grants]
+/// medical = ["clocks"]                      # by file name without .wasm
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// The plugin directory; default `<data_dir>/plugins`.
+    pub dir: Option<PathBuf>,
+    /// Public keys (`tsunagi-plugin-key:…`) whose signatures are accepted.
+    pub trusted_keys: Vec<crate::plugin::PublicKey>,
+    /// How long one call may run, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Largest memory of one plugin instance, in MiB.
+    pub memory_limit_mib: u64,
+    /// Largest output of one call, in bytes (strings' bytes plus one per list item).
+    pub output_limit_bytes: u64,
+    /// Capabilities (`clocks`, `random`, `filesystem`, `sockets`) by plugin name.
+    pub grants:
+        std::collections::BTreeMap<String, std::collections::BTreeSet<crate::plugin::Capability>>,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        let limits = crate::plugin::CallLimits::default();
+        Self {
+            dir: None,
+            trusted_keys: Vec::new(),
+            call_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(150),
+            memory_limit_mib: (limits.memory_bytes >> 20) as u64,
+            output_limit_bytes: limits.output_bytes as u64,
+            grants: Default::default(),
+        }
+    }
+}
+
+impl PluginsSection {
+    /// The plugin directory.
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("plugins"))
+    }
+
+    /// The host's settings, its compile cache in `<data_dir>/plugin-cache`.
+    pub fn host_settings(&self, data_dir: &Path) -> crate::plugin::HostSettings {
+        crate::plugin::HostSettings {
+            cache_dir: data_dir.join("plugin-cache"),
+            trusted_keys: self.trusted_keys.clone(),
+            limits: crate::plugin::CallLimits {
+                timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
+                memory_bytes: usize::try_from(self.memory_limit_mib.max(1) << 20)
+                    .unwrap_or(usize::MAX),
+                output_bytes: usize::try_from(self.output_limit_bytes.max(1)).unwrap_or(usize::MAX),
+            },
+            grants: self.grants.clone(),
+        }
+    }
 }
 
 /// Rule settings the checks' own deadlines read from the defaults today (the fold is pure and
@@ -402,6 +472,9 @@ mod tests {
             "institution_code = \"1319900017\"\n[rules]\nclaim_submission_day = 12",
             "institution_code = \"1319900017\"\n[rules]\nclaim_submission_day = \"ten\"",
             "institution_code = \"1319900017\"\n[rules.claim_fields]\nwidth = 3",
+            "institution_code = \"1319900017\"\n[plugins]\nunknown = 1",
+            "institution_code = \"1319900017\"\n[plugins]\ntrusted_keys = [\"ssh-ed25519 AAAA\"]",
+            "institution_code = \"1319900017\"\n[plugins.grants]\nmedical = [\"everything\"]",
         ] {
             let e = ServiceConfig::parse(bad, "t").unwrap_err();
             assert!(e.message_ja().contains("設定ファイル"), "{bad}");

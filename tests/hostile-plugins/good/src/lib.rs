@@ -1,0 +1,23 @@
+//! A well-behaved formatter: echoes the check.
+wit_bindgen::generate!({ path: "../../../wit/v1", world: "facility-adapter" });
+
+#[path = "../../shared.rs"]
+mod shared;
+
+struct Plugin;
+
+impl Guest for Plugin {
+    fn describe() -> Info {
+        shared::info("good")
+    }
+
+    fn format(check: Check) -> Result<Output, Failure> {
+        Ok(shared::output(&check))
+    }
+
+    fn on_moment(_at: Moment, _check: Check) -> Result<Addition, Failure> {
+        Ok(shared::addition())
+    }
+}
+
+export!(Plugin);
