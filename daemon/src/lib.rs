@@ -18,6 +18,7 @@ pub mod card;
 pub mod check;
 pub mod cli;
 pub mod domain;
+pub mod facility;
 pub mod ledger;
 pub mod ops;
 pub mod oqs;

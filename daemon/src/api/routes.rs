@@ -432,7 +432,16 @@ async fn start_check(
 ) -> Result<Json<CheckReport>, Problem> {
     let start = request.parse()?;
     match app.daemon.check(start).await {
-        Ok(report) => Ok(Json(report)),
+        Ok(mut report) => {
+            // The facility's plugin on the recorded check, beside the report.
+            if let Some(id) = &report.check_id {
+                let today = now_jst().date_naive();
+                if let Ok(view) = ops::view(app.daemon.ledger(), id, today).await {
+                    report.facility_output = app.daemon.facility_output(&view).await;
+                }
+            }
+            Ok(Json(report))
+        }
         Err(e @ StartError::ReaderBusy(_)) => Err(Problem::new(
             StatusCode::CONFLICT,
             "reader-busy",
@@ -547,7 +556,9 @@ async fn read_check(
         return Err(check_not_found(&id));
     }
     let today = now_jst().date_naive();
-    Ok(Json(ops::view(app.daemon.ledger(), &id, today).await?))
+    let mut view = ops::view(app.daemon.ledger(), &id, today).await?;
+    view.facility_output = app.daemon.facility_output(&view).await;
+    Ok(Json(view))
 }
 
 // ----- recording -----

@@ -578,6 +578,7 @@ pub async fn status(
                     store_repairs: repairs,
                     updated_at: now_jst().to_rfc3339(),
                     pid: std::process::id(),
+                    plugins: Vec::new(),
                 },
                 false,
             )

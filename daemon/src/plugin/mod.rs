@@ -132,7 +132,7 @@ pub struct HostSettings {
 }
 
 /// Where a plugin stands (プラグインの状態). Stable kebab-case names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum PluginState {
     /// Verified, compiled and ready for calls.
@@ -150,7 +150,7 @@ pub enum PluginState {
 }
 
 /// A plugin as the daemon can show it (`tsunagi plugin list`, the API).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginStatus {
     /// The plugin's name: its file name without `.wasm`.
     pub name: String,

@@ -29,9 +29,10 @@ use crate::check::CheckError;
 use crate::domain::{FacilityType, IdentityMethod};
 use crate::ledger::{Change, Ledger, LedgerError};
 use crate::oqs::OqsClient;
+use crate::plugin::PluginHost;
 use crate::reconcile::{PassReport, Reconciler};
 use crate::rules::settings::RuleSettings;
-use crate::view::{CheckReport, ReportStatus};
+use crate::view::{CheckReport, CheckView, FacilityView, ReportStatus};
 
 /// A change clients follow (the API's event stream).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +134,8 @@ struct Inner {
     in_flight: Mutex<std::collections::HashSet<String>>,
     settings: RuleSettings,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// The facility plugins, when the host could be made.
+    plugins: Option<Arc<PluginHost>>,
 }
 
 /// How many changes a slow client may fall behind before it is told to re-read.
@@ -146,6 +149,7 @@ impl Daemon {
         ledger: Ledger,
         client: OqsClient,
         stopping: tokio::sync::watch::Receiver<bool>,
+        plugins: Option<Arc<PluginHost>>,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (changes, mut changes_rx) = broadcast::channel::<Change>(EVENT_BACKLOG);
@@ -189,6 +193,7 @@ impl Daemon {
                 .collect(),
             updated_at: now_jst().to_rfc3339(),
             pid: std::process::id(),
+            plugins: plugins.as_ref().map(|p| p.statuses()).unwrap_or_default(),
         };
         Self {
             inner: Arc::new(Inner {
@@ -205,6 +210,7 @@ impl Daemon {
                 tasks: tokio_util::task::TaskTracker::new(),
                 in_flight: Mutex::default(),
                 stopping,
+                plugins,
             }),
         }
     }
@@ -227,6 +233,43 @@ impl Daemon {
     /// The rule settings.
     pub fn settings(&self) -> &RuleSettings {
         &self.inner.settings
+    }
+
+    /// The facility plugins.
+    pub fn plugins(&self) -> Option<&PluginHost> {
+        self.inner.plugins.as_deref()
+    }
+
+    /// What the configured facility's plugin makes of a check, or why nothing; `None` when no
+    /// plugin serves its facility type. Plugin calls block (bounded by the host's deadline),
+    /// so they run off the async threads.
+    pub async fn facility_output(&self, view: &CheckView) -> Option<FacilityView> {
+        let host = self.inner.plugins.clone()?;
+        let ledger = self.inner.ledger.clone();
+        let view = view.clone();
+        tokio::task::spawn_blocking(move || {
+            let state = ledger.check(&view.id).ok()?;
+            crate::facility::view(&host, &state, &view)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Picks up plugin files replaced, added or removed on disk, and notes every plugin's
+    /// state in the status.
+    pub async fn reload_plugins(&self) {
+        let Some(host) = self.inner.plugins.clone() else {
+            return;
+        };
+        let dir = self.inner.config.plugins.dir(&self.inner.config.data_dir);
+        let statuses = tokio::task::spawn_blocking(move || {
+            host.reload_changed(&dir);
+            host.statuses()
+        })
+        .await
+        .unwrap_or_default();
+        lock(&self.inner.status).plugins = statuses;
     }
 
     /// Follows the daemon's changes.

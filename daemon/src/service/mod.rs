@@ -54,6 +54,10 @@ pub struct Status {
     pub updated_at: String,
     /// The daemon's process id.
     pub pid: u32,
+    /// The facility plugins: loaded, disabled or refused, and why.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub plugins: Vec<crate::plugin::PluginStatus>,
 }
 
 /// The status file in a data directory.
@@ -323,7 +327,8 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Ledger::open_waiting(&dir, Duration::from_secs(2)))
             .await
             .map_err(|e| LedgerError::Encode(e.to_string()))??;
-    let daemon = Daemon::new(config, ledger, client, shutdown.clone());
+    let plugins = load_plugins(&config).await;
+    let daemon = Daemon::new(config, ledger, client, shutdown.clone(), plugins);
     let api = crate::api::Server::bind(daemon.clone()).await?;
     tracing::info!(addr = %api.local_addr(), "local API listening");
     let session = {
@@ -345,6 +350,33 @@ pub async fn run(
     Ok(())
 }
 
+/// The facility plugins of the configured directory (compiled, or taken from the compile
+/// cache). A host that cannot be made is logged and the daemon runs without plugins: checks
+/// never depend on them.
+async fn load_plugins(config: &ServiceConfig) -> Option<std::sync::Arc<crate::plugin::PluginHost>> {
+    let settings = config.plugins.host_settings(&config.data_dir);
+    let dir = config.plugins.dir(&config.data_dir);
+    let made = tokio::task::spawn_blocking(move || {
+        let host = crate::plugin::PluginHost::new(settings)?;
+        for status in host.load_dir(&dir) {
+            tracing::info!(plugin = %status.name, state = ?status.state, "facility plugin");
+        }
+        Ok::<_, crate::plugin::HostError>(host)
+    })
+    .await;
+    match made {
+        Ok(Ok(host)) => Some(std::sync::Arc::new(host)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the plugin host could not be made; running without plugins");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "loading plugins failed; running without plugins");
+            None
+        }
+    }
+}
+
 /// The maintenance loop: probes, passes, readers, the status file.
 async fn maintain(daemon: &Daemon, mut shutdown: watch::Receiver<bool>) {
     let config = daemon.config().clone();
@@ -358,6 +390,7 @@ async fn maintain(daemon: &Daemon, mut shutdown: watch::Receiver<bool>) {
             }
         }
         watch_readers(daemon).await;
+        daemon.reload_plugins().await;
         let mut status = daemon.status();
         status.updated_at = now_jst().to_rfc3339();
         write_status(&config.data_dir, &status);

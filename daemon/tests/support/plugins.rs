@@ -21,11 +21,11 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+fn target_dir(workspace: &str) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
-        .join("hostile-plugins")
+        .join(workspace.rsplit('/').next().unwrap_or(workspace))
 }
 
 fn ensure_target() {
@@ -47,14 +47,16 @@ fn ensure_target() {
     }
 }
 
-fn build_all() -> PathBuf {
+/// Builds the guest workspace at `workspace` (relative to the repository) and returns where
+/// its components are.
+fn build_all(workspace: &str) -> PathBuf {
     ensure_target();
-    let manifest = workspace_root().join("tests/hostile-plugins/Cargo.toml");
+    let manifest = workspace_root().join(workspace).join("Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["build", "--release", "--target", TARGET, "--manifest-path"])
         .arg(&manifest)
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", target_dir(workspace))
         // Flags meant for the host build (a target CPU, -D warnings) are not for the guests.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -65,13 +67,13 @@ fn build_all() -> PathBuf {
         "building the guest plugins failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    target_dir().join(TARGET).join("release")
+    target_dir(workspace).join(TARGET).join("release")
 }
 
 /// The component of one guest crate (`good`, `endless`, `memory-bomb`, …).
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(build_all);
+    let dir = BUILT.get_or_init(|| build_all("tests/hostile-plugins"));
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.exists(), "no component {}", path.display());
     path
@@ -80,4 +82,14 @@ pub fn guest(name: &str) -> PathBuf {
 /// The bytes of one guest's component.
 pub fn guest_bytes(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).expect("read guest component")
+}
+
+/// The component of one shipped facility plugin (`medical`, `judo`, …), built from
+/// `plugins/` as `plugins/build.sh` builds it.
+pub fn facility_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| build_all("plugins"));
+    let path = dir.join(format!("tsunagi_plugin_{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "no component {}", path.display());
+    path
 }
