@@ -117,7 +117,12 @@ pub fn check_of(c: &CheckState, v: &CheckView) -> api::Check {
             None => api::Identity::Document,
         },
         document: v.document.clone(),
-        captured_offline: v.captured_offline,
+        // A document recorded at the counter is not a check the system failed to answer.
+        captured_offline: c
+            .captured
+            .reason
+            .as_deref()
+            .is_some_and(|r| r != "document"),
         answer: best.map(|a| match a.status {
             AnswerStatus::Confirmed => api::AnswerStatus::Confirmed,
             AnswerStatus::Invalid => api::AnswerStatus::Invalid,
@@ -143,7 +148,7 @@ pub fn check_of(c: &CheckState, v: &CheckView) -> api::Check {
     }
 }
 
-/// The plugin's output as the views carry it (a due date that is not a date is dropped).
+/// The plugin's output as the views carry it.
 pub fn output_of(o: api::Output) -> FacilityOutput {
     FacilityOutput {
         claim_fields: o
@@ -157,26 +162,39 @@ pub fn output_of(o: api::Output) -> FacilityOutput {
             .collect(),
         display: o.display,
         read_aloud: o.read_aloud,
-        warnings: o
-            .warnings
-            .into_iter()
-            .map(|w| FacilityWarning {
-                code: w.code,
-                severity: match w.severity {
-                    api::Severity::Info => "info",
-                    api::Severity::Caution => "caution",
-                    api::Severity::Warning => "warning",
-                }
-                .to_string(),
-                message: w.message,
-            })
-            .collect(),
-        next_action: o.next_action.map(|a| NextAction {
-            code: a.code,
-            label: a.label,
-            due: a
-                .due
-                .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
-        }),
+        warnings: o.warnings.into_iter().map(warning_of).collect(),
+        next_action: o.next_action.map(action_of),
+    }
+}
+
+/// What a plugin added at a moment, as the views carry it.
+pub fn addition_of(a: api::Addition) -> (Vec<FacilityWarning>, Option<NextAction>) {
+    (
+        a.warnings.into_iter().map(warning_of).collect(),
+        a.next_action.map(action_of),
+    )
+}
+
+fn warning_of(w: api::Warning) -> FacilityWarning {
+    FacilityWarning {
+        code: w.code,
+        severity: match w.severity {
+            api::Severity::Info => "info",
+            api::Severity::Caution => "caution",
+            api::Severity::Warning => "warning",
+        }
+        .to_string(),
+        message: w.message,
+    }
+}
+
+/// A next action (a due date that is not a date is dropped).
+fn action_of(a: api::NextAction) -> NextAction {
+    NextAction {
+        code: a.code,
+        label: a.label,
+        due: a
+            .due
+            .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
     }
 }

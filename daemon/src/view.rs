@@ -251,6 +251,8 @@ pub struct CheckView {
     pub earlier: Option<EarlierView>,
     /// The facility's plugin's output for this check, when a plugin is configured.
     pub facility_output: Option<FacilityView>,
+    /// What facility plugins added when the check was captured or resolved, in order.
+    pub plugin_notes: Vec<crate::ledger::event::PluginNote>,
     /// The decided claim basis (provisional until claimed or its deadline passes).
     pub resolution: Option<ResolutionView>,
     /// Earlier decisions the current one replaced, oldest first.
@@ -341,6 +343,7 @@ impl CheckView {
             known_numbers: known.map(numbers_view),
             earlier: c.captured.last_known.as_ref().map(EarlierView::of),
             facility_output: None,
+            plugin_notes: c.plugin_notes.clone(),
             resolution: c.resolution.as_ref().map(resolution_view),
             history: c.replaced.iter().map(resolution_view).collect(),
             claimed_at: c.claimed,

@@ -133,6 +133,28 @@ fn the_facility_plugins_format_checks_in_tsunagid_and_are_replaced_live() {
     assert!(field(&v, "branch").is_none(), "{v}");
     let text = v["facility_output"].to_string();
     assert!(!text.contains("R17"), "no rule ids for staff: {text}");
+    // At its capture the 柔整 plugin added what must happen next; the daemon recorded it
+    // with the check (beside it, after the capture: polled).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let noted = loop {
+        let v = view(&d, &judo);
+        if let Some(n) = v["plugin_notes"]
+            .as_array()
+            .and_then(|n| n.first())
+            .cloned()
+        {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no plugin note recorded: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(noted["plugin"], "judo", "{noted}");
+    assert_eq!(noted["moment"], "captured", "{noted}");
+    assert!(
+        !noted["warnings"].as_array().unwrap().is_empty() || noted["next_action"].is_object(),
+        "{noted}"
+    );
+    println!("judo's note at capture: {noted}");
 
     // Replaced on disk by one that loops: picked up without a restart, stopped at the
     // deadline, disabled; the check is still served whole, with the reason.

@@ -342,6 +342,19 @@ fn show_text(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
     for n in &c.notes {
         writeln!(out, "メモ: {n}")?;
     }
+    for n in &c.plugin_notes {
+        let when = if n.moment == "resolved" {
+            "請求の根拠が決まった時"
+        } else {
+            "受付の記録時"
+        };
+        for w in &n.warnings {
+            writeln!(out, "{}（{when}）: {}", n.plugin, w.message)?;
+        }
+        if let Some(a) = &n.next_action {
+            writeln!(out, "{}（{when}）: 次の対応 {}", n.plugin, a.label)?;
+        }
+    }
     if let Some(f) = &c.facility_output {
         super::render::facility_text(f, out)?;
     }

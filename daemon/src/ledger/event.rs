@@ -50,6 +50,23 @@ pub enum CheckEvent {
         /// The note.
         note: String,
     },
+    /// What the facility's plugin added when the check was captured or resolved.
+    PluginNoted(PluginNote),
+}
+
+/// A facility plugin's warnings and next step at a moment of a check (プラグインの注意).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginNote {
+    /// The plugin.
+    pub plugin: String,
+    /// `captured` or `resolved`.
+    pub moment: String,
+    /// Its warnings.
+    pub warnings: Vec<crate::view::FacilityWarning>,
+    /// Its next step.
+    pub next_action: Option<crate::view::NextAction>,
+    /// When.
+    pub at: DateTime<FixedOffset>,
 }
 
 impl CheckEvent {
@@ -64,6 +81,7 @@ impl CheckEvent {
             CheckEvent::Claimed { .. } => "claimed",
             CheckEvent::NumbersReported(_) => "numbers-reported",
             CheckEvent::Annotated { .. } => "annotated",
+            CheckEvent::PluginNoted(_) => "plugin-noted",
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct CheckState {
     pub notes: Vec<String>,
     /// Numbers the patient reported later; the latest report counts.
     pub reported: Option<Reported>,
+    /// What facility plugins added at its moments, in order.
+    pub plugin_notes: Vec<super::event::PluginNote>,
 }
 
 impl CheckState {
@@ -232,6 +234,7 @@ pub fn fold<'a>(id: &str, events: impl IntoIterator<Item = &'a CheckEvent>) -> O
                     replaced: Vec::new(),
                     claimed: None,
                     notes: Vec::new(),
+                    plugin_notes: Vec::new(),
                     reported: None,
                 });
             }
@@ -287,6 +290,7 @@ fn apply(s: &mut CheckState, event: &CheckEvent) {
             s.reported = Some(r.clone());
         }
         CheckEvent::Annotated { note } => s.notes.push(note.clone()),
+        CheckEvent::PluginNoted(n) => s.plugin_notes.push(n.clone()),
     }
 }
 

@@ -153,6 +153,7 @@ impl Daemon {
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (changes, mut changes_rx) = broadcast::channel::<Change>(EVENT_BACKLOG);
+        let moments = changes.subscribe();
         let ledger = ledger.with_changes(changes);
         let forward = events.clone();
         // Owned by the runtime; ends when the ledger (every clone of the sender) is gone.
@@ -195,7 +196,7 @@ impl Daemon {
             pid: std::process::id(),
             plugins: plugins.as_ref().map(|p| p.statuses()).unwrap_or_default(),
         };
-        Self {
+        let this = Self {
             inner: Arc::new(Inner {
                 settings: config.rules(),
                 config,
@@ -212,6 +213,96 @@ impl Daemon {
                 stopping,
                 plugins,
             }),
+        };
+        if this.inner.plugins.is_some() {
+            let hooks = this.clone();
+            this.inner
+                .tasks
+                .spawn(async move { hooks.plugin_moments(moments).await });
+        }
+        this
+    }
+
+    /// Gives the facility's plugin each check captured for 事後確認 or resolved, and records
+    /// what it adds (warnings, a next step) with the check. Runs beside the checks, never in
+    /// their way: a slow or failing plugin delays no capture. Ends when the daemon stops.
+    async fn plugin_moments(&self, mut changes: broadcast::Receiver<Change>) {
+        use crate::plugin::api::Moment;
+        let mut stopping = self.inner.stopping.clone();
+        loop {
+            let change = tokio::select! {
+                c = changes.recv() => c,
+                _ = stopping.changed() => return,
+            };
+            let change = match change {
+                Ok(c) => c,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "plugin moments lagged; some checks get no plugin note"
+                    );
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let moment = match change.kind {
+                "captured" if change.offline => Moment::Captured,
+                "resolved" => Moment::Resolved,
+                _ => continue,
+            };
+            self.plugin_moment(&change.check_id, moment).await;
+        }
+    }
+
+    async fn plugin_moment(&self, id: &str, moment: crate::plugin::api::Moment) {
+        use crate::ledger::event::{CheckEvent, PluginNote};
+        let Some(host) = self.inner.plugins.clone() else {
+            return;
+        };
+        let ledger = self.inner.ledger.clone();
+        let wanted = id.to_string();
+        let today = now_jst().date_naive();
+        let added = tokio::task::spawn_blocking(move || {
+            let state = ledger.check(&wanted).ok()?;
+            let view = CheckView::of(&state, today);
+            let plugin = host.plugin_for(crate::facility::facility_of(view.facility))?;
+            let check = crate::facility::check_of(&state, &view);
+            match host.on_moment(&plugin, moment, &check) {
+                Ok(a) => Some((plugin, view.visit_date, a)),
+                Err(e) => {
+                    tracing::warn!(%plugin, error = %e, "the facility plugin added nothing");
+                    None
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((plugin, visit, addition)) = added else {
+            return;
+        };
+        let (warnings, next_action) = crate::facility::addition_of(addition);
+        if warnings.is_empty() && next_action.is_none() {
+            return;
+        }
+        let note = PluginNote {
+            plugin,
+            moment: match moment {
+                crate::plugin::api::Moment::Captured => "captured",
+                crate::plugin::api::Moment::Resolved => "resolved",
+            }
+            .into(),
+            warnings,
+            next_action,
+            at: now_jst(),
+        };
+        if let Err(e) = self
+            .inner
+            .ledger
+            .record(id, visit, &CheckEvent::PluginNoted(note))
+            .await
+        {
+            tracing::warn!(check = %id, error = %e, "the plugin's note could not be recorded");
         }
     }
 
