@@ -5,8 +5,8 @@
 //! with a fresh key and loaded from a temporary directory, as tsunagid loads them.
 //!
 //! Printed:
-//! - per call, warm (the `medical` plugin's `format` on one realistic check, a fresh store
-//!   and instance per call as in the daemon): p50 / p99 / max over `TSUNAGI_BENCH_CALLS`
+//! - per call, warm (the `medical` plugin's `format` on one realistic check, through the
+//!   host as the daemon calls it: an instance reused while its calls end well): p50 / p99 / max over `TSUNAGI_BENCH_CALLS`
 //!   calls (2,000), beside the same formatting written in native Rust in this file (the
 //!   receipt fields, screen lines and read-aloud text of the medical plugin's main path),
 //!   timed the same way in the same run. Targets: p50 ≤ 20 µs and ≤ 10× native.

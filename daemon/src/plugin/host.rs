@@ -3,8 +3,11 @@
 //! One `Engine` per host, with epoch interruption; a ticker thread holding only a weak
 //! reference to it advances the epoch every [`TICK`], so a call's deadline is a number of
 //! ticks. One `Linker` with WASI p2 over a deny-all context (what a plugin may import is
-//! decided earlier, by `inspect`). Each plugin is pre-instantiated once; each call builds a
-//! fresh `Store`, so nothing a plugin did in one call survives into the next.
+//! decided earlier, by `inspect`). Each plugin is pre-instantiated once. An instance whose
+//! call ended well serves the next call (instantiating costs more than a formatting call),
+//! up to [`CALLS_PER_INSTANCE`] calls; one whose call failed in any way is dropped, and its
+//! deadline is set anew for every call. A plugin sees only the check it is given, so what a
+//! well-behaved one keeps between calls is its allocator's state.
 //!
 //! Calls are synchronous and may block for up to the deadline: call them from a blocking
 //! thread (`tokio::task::spawn_blocking`) or a plain thread, never on an async worker (the
@@ -117,7 +120,14 @@ struct Loaded {
     facilities: Vec<api::Facility>,
     /// Why it was disabled, once it was.
     disabled: Mutex<Option<String>>,
+    /// An instance whose last call ended well, kept for the next call: instantiating costs
+    /// more than a formatting call. One that failed in any way is dropped, never reused.
+    idle: Mutex<Option<(Store<CallState>, FacilityAdapter, u32)>>,
 }
+
+/// Calls one instance serves before a fresh one is made: a guest that leaks a little per
+/// call is renewed long before it could reach its memory limit and be disabled for it.
+const CALLS_PER_INSTANCE: u32 = 256;
 
 impl Loaded {
     fn disabled_reason(&self) -> Option<String> {
@@ -414,6 +424,7 @@ impl PluginHost {
             pre,
             facilities: Vec::new(),
             disabled: Mutex::new(None),
+            idle: Mutex::new(None),
         };
         let info = self
             .call(&plugin, |adapter, store| adapter.call_describe(store))
@@ -439,21 +450,38 @@ impl PluginHost {
             });
         }
         let limits = self.settings.limits;
-        let mut store = Store::new(
-            &self.engine,
-            CallState {
-                wasi: WasiCtxBuilder::new().build(),
-                table: ResourceTable::new(),
-                limiter: CallLimiter::new(limits.memory_bytes),
-            },
-        );
-        store.limiter(|s| &mut s.limiter);
         let ticks = limits.timeout.as_millis().div_ceil(TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        let result = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|adapter| f(&adapter, &mut store));
+        let deadline = u64::try_from(ticks).unwrap_or(u64::MAX);
+        // The instance the last good call left, or a fresh one. The memory limit holds over
+        // an instance's whole life, and its deadline is set anew for every call.
+        let kept = plugin.idle.lock().ok().and_then(|mut i| i.take());
+        let (mut store, adapter, served) = match kept {
+            Some(kept) => kept,
+            None => {
+                let mut store = Store::new(
+                    &self.engine,
+                    CallState {
+                        wasi: WasiCtxBuilder::new().build(),
+                        table: ResourceTable::new(),
+                        limiter: CallLimiter::new(limits.memory_bytes),
+                    },
+                );
+                store.limiter(|s| &mut s.limiter);
+                store.set_epoch_deadline(deadline);
+                match plugin.pre.instantiate(&mut store) {
+                    Ok(adapter) => (store, adapter, 0),
+                    Err(e) => {
+                        return Err(CallError::Trapped {
+                            plugin: name.clone(),
+                            detail: format!("{e:#}"),
+                        })
+                    }
+                }
+            }
+        };
+        store.set_epoch_deadline(deadline);
+        let result = f(&adapter, &mut store);
+        let ended_well = result.is_ok();
         let outcome = match result {
             Ok(value) => {
                 let size = value.output_size();
@@ -485,6 +513,11 @@ impl PluginHost {
                 detail: format!("{e:#}"),
             }),
         };
+        if ended_well && outcome.is_ok() && served + 1 < CALLS_PER_INSTANCE {
+            if let Ok(mut idle) = plugin.idle.lock() {
+                *idle = Some((store, adapter, served + 1));
+            }
+        }
         if let Err(e) = &outcome {
             if e.disables() {
                 tracing::warn!(plugin = %name, error = %e, "plugin disabled");

@@ -18,9 +18,10 @@
 //!    the import named.
 //! 3. **Compilation** (`cache`): compiled once; the artifact is kept in a cache directory the
 //!    daemon owns, keyed by the component's sha256 and the engine's compatibility hash.
-//! 4. **Pre-instantiation** (`host`): imports are resolved once (`InstancePre`); every call
-//!    then gets a fresh `Store` with a memory limit and an epoch deadline, and its output is
-//!    measured against a size limit (`limits`).
+//! 4. **Pre-instantiation** (`host`): imports are resolved once (`InstancePre`); calls run in
+//!    a `Store` with a memory limit and a fresh epoch deadline (an instance whose last call
+//!    ended well is reused, a failed one is dropped), and output is measured against a size
+//!    limit (`limits`).
 //!
 //! A plugin that traps, runs out of time or memory, or returns oversized or invalid output is
 //! **disabled** and reported ([`PluginState::Disabled`], with the reason in Japanese); the
