@@ -152,13 +152,14 @@ impl HistoryKey {
     }
 }
 
-/// The insurer number's digits, the 6-digit form of a 国保 number however it was padded.
-fn insurer_digits(i: &InsurerNumber) -> &str {
-    let d = i.as_wire().trim();
-    match d.strip_prefix("00") {
-        Some(six) if d.len() == 8 => six,
-        _ => d,
-    }
+/// The insurer number as the qualification system reads it: a 6-digit 国保 number however
+/// it was padded ([`crate::oqs::insurer_from_wire`]), without the padding.
+fn insurer_digits(i: &InsurerNumber) -> String {
+    crate::oqs::insurer_from_wire(i.as_wire())
+        .unwrap_or_else(|_| i.clone())
+        .as_wire()
+        .trim()
+        .to_string()
 }
 
 /// What check `c` confirmed of its patient: its latest confirmed answer with numbers and a

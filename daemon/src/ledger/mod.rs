@@ -194,6 +194,18 @@ impl Classifier for CheckClassifier {
             .map(|c| self.history.keys_of(&c))
             .unwrap_or_default()
     }
+
+    fn classify_with_keys(
+        &self,
+        check_id: &str,
+        events: &[tsunagi_sync::Event],
+    ) -> (CheckClass, Vec<LookupKey>) {
+        // One fold for both: the index asks on every update and for every check at a rebuild.
+        match fold_events(check_id, events) {
+            Some(c) => (Self::class_of(&c), self.history.keys_of(&c)),
+            None => (CheckClass::default(), Vec::new()),
+        }
+    }
 }
 
 /// The fold of a check's stored events (those of an unknown kind left out).

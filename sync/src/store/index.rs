@@ -65,6 +65,14 @@ pub trait Classifier: Send + Sync + fmt::Debug {
         let _ = (check_id, events);
         Vec::new()
     }
+    /// Both at once: what the index calls. A classifier whose two answers share work (the
+    /// daemon folds the events for each) gives them together here.
+    fn classify_with_keys(&self, check_id: &str, events: &[Event]) -> (CheckClass, Vec<LookupKey>) {
+        (
+            self.classify(check_id, events),
+            self.lookup_keys(check_id, events),
+        )
+    }
 }
 
 /// A classifier for tools and tests that know no payloads: a check is open until an event
@@ -282,8 +290,7 @@ fn classify(
     // The classifier is the daemon's code: if it panics, the check counts as open (staff
     // see it) rather than the records being stranded.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let class = classifier.classify(check_id, &plain);
-        let mut keys = classifier.lookup_keys(check_id, &plain);
+        let (class, mut keys) = classifier.classify_with_keys(check_id, &plain);
         keys.sort_unstable();
         keys.dedup();
         keys.truncate(MAX_LOOKUP_KEYS);
