@@ -4,6 +4,7 @@
 //! - [`device`]: this device's ed25519 identity and its readable id.
 //! - [`hlc`]: the hybrid logical clock that orders events across devices.
 //! - [`event`]: a signed event, its id and its verification; the visit month.
+//! - [`replica`]: replication with a paired device: the sync protocol, free of network I/O.
 //! - [`seal`]: the AEAD that seals every event under a month key.
 //! - [`store`]: the store — segments, group commit, index, documents, month keys,
 //!   retention and recovery behind one facade; `sync/README.md` states its contract.
@@ -17,6 +18,7 @@
 pub mod device;
 pub mod event;
 pub mod hlc;
+pub mod replica;
 pub mod seal;
 pub mod store;
 pub mod vfs;
@@ -24,4 +26,4 @@ pub mod vfs;
 pub use device::{DeviceId, DeviceKey};
 pub use event::{Event, EventId, Month, SignedEvent};
 pub use hlc::Timestamp;
-pub use store::{Store, StoreError};
+pub use store::{SharedDoc, Store, StoreError};

@@ -66,12 +66,13 @@ use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ScalarValue, Value, ROOT};
 use serde::{Deserialize, Serialize};
 
-use crate::device::DeviceKey;
+use crate::device::{DeviceId, DeviceKey};
 use crate::event::{Event, EventError, EventId, Month, SignedEvent};
 use crate::hlc::{ClockSkew, Hlc};
 use crate::seal;
 use crate::vfs::{LockGuard, OsFs, Vfs};
 
+pub use automerge::sync::State as SyncState;
 pub use documents::DocError;
 pub use index::{
     CheckClass, Classifier, IndexError, LookupKey, MonthCounts, OpenUntilResolved, MAX_LOOKUP_KEYS,
@@ -98,6 +99,10 @@ pub enum StoreError {
     /// The month was purged at the end of its retention.
     #[error("{0} was purged at the end of its retention")]
     Purged(Month),
+    /// Some of the month's checks were removed here at the end of their retention
+    /// (a carry-over); its document is not synced, so they cannot come back.
+    #[error("{0} was carried over at the end of its retention; it is not synced")]
+    Carried(Month),
     /// A record is sealed with a key this device does not hold.
     #[error("no key {key} for {month} (not yet received from a peer)")]
     NoKey {
@@ -115,6 +120,12 @@ pub enum StoreError {
     /// A peer's clock is far ahead.
     #[error(transparent)]
     Clock(#[from] ClockSkew),
+    /// A peer's record is not the one the month document names.
+    #[error("{0}")]
+    NotAsNamed(String),
+    /// A peer's record is signed by a device that is not one of the clinic's.
+    #[error("record signed by {0}, which is not a device of this clinic")]
+    UnknownSigner(DeviceId),
     /// A check id the store will not hold.
     #[error("invalid check id {0:?}: 1 to 64 printable ASCII characters")]
     BadCheckId(String),
@@ -400,6 +411,36 @@ struct Inner {
     indexer: indexer::Indexer,
 }
 
+/// What [`Store::receive_many`] checks besides what every received record must pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiveChecks<'a> {
+    /// Event id → record digest, as the month document names them: a record not in it,
+    /// or whose digest differs, is refused.
+    pub expected: Option<&'a HashMap<EventId, [u8; 8]>>,
+    /// The devices whose signatures are accepted.
+    pub signers: Option<&'a std::collections::HashSet<DeviceId>>,
+}
+
+/// A document devices keep in common (共有文書) and sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SharedDoc {
+    /// A month's set of event ids with their record digests.
+    Month(Month),
+    /// The clinic's devices.
+    Devices,
+    /// The shared settings.
+    Settings,
+}
+
+impl SharedDoc {
+    fn small_name(self) -> &'static str {
+        match self {
+            SharedDoc::Devices => "devices",
+            SharedDoc::Settings | SharedDoc::Month(_) => "settings",
+        }
+    }
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -580,12 +621,102 @@ impl Store {
     /// time its signature is checked), belong to `month`, and have a believable time. The
     /// same record twice changes nothing.
     pub fn receive(&self, month: Month, body: &[u8]) -> Result<Appended, StoreError> {
+        let prepared = self.verify_received(month, body, &ReceiveChecks::default())?;
+        self.commit(prepared)
+    }
+
+    /// Receives a batch of a peer's records of `month` (as [`Store::receive`] does each),
+    /// written as one group with one fsync; one answer per body, in order. With `expected`
+    /// (event id → digest, from the month document), a record whose id is not in it or
+    /// whose digest differs is refused. Signatures are verified on every core.
+    pub fn receive_many(
+        &self,
+        month: Month,
+        bodies: &[Vec<u8>],
+        checks: &ReceiveChecks<'_>,
+    ) -> Vec<Result<Appended, StoreError>> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        let per = bodies.len().div_ceil(workers).max(1);
+        let verified: Vec<Result<Prepared, StoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = bodies
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|b| self.verify_received(month, b, checks))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(StoreError::Task("a verifier panicked".into()))]
+                    })
+                })
+                .collect()
+        });
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(bodies.len());
+        let mut group = Vec::new();
+        let mut slots = Vec::new();
+        for v in verified {
+            match v {
+                Ok(p) => {
+                    slots.push(answers.len());
+                    answers.push(None);
+                    group.push(p);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        if !group.is_empty() {
+            // The leader's own step, called directly: it takes the commit gate, so this
+            // group is written between two of the committer's, never beside one.
+            for (slot, answer) in slots.into_iter().zip(self.process(group)) {
+                answers[slot] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(StoreError::WriterLost)))
+            .collect()
+    }
+
+    /// Checks a peer's record (see [`Store::receive`]) and prepares it for the commit.
+    fn verify_received(
+        &self,
+        month: Month,
+        body: &[u8],
+        checks: &ReceiveChecks<'_>,
+    ) -> Result<Prepared, StoreError> {
         if self.inner.tombstones.contains(month) {
             return Err(StoreError::Purged(month));
         }
         let record =
             Record::from_body(body).ok_or_else(|| EventError::Malformed("not a record".into()))?;
         check_size(&record)?;
+        if let Some(expected) = checks.expected {
+            match expected.get(&record.id) {
+                Some(d) if *d == record.digest() => {}
+                Some(_) => {
+                    return Err(StoreError::NotAsNamed(format!(
+                        "record {} differs from its digest in the month document",
+                        record.id
+                    )))
+                }
+                None => {
+                    return Err(StoreError::NotAsNamed(format!(
+                        "record {} is not in the month document",
+                        record.id
+                    )))
+                }
+            }
+        }
         let key = self
             .inner
             .keys
@@ -596,6 +727,11 @@ impl Store {
             })?;
         let signed = unseal(month, &key, &record)?;
         let event = signed.verify()?;
+        if let Some(signers) = checks.signers {
+            if !signers.contains(&event.device) {
+                return Err(StoreError::UnknownSigner(event.device));
+            }
+        }
         if event.month != month {
             return Err(EventError::WrongMonth {
                 event: event.month,
@@ -615,7 +751,7 @@ impl Store {
             return Err(StoreError::BadCheckId(event.check_id));
         }
         self.inner.clock.observe(event.at)?;
-        self.commit(Prepared {
+        Ok(Prepared {
             month,
             kind: Kind::Receive,
             record,
@@ -1250,6 +1386,92 @@ impl Store {
             self.inner.index.set_doc_marks(month, &ends)?;
         }
         Ok(added)
+    }
+
+    /// The next automerge sync message of `doc` for a peer whose progress is `state`
+    /// (`None`: nothing to send now), and the document's heads. A month document is
+    /// brought up to date first.
+    pub fn sync_message(
+        &self,
+        doc: SharedDoc,
+        state: &mut automerge::sync::State,
+    ) -> Result<(Option<Vec<u8>>, Vec<automerge::ChangeHash>), StoreError> {
+        match doc {
+            SharedDoc::Month(month) => {
+                let _docs = read_guard(&self.inner.purging);
+                if self.is_carried(month) {
+                    return Err(StoreError::Carried(month));
+                }
+                self.document_caught_up(month)?;
+                Ok(self.inner.docs.sync_message(month, state)?)
+            }
+            SharedDoc::Devices | SharedDoc::Settings => {
+                Ok(self.inner.small.sync_message(doc.small_name(), state)?)
+            }
+        }
+    }
+
+    /// Applies a peer's sync message for `doc`. For a month document, returns the ids it
+    /// now names that this device has no record of (to fetch). Refused for a purged month
+    /// and for a month carried over here (its removed records must not come back).
+    pub fn receive_sync_message(
+        &self,
+        doc: SharedDoc,
+        state: &mut automerge::sync::State,
+        message: &[u8],
+    ) -> Result<Vec<EventId>, StoreError> {
+        match doc {
+            SharedDoc::Month(month) => {
+                self.fresh()?;
+                let _docs = read_guard(&self.inner.purging);
+                if self.inner.tombstones.contains(month) {
+                    return Err(StoreError::Purged(month));
+                }
+                if self.is_carried(month) {
+                    return Err(StoreError::Carried(month));
+                }
+                self.inner.docs.receive_sync(month, state, message)?;
+                self.missing_gated(month)
+            }
+            SharedDoc::Devices | SharedDoc::Settings => {
+                self.inner
+                    .small
+                    .receive_sync(doc.small_name(), state, message)?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// The ids `month`'s document names that this device holds no record of.
+    pub fn missing_records(&self, month: Month) -> Result<Vec<EventId>, StoreError> {
+        self.fresh()?;
+        let _docs = read_guard(&self.inner.purging);
+        if self.inner.tombstones.contains(month) {
+            return Err(StoreError::Purged(month));
+        }
+        self.missing_gated(month)
+    }
+
+    /// [`Store::missing_records`]; the caller holds `purging` (shared).
+    fn missing_gated(&self, month: Month) -> Result<Vec<EventId>, StoreError> {
+        let mut missing = Vec::new();
+        for e in self.inner.docs.entries(month)? {
+            if self.inner.index.event(month, e.id)?.is_none() {
+                missing.push(e.id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// The months whose retention ended here (their tombstones).
+    pub fn purged_months(&self) -> Vec<Month> {
+        self.inner.tombstones.months()
+    }
+
+    /// Whether some of `month`'s checks were removed by a carry-over
+    /// ([`Store::purge_except`]) while the month is still held.
+    pub fn is_carried(&self, month: Month) -> bool {
+        self.inner.carried.get(month).is_some()
     }
 
     // ----- small documents -----

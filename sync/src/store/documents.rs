@@ -24,6 +24,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
 
@@ -341,6 +342,41 @@ impl MonthDocs {
         self.save(month, &mut d)
     }
 
+    /// The next automerge sync message for a peer whose progress is `state`, or `None`
+    /// when the peer has everything (or a message is still in flight).
+    pub(crate) fn sync_message(
+        &self,
+        month: Month,
+        state: &mut sync::State,
+    ) -> Result<(Option<Vec<u8>>, Vec<ChangeHash>), DocError> {
+        let doc = self.get(month)?;
+        let mut d = lock(&doc);
+        let message = d.doc.sync().generate_sync_message(state);
+        Ok((message.map(|m| m.encode()), d.doc.get_heads()))
+    }
+
+    /// Applies a peer's sync message and saves what it brought (with this device's
+    /// watermarks unchanged: a peer's entries say nothing of this device's segments).
+    pub(crate) fn receive_sync(
+        &self,
+        month: Month,
+        state: &mut sync::State,
+        message: &[u8],
+    ) -> Result<(), DocError> {
+        let message =
+            sync::Message::decode(message).map_err(|e| DocError::Refused(e.to_string()))?;
+        let doc = self.get(month)?;
+        let mut d = lock(&doc);
+        d.doc
+            .sync()
+            .receive_sync_message(state, message)
+            .map_err(|e| DocError::Refused(e.to_string()))?;
+        if d.doc.get_heads() != d.saved {
+            self.save(month, &mut d)?;
+        }
+        Ok(())
+    }
+
     /// Whether the month document's files say it needs compaction, without loading it.
     pub(crate) fn needs_compaction_on_disk(&self, month: Month) -> Result<bool, DocError> {
         let size = |path: PathBuf| match self.vfs.open(&path, OpenMode::Read) {
@@ -457,6 +493,48 @@ impl SmallDocs {
         }
     }
 
+    /// The next automerge sync message of document `name` for a peer at `state`.
+    pub(crate) fn sync_message(
+        &self,
+        name: &str,
+        state: &mut sync::State,
+    ) -> Result<(Option<Vec<u8>>, Vec<ChangeHash>), DocError> {
+        let mut doc = self.get(name)?;
+        let message = doc.sync().generate_sync_message(state);
+        Ok((message.map(|m| m.encode()), doc.get_heads()))
+    }
+
+    /// Applies a peer's sync message to document `name` and writes it if it changed.
+    pub(crate) fn receive_sync(
+        &self,
+        name: &str,
+        state: &mut sync::State,
+        message: &[u8],
+    ) -> Result<(), DocError> {
+        let message =
+            sync::Message::decode(message).map_err(|e| DocError::Refused(e.to_string()))?;
+        let _one = lock(&self.one_writer);
+        let mut doc = self.get_locked(name)?;
+        let before = doc.get_heads();
+        doc.sync()
+            .receive_sync_message(state, message)
+            .map_err(|e| DocError::Refused(e.to_string()))?;
+        if doc.get_heads() == before {
+            return Ok(());
+        }
+        self.write(name, &mut doc)
+    }
+
+    fn write(&self, name: &str, doc: &mut AutoCommit) -> Result<(), DocError> {
+        doc.commit();
+        let path = self.path(name);
+        vfs::create_dir_all_durable(self.vfs.as_ref(), &self.dir)
+            .and_then(|()| {
+                vfs::write_atomic(self.vfs.as_ref(), &path, &segment::frame(&doc.save()))
+            })
+            .map_err(MonthDocs::io(&path))
+    }
+
     /// Changes document `name` and writes it whole, durably.
     pub(crate) fn change(
         &self,
@@ -466,12 +544,6 @@ impl SmallDocs {
         let _one = lock(&self.one_writer);
         let mut doc = self.get_locked(name)?;
         change(&mut doc).map_err(|e| DocError::Refused(e.to_string()))?;
-        doc.commit();
-        let path = self.path(name);
-        vfs::create_dir_all_durable(self.vfs.as_ref(), &self.dir)
-            .and_then(|()| {
-                vfs::write_atomic(self.vfs.as_ref(), &path, &segment::frame(&doc.save()))
-            })
-            .map_err(MonthDocs::io(&path))
+        self.write(name, &mut doc)
     }
 }

@@ -1,0 +1,541 @@
+//! Convergence of the sync protocol (`replica::Session`), in memory: real stores (on the
+//! simulated file system, sled in a temp dir), messages carried by queues instead of QUIC,
+//! so many random histories run per test. Each case prints its seed when it fails;
+//! `TSUNAGI_REPLICA_CASES` sets how many run, `TSUNAGI_REPLICA_SEED` the first seed.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tsunagi_sync::replica::{Host, Message, Session, SessionError};
+use tsunagi_sync::store::StoreConfig;
+use tsunagi_sync::vfs::sim::SimFs;
+use tsunagi_sync::vfs::Vfs;
+use tsunagi_sync::{DeviceId, DeviceKey, Event, Month, SignedEvent, Store, StoreError};
+
+/// Ends a month when a peer did (what tsunagid's host does once it checked the month's
+/// retention).
+struct PurgeToo;
+
+impl Host for PurgeToo {
+    fn purge_month(&self, store: &Store, month: Month) -> Result<bool, StoreError> {
+        store.purge(month, &json!({}))?;
+        Ok(true)
+    }
+}
+
+fn month(m: u32) -> Month {
+    Month::new(2026, m).unwrap()
+}
+
+struct Device {
+    store: Store,
+    _index: tempfile::TempDir,
+}
+
+fn device() -> Device {
+    let fs = SimFs::new();
+    let index = tempfile::tempdir().unwrap();
+    let vfs: Arc<dyn Vfs> = fs;
+    let mut c = StoreConfig::new(Path::new("/data"));
+    c.vfs = vfs;
+    c.index_dir = index.path().join("index");
+    c.segment_bytes = 64 * 1024;
+    c.compact_bytes = 8 * 1024;
+    Device {
+        store: Store::open(&c).unwrap(),
+        _index: index,
+    }
+}
+
+/// The session on each side of a link and the queue towards each side (to b, to a).
+type Up = (Session, Session, VecDeque<Vec<u8>>, VecDeque<Vec<u8>>);
+
+/// A link between devices `a` and `b`: a session on each side and a queue each way, while
+/// it is up.
+struct Link {
+    a: usize,
+    b: usize,
+    up: Option<Up>,
+}
+
+struct World {
+    devices: Vec<Device>,
+    links: Vec<Link>,
+    host: Arc<dyn Host>,
+    seed: u64,
+}
+
+impl World {
+    fn new(n: usize, seed: u64) -> Self {
+        let devices: Vec<Device> = (0..n).map(|_| device()).collect();
+        let mut links = Vec::new();
+        for a in 0..n {
+            for b in a + 1..n {
+                links.push(Link { a, b, up: None });
+            }
+        }
+        Self {
+            devices,
+            links,
+            host: Arc::new(PurgeToo),
+            seed,
+        }
+    }
+
+    fn id(&self, d: usize) -> DeviceId {
+        self.devices[d].store.device().id().clone()
+    }
+
+    fn connect(&mut self, l: usize) {
+        if self.links[l].up.is_some() {
+            return;
+        }
+        let (a, b) = (self.links[l].a, self.links[l].b);
+        let mut sa = Session::new(self.id(b), self.host.clone());
+        let mut sb = Session::new(self.id(a), self.host.clone());
+        let to_b: VecDeque<Vec<u8>> = sa
+            .start(&self.devices[a].store)
+            .unwrap()
+            .iter()
+            .map(Message::encode)
+            .collect();
+        let to_a: VecDeque<Vec<u8>> = sb
+            .start(&self.devices[b].store)
+            .unwrap()
+            .iter()
+            .map(Message::encode)
+            .collect();
+        self.links[l].up = Some((sa, sb, to_b, to_a));
+    }
+
+    fn disconnect(&mut self, l: usize) {
+        self.links[l].up = None;
+    }
+
+    /// Device `d` changed: each of its sessions says what its peer now lacks.
+    fn changed(&mut self, d: usize, except: Option<usize>) {
+        for l in 0..self.links.len() {
+            if Some(l) == except {
+                continue;
+            }
+            let link = &mut self.links[l];
+            let Some((sa, sb, to_b, to_a)) = link.up.as_mut() else {
+                continue;
+            };
+            if link.a == d {
+                to_b.extend(
+                    sa.local_change(&self.devices[d].store)
+                        .unwrap()
+                        .iter()
+                        .map(Message::encode),
+                );
+            } else if link.b == d {
+                to_a.extend(
+                    sb.local_change(&self.devices[d].store)
+                        .unwrap()
+                        .iter()
+                        .map(Message::encode),
+                );
+            }
+        }
+    }
+
+    /// Delivers one message on link `l` (from a side with something queued); false if
+    /// nothing was queued.
+    fn deliver(&mut self, l: usize, prefer_a: bool) -> bool {
+        let link = &mut self.links[l];
+        let (a, b) = (link.a, link.b);
+        let Some((sa, sb, to_b, to_a)) = link.up.as_mut() else {
+            return false;
+        };
+        let a_first = prefer_a && !to_b.is_empty() || to_a.is_empty();
+        let (receiver, session, out, bytes) = if a_first {
+            let Some(m) = to_b.pop_front() else {
+                return false;
+            };
+            (b, sb, to_a, m)
+        } else {
+            let Some(m) = to_a.pop_front() else {
+                return false;
+            };
+            (a, sa, to_b, m)
+        };
+        let before = session.stats().records_in;
+        let (send, refused) = session
+            .receive(&self.devices[receiver].store, &bytes)
+            .unwrap_or_else(|e| panic!("seed {}: session failed: {e}", self.seed));
+        assert!(
+            refused.is_empty(),
+            "seed {}: refused {refused:?}",
+            self.seed
+        );
+        out.extend(send.iter().map(Message::encode));
+        if session.stats().records_in != before {
+            // New records here: pass them on to the receiver's other peers.
+            self.changed(receiver, Some(l));
+        }
+        true
+    }
+
+    /// Connects everything and delivers until nothing is queued.
+    fn settle(&mut self) {
+        for l in 0..self.links.len() {
+            self.connect(l);
+        }
+        for round in 0.. {
+            assert!(round < 100_000, "seed {}: sync does not settle", self.seed);
+            let mut any = false;
+            for l in 0..self.links.len() {
+                while self.deliver(l, round % 2 == 0) {
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    /// Every device holds the same months, the same records and the same events.
+    fn assert_converged(&self) {
+        let first = snapshot(&self.devices[0].store);
+        for (i, d) in self.devices.iter().enumerate().skip(1) {
+            let other = snapshot(&d.store);
+            assert_eq!(
+                first.keys().collect::<Vec<_>>(),
+                other.keys().collect::<Vec<_>>(),
+                "seed {}: device {i} holds other months",
+                self.seed
+            );
+            for (m, events) in &first {
+                assert_eq!(
+                    events, &other[m],
+                    "seed {}: device {i} differs in {m}",
+                    self.seed
+                );
+            }
+        }
+        for link in &self.links {
+            let (sa, sb, _, _) = link.up.as_ref().unwrap();
+            assert_eq!(
+                (sa.behind_docs(), sb.behind_docs()),
+                (vec![], vec![]),
+                "seed {}: a session is behind ({} / {})",
+                self.seed,
+                link.a,
+                link.b
+            );
+        }
+    }
+}
+
+/// Month → (check, event id, signer, payload) of every event.
+fn snapshot(store: &Store) -> BTreeMap<Month, BTreeSet<(String, String, String, String)>> {
+    let mut out = BTreeMap::new();
+    for m in store.months().unwrap() {
+        let events = store.events(m).unwrap();
+        assert!(events.rejected.is_empty(), "{:?}", events.rejected);
+        out.insert(
+            m,
+            events
+                .events
+                .iter()
+                .map(|(id, e)| {
+                    (
+                        e.check_id.clone(),
+                        id.to_string(),
+                        e.device.to_string(),
+                        e.payload.to_string(),
+                    )
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+fn cases(default: u64) -> (u64, u64) {
+    let n = std::env::var("TSUNAGI_REPLICA_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    let seed = std::env::var("TSUNAGI_REPLICA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    (seed, n)
+}
+
+/// A random history: captures and reconciliations on random devices in two months, links
+/// going down and up, messages delivered in random order; then everything connects.
+fn random_history(devices: usize, steps: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut w = World::new(devices, seed);
+    let mut checks: Vec<(Month, String)> = Vec::new();
+    for step in 0..steps {
+        match rng.gen_range(0..10) {
+            0..=2 => {
+                let d = rng.gen_range(0..devices);
+                let m = month(rng.gen_range(10..=11));
+                let id = format!("c{seed}-{step}");
+                w.devices[d]
+                    .store
+                    .capture_blocking(&id, m, json!({"captured": {"device": d}}))
+                    .unwrap();
+                checks.push((m, id));
+                w.changed(d, None);
+            }
+            3 if !checks.is_empty() => {
+                // A reconciliation, possibly of the same check on two devices apart.
+                let d = rng.gen_range(0..devices);
+                let (m, id) = checks[rng.gen_range(0..checks.len())].clone();
+                w.devices[d]
+                    .store
+                    .append_blocking(&id, m, json!({"resolved": {"by": d, "step": step}}))
+                    .unwrap();
+                w.changed(d, None);
+            }
+            4 => {
+                let l = rng.gen_range(0..w.links.len());
+                if w.links[l].up.is_some() {
+                    w.disconnect(l);
+                } else {
+                    w.connect(l);
+                }
+            }
+            _ => {
+                let l = rng.gen_range(0..w.links.len());
+                let prefer = rng.gen_bool(0.5);
+                for _ in 0..rng.gen_range(1..6) {
+                    w.deliver(l, prefer);
+                }
+            }
+        }
+    }
+    w.settle();
+    w.assert_converged();
+    // Every check captured anywhere is everywhere.
+    for d in &w.devices {
+        for (m, id) in &checks {
+            assert!(
+                !d.store.check_events(*m, id).unwrap().events.is_empty(),
+                "seed {seed}: {id} missing"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_devices_converge_after_random_partitions() {
+    let (seed, n) = cases(30);
+    for s in seed..seed + n {
+        random_history(2, 60, s);
+    }
+}
+
+#[test]
+fn five_devices_converge_after_random_partitions() {
+    let (seed, n) = cases(8);
+    for s in seed..seed + n {
+        random_history(5, 80, s);
+    }
+}
+
+#[test]
+fn a_month_purged_while_a_peer_was_away_stays_purged() {
+    let mut w = World::new(2, 0);
+    let m = month(9);
+    w.devices[0]
+        .store
+        .capture_blocking("old", m, json!({"captured": {}}))
+        .unwrap();
+    w.settle();
+    w.assert_converged();
+    // Apart: device 0 ends the month; device 1 still writes to it.
+    w.disconnect(0);
+    w.devices[0].store.purge(m, &json!({"checks": 1})).unwrap();
+    w.devices[1]
+        .store
+        .append_blocking("old", m, json!({"resolved": {}}))
+        .unwrap();
+    w.settle();
+    for (i, d) in w.devices.iter().enumerate() {
+        assert!(d.store.is_purged(m), "device {i} still holds {m}");
+        assert!(!d.store.months().unwrap().contains(&m), "device {i}");
+        assert!(d.store.month_keys(m).unwrap_or_default().is_empty());
+    }
+    // And it stays so: more rounds bring nothing back.
+    w.changed(1, None);
+    w.changed(0, None);
+    w.settle();
+    assert!(!w.devices[0].store.months().unwrap().contains(&m));
+}
+
+/// A paired peer that sends records signed by a device the clinic does not know, a
+/// record whose bytes differ from its digest, and a message that is not one.
+#[test]
+fn bad_records_are_refused_and_the_session_goes_on() {
+    let honest = device();
+    let target = device();
+    let m = month(11);
+    honest
+        .store
+        .capture_blocking("good", m, json!({"captured": {}}))
+        .unwrap();
+    let host: Arc<dyn Host> = Arc::new(PurgeToo);
+    let mut from = Session::new(target.store.device().id().clone(), host.clone());
+    let mut to = Session::new(honest.store.device().id().clone(), host);
+    // Hello and the first round, so the target knows the month and its key.
+    let mut queue: VecDeque<(bool, Vec<u8>)> = from
+        .start(&honest.store)
+        .unwrap()
+        .iter()
+        .map(|m| (true, m.encode()))
+        .collect();
+    queue.extend(
+        to.start(&target.store)
+            .unwrap()
+            .iter()
+            .map(|m| (false, m.encode())),
+    );
+    // Before the records reach the target, tamper with them on the way.
+    let stranger = DeviceKey::generate();
+    let mut tampered = 0;
+    while let Some((to_target, bytes)) = queue.pop_front() {
+        let bytes = match Message::decode(&bytes).unwrap() {
+            Message::Records { month, mut bodies } if to_target => {
+                // A record by a stranger, sealed with the month's real key (a paired
+                // peer holds it), and a good record with one byte changed.
+                let key = honest.store.month_keys(month).unwrap()[0].1;
+                let event = Event {
+                    check_id: "forged".into(),
+                    month,
+                    at: tsunagi_sync::Timestamp {
+                        wall_ms: month.start_ms() + 1000,
+                        counter: 0,
+                    },
+                    device: stranger.id().clone(),
+                    payload: json!({"captured": {}}),
+                };
+                let signed = SignedEvent::sign(&event, &stranger).unwrap();
+                bodies.push(tsunagi_sync::store::seal_record(month, &key, &signed));
+                let mut changed = bodies[0].clone();
+                let last = changed.len() - 1;
+                changed[last] ^= 1;
+                bodies.insert(0, changed);
+                tampered += 1;
+                Message::Records { month, bodies }.encode()
+            }
+            other => other.encode(),
+        };
+        let (store, session) = if to_target {
+            (&target.store, &mut to)
+        } else {
+            (&honest.store, &mut from)
+        };
+        let (send, refused) = session.receive(store, &bytes).unwrap();
+        if tampered == 1 && refused.len() == 2 {
+            tampered += 1;
+            assert!(
+                refused[0].what.contains("differs from its digest"),
+                "{refused:?}"
+            );
+            // A forged record the peer's document does not name is refused before it is
+            // even opened.
+            assert!(
+                refused[1].what.contains("not in the month document"),
+                "{refused:?}"
+            );
+        } else {
+            assert!(refused.is_empty(), "{refused:?}");
+        }
+        queue.extend(send.iter().map(|m| (!to_target, m.encode())));
+    }
+    assert_eq!(tampered, 2, "the records were tampered with and refused");
+    // The good record arrived; neither bad one did.
+    let events = target.store.events(m).unwrap();
+    let checks: BTreeSet<String> = events
+        .events
+        .iter()
+        .map(|(_, e)| e.check_id.clone())
+        .collect();
+    assert_eq!(checks, BTreeSet::from(["good".to_string()]));
+    assert_eq!(to.stats().refused, 2);
+    // A message that is not one ends the session.
+    assert!(matches!(
+        to.receive(&target.store, &[99, 1, 2]),
+        Err(SessionError::Wire(_))
+    ));
+    // Another protocol version too.
+    let mut fresh = Session::new(honest.store.device().id().clone(), Arc::new(PurgeToo));
+    let hello = Message::Hello {
+        protocol: 9,
+        months: vec![],
+        purged: vec![],
+    };
+    assert!(matches!(
+        fresh.receive(&target.store, &hello.encode()),
+        Err(SessionError::Protocol(9))
+    ));
+}
+
+/// A record signed by a device that is not one of the clinic's is refused even when the
+/// document names it (a paired peer that put it there).
+#[test]
+fn a_record_by_a_stranger_is_refused() {
+    let target = device();
+    let m = month(11);
+    target
+        .store
+        .capture_blocking("mine", m, json!({"captured": {}}))
+        .unwrap();
+    let key = target.store.month_keys(m).unwrap()[0].1;
+    let stranger = DeviceKey::generate();
+    let event = Event {
+        check_id: "forged".into(),
+        month: m,
+        at: tsunagi_sync::Timestamp {
+            wall_ms: m.start_ms() + 1000,
+            counter: 0,
+        },
+        device: stranger.id().clone(),
+        payload: json!({"captured": {}}),
+    };
+    let body =
+        tsunagi_sync::store::seal_record(m, &key, &SignedEvent::sign(&event, &stranger).unwrap());
+    let signers = std::collections::HashSet::from([target.store.device().id().clone()]);
+    let checks = tsunagi_sync::store::ReceiveChecks {
+        expected: None,
+        signers: Some(&signers),
+    };
+    let answers = target
+        .store
+        .receive_many(m, std::slice::from_ref(&body), &checks);
+    assert!(
+        matches!(&answers[0], Err(StoreError::UnknownSigner(d)) if d == stranger.id()),
+        "{answers:?}"
+    );
+    assert!(target
+        .store
+        .check_events(m, "forged")
+        .unwrap()
+        .events
+        .is_empty());
+    // Once the clinic knows the device, the same record is taken.
+    let signers = std::collections::HashSet::from([stranger.id().clone()]);
+    let checks = tsunagi_sync::store::ReceiveChecks {
+        expected: None,
+        signers: Some(&signers),
+    };
+    let answers = target.store.receive_many(m, &[body], &checks);
+    assert!(answers[0].as_ref().unwrap().new);
+    assert_eq!(
+        target.store.check_events(m, "forged").unwrap().events.len(),
+        1
+    );
+}
