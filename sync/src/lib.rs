@@ -2,6 +2,7 @@
 //! append-only segment files, indexed by sled and summarised for sync by automerge.
 //!
 //! - [`device`]: this device's ed25519 identity and its readable id.
+//! - [`net`]: QUIC between paired devices, each side pinned to the other's device key.
 //! - [`hlc`]: the hybrid logical clock that orders events across devices.
 //! - [`event`]: a signed event, its id and its verification; the visit month.
 //! - [`seal`]: the AEAD that seals every event under a month key.
@@ -17,6 +18,7 @@
 pub mod device;
 pub mod event;
 pub mod hlc;
+pub mod net;
 pub mod seal;
 pub mod store;
 pub mod vfs;
