@@ -119,6 +119,12 @@ impl DeviceKey {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
     }
+
+    /// The signing key itself, for the TLS signer of [`crate::net`]: it signs handshakes with
+    /// this key directly, so the secret never leaves ed25519-dalek in another encoding.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
 }
 
 /// A device id: 56 base32 characters of SHA-256(public key) with a Luhn mod-32 check

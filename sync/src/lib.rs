@@ -2,6 +2,7 @@
 //! append-only segment files, indexed by sled and summarised for sync by automerge.
 //!
 //! - [`device`]: this device's ed25519 identity and its readable id.
+//! - [`net`]: QUIC between paired devices, each side pinned to the other's device key.
 //! - [`hlc`]: the hybrid logical clock that orders events across devices.
 //! - [`event`]: a signed event, its id and its verification; the visit month.
 //! - [`replica`]: replication with a paired device: the sync protocol, free of network I/O.
@@ -18,6 +19,7 @@
 pub mod device;
 pub mod event;
 pub mod hlc;
+pub mod net;
 pub mod replica;
 pub mod seal;
 pub mod store;
