@@ -22,6 +22,7 @@ pub mod facility;
 pub mod ledger;
 pub mod ops;
 pub mod oqs;
+pub mod peer;
 pub mod plugin;
 pub mod reconcile;
 pub mod report;

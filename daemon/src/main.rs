@@ -79,6 +79,12 @@ fn run(cli: Cli) -> Result<i32, String> {
             let today = tsunagi::check::now_jst().date_naive();
             tsunagi::cli::rules::run_report(&cmd, today, &mut out).map_err(|e| e.message_ja())
         }
+        Command::Id(args) => runtime()?
+            .block_on(cli::peer::id(&args, config, &mut out))
+            .map_err(|e| e.message),
+        Command::Peer(cmd) => runtime()?
+            .block_on(cli::peer::run(&cmd, config, &mut out))
+            .map_err(|e| e.message),
         Command::Plugin(cmd) => {
             cli::plugin::run(&cmd, config, &mut out).map_err(|e| e.message_ja())
         }

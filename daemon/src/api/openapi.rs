@@ -23,12 +23,16 @@ use utoipa::{Modify, OpenApi};
         super::routes::status,
         super::routes::events,
         super::routes::identity,
+        super::routes::list_peers,
+        super::routes::add_peer,
+        super::routes::remove_peer,
     ),
     modifiers(&Bearer),
     tags(
         (name = "checks", description = "Reception checks and the checks in the ledger"),
         (name = "records", description = "What staff record about a check"),
         (name = "status", description = "The daemon's state and its changes"),
+        (name = "sync", description = "This device's id and the devices it syncs with"),
     )
 )]
 struct Document;

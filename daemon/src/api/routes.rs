@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
@@ -61,6 +61,8 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
         .route("/v1/documents", post(record_document))
         .route("/v1/reconcile", post(reconcile))
         .route("/v1/status", get(status))
+        .route("/v1/peers", get(list_peers).post(add_peer))
+        .route("/v1/peers/{id}", delete(remove_peer))
         .route("/v1/events", get(events))
         .route_layer(middleware::from_fn_with_state(app.clone(), pace_reads))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
@@ -755,6 +757,109 @@ async fn status(State(app): State<App>) -> Json<Status> {
     let mut s = app.daemon.status();
     s.updated_at = now_jst().to_rfc3339();
     Json(s)
+}
+
+/// This device's id and the paired devices, with how sync with each stands.
+#[utoipa::path(get, path = "/v1/peers", tag = "sync",
+    responses(
+        (status = 200, description = "This device and its peers", body = crate::peer::SyncStatus),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn list_peers(State(app): State<App>) -> Json<crate::peer::SyncStatus> {
+    Json(sync_status(&app))
+}
+
+fn sync_status(app: &App) -> crate::peer::SyncStatus {
+    app.daemon.status().sync.unwrap_or_else(|| {
+        let peers = crate::peer::book::load(&app.daemon.config().data_dir).unwrap_or_default();
+        crate::peer::SyncStatus {
+            device_id: app.daemon.ledger().store().device().id().to_string(),
+            listening: None,
+            peers: peers
+                .into_iter()
+                .map(|p| crate::peer::PeerStatus {
+                    id: p.id.to_string(),
+                    name: p.name,
+                    addr: p.addr,
+                    connected: false,
+                    last_sync: None,
+                    behind: 0,
+                    records_in: 0,
+                    records_out: 0,
+                    refused: 0,
+                    last_error: None,
+                })
+                .collect(),
+            problem: Some(
+                "端末間同期は動いていません（設定の [sync] を確認し、tsunagid を再起動してください）。"
+                    .into(),
+            ),
+        }
+    })
+}
+
+/// Pairs a device (or updates its name and address). The other device must pair this one
+/// too before they sync.
+#[utoipa::path(post, path = "/v1/peers", tag = "sync",
+    request_body = crate::cli::peer::AddPeerRequest,
+    responses(
+        (status = 200, description = "Paired", body = crate::peer::SyncStatus),
+        (status = 400, description = "Invalid id or address", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn add_peer(
+    State(app): State<App>,
+    Body(request): Body<crate::cli::peer::AddPeerRequest>,
+) -> Result<Json<crate::peer::SyncStatus>, Problem> {
+    let id =
+        crate::cli::peer::parse_id(&request.id).map_err(|e| Problem::bad_request(e.message))?;
+    let peer = crate::peer::book::Peer {
+        id,
+        name: request.name,
+        addr: request.addr,
+    };
+    let result = match app.daemon.sync() {
+        Some(sync) => sync.add_peer(peer).map(|_| ()),
+        // Sync not running: saved for the next start.
+        None => crate::peer::book::add(
+            &app.daemon.config().data_dir,
+            app.daemon.ledger().store().device().id(),
+            peer,
+        )
+        .map(|_| ()),
+    };
+    match result {
+        Ok(()) => Ok(Json(sync_status(&app))),
+        Err(
+            e @ (crate::peer::book::BookError::Itself | crate::peer::book::BookError::BadAddr(_)),
+        ) => Err(Problem::bad_request(e.message_ja())),
+        Err(e) => Err(Problem::internal(e.message_ja())),
+    }
+}
+
+/// Unpairs a device: refused from its next connection, its connection closed now.
+#[utoipa::path(delete, path = "/v1/peers/{id}", tag = "sync",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Whether it was paired", body = crate::cli::peer::RemovePeerAnswer),
+        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn remove_peer(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::cli::peer::RemovePeerAnswer>, Problem> {
+    let id = crate::cli::peer::parse_id(&id).map_err(|e| Problem::bad_request(e.message))?;
+    let result = match app.daemon.sync() {
+        Some(sync) => sync.remove_peer(&id),
+        None => crate::peer::book::remove(&app.daemon.config().data_dir, &id),
+    };
+    result
+        .map(|removed| Json(crate::cli::peer::RemovePeerAnswer { removed }))
+        .map_err(|e| Problem::internal(e.message_ja()))
 }
 
 /// One entry of the event stream.

@@ -148,6 +148,12 @@ impl ApiClient {
             .await
     }
 
+    /// DELETE `path`.
+    pub async fn delete<R: DeserializeOwned>(&self, path: &str) -> Result<R, CommandError> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     /// POST `body` as JSON to `path`.
     pub async fn post<B: Serialize, R: DeserializeOwned>(
         &self,

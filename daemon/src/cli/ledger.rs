@@ -592,6 +592,7 @@ pub async fn status(
                     updated_at: now_jst().to_rfc3339(),
                     pid: std::process::id(),
                     plugins: Vec::new(),
+                    sync: None,
                 },
                 false,
             )
@@ -609,6 +610,7 @@ pub async fn status(
                 "readers": status.readers,
                 "readers_problem": status.readers_problem,
                 "store_repairs": status.store_repairs,
+                "sync": status.sync,
             })
         )
         .map_err(io_error)?;
@@ -638,6 +640,11 @@ pub async fn status(
                 crate::ledger::health_note_ja(note)
             )
             .map_err(io_error)?;
+        }
+        if let Some(sync) = &status.sync {
+            for line in crate::cli::peer::status_lines_ja(sync) {
+                writeln!(out, "{line}").map_err(io_error)?;
+            }
         }
         if !daemon {
             eprintln!("（tsunagid は動いていません。事後確認は tsunagi reconcile で行えます）");

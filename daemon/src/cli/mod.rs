@@ -9,6 +9,7 @@ pub mod client;
 pub mod demo;
 pub mod exit;
 pub mod ledger;
+pub mod peer;
 pub mod plugin;
 pub mod render;
 pub mod rules;
@@ -69,6 +70,11 @@ pub enum Command {
     /// Facility plugins: signing keys, signatures, the plugin directory.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// This device's id (端末ID), to pair it with another device.
+    Id(peer::IdArgs),
+    /// The devices this one syncs with: add, list, remove (ペアリング).
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
 }
 
 /// Where the qualification system is and who we are to it.

@@ -45,6 +45,29 @@ pub struct ServiceConfig {
     /// `[plugins]`: facility plugins, their trusted signers and their bounds.
     #[serde(default)]
     pub plugins: PluginsSection,
+    /// `[sync]`: sync with the clinic's other devices.
+    #[serde(default)]
+    pub sync: SyncSection,
+}
+
+/// `[sync]`: sync with the clinic's other devices (端末間同期) over QUIC, with paired devices
+/// only. Sync runs when `listen` is set or a device is paired (`tsunagi peer add`).
+///
+/// ```toml
+/// [sync]
+/// listen = "0.0.0.0:22800"     # UDP; default: not listening, only dialling
+/// [[sync.peers]]                # paired in the configuration (besides `tsunagi peer add`)
+/// id = "XXXXXXX-XXXXXXX-…"
+/// name = "受付PC"
+/// addr = "192.168.1.10:22800"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// Where peers reach this device (UDP).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Devices paired in the configuration.
+    pub peers: Vec<crate::peer::book::Peer>,
 }
 
 /// `[plugins]`: where facility plugins are, whose signatures are trusted, how every call is

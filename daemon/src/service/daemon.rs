@@ -136,6 +136,10 @@ struct Inner {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The facility plugins, when the host could be made.
     plugins: Option<Arc<PluginHost>>,
+    /// Sync with the other devices, once started.
+    sync: std::sync::OnceLock<crate::peer::SyncService>,
+    /// Why sync could not start (for status), if it could not.
+    sync_problem: Mutex<Option<String>>,
 }
 
 /// How many changes a slow client may fall behind before it is told to re-read.
@@ -195,6 +199,7 @@ impl Daemon {
             updated_at: now_jst().to_rfc3339(),
             pid: std::process::id(),
             plugins: plugins.as_ref().map(|p| p.statuses()).unwrap_or_default(),
+            sync: None,
         };
         let this = Self {
             inner: Arc::new(Inner {
@@ -212,6 +217,8 @@ impl Daemon {
                 in_flight: Mutex::default(),
                 stopping,
                 plugins,
+                sync: std::sync::OnceLock::new(),
+                sync_problem: Mutex::new(None),
             }),
         };
         if this.inner.plugins.is_some() {
@@ -306,6 +313,25 @@ impl Daemon {
         }
     }
 
+    /// Sync with the other devices, when it runs.
+    pub fn sync(&self) -> Option<&crate::peer::SyncService> {
+        self.inner.sync.get()
+    }
+
+    pub(crate) fn set_sync(&self, sync: crate::peer::SyncService) {
+        let _ = self.inner.sync.set(sync);
+    }
+
+    pub(crate) fn set_sync_problem(&self, problem: String) {
+        *lock(&self.inner.sync_problem) = Some(problem);
+    }
+
+    /// Records arrived from a peer: clients re-read their lists (the checks that changed
+    /// are not named one by one).
+    pub(crate) fn records_arrived(&self) {
+        let _ = self.inner.events.send(DaemonEvent::Resync);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
@@ -377,6 +403,16 @@ impl Daemon {
     pub fn status(&self) -> Status {
         let mut s = lock(&self.inner.status).clone();
         s.line = self.line();
+        s.sync = match self.sync() {
+            Some(sync) => Some(sync.status()),
+            None => lock(&self.inner.sync_problem)
+                .clone()
+                .map(|problem| crate::peer::SyncStatus {
+                    device_id: self.inner.ledger.store().device().id().to_string(),
+                    problem: Some(problem),
+                    ..Default::default()
+                }),
+        };
         s
     }
 

@@ -58,6 +58,10 @@ pub struct Status {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub plugins: Vec<crate::plugin::PluginStatus>,
+    /// Sync with the clinic's other devices, when it runs.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub sync: Option<crate::peer::SyncStatus>,
 }
 
 /// The status file in a data directory.
@@ -192,11 +196,54 @@ pub fn months_to_purge(
 ) -> Vec<Month> {
     months
         .iter()
-        .filter(|(month, _)| {
-            retention_until(month.last_day(), false, extra_months).is_some_and(|end| today > end)
-        })
+        .filter(|(month, _)| retention_over(*month, today, extra_months))
         .map(|(m, _)| *m)
         .collect()
+}
+
+/// Whether `month`'s retention is over on `today` (R20).
+pub fn retention_over(month: Month, today: NaiveDate, extra_months: u32) -> bool {
+    retention_until(month.last_day(), false, extra_months).is_some_and(|end| today > end)
+}
+
+/// Ends `month` at the end of its retention: its still-open checks are carried over (R20:
+/// kept until decided), the rest of the month goes, its counts kept for statistics.
+/// Decided on `counts`, read with the open checks `open`: if the month changed since (a
+/// back-dated reception check, a peer's record), nothing is done and `Ok(false)` says so.
+/// Blocking.
+pub fn end_month_as_read(
+    ledger: &Ledger,
+    month: Month,
+    counts: &MonthCounts,
+    open: &[CheckState],
+    today: NaiveDate,
+) -> Result<bool, LedgerError> {
+    let summary = MonthSummary::from_counts(counts, open, today);
+    let mut kept = MonthSummary::default();
+    for c in open {
+        kept.add(c, today);
+    }
+    let keep: Vec<String> = open.iter().map(|c| c.id.clone()).collect();
+    // What leaves the month is counted now; the carried checks are counted when the month
+    // finally goes (the store adds the two).
+    let removed = serde_json::to_value(summary.minus(&kept))
+        .map_err(|e| LedgerError::Encode(e.to_string()))?;
+    let ended = ledger
+        .store()
+        .purge_except(month, counts, &keep, &removed)?;
+    if ended {
+        tracing::info!(%month, carried = keep.len(), "retention over: month purged");
+    } else {
+        tracing::info!(%month, "month changed while its end was decided; decided again later");
+    }
+    Ok(ended)
+}
+
+/// [`end_month_as_read`] on the month as it is now. Blocking.
+pub fn end_month(ledger: &Ledger, month: Month, today: NaiveDate) -> Result<bool, LedgerError> {
+    let counts = ledger.counts(month)?;
+    let open = ledger.open_checks_of(month)?;
+    end_month_as_read(ledger, month, &counts, &open, today)
 }
 
 /// One maintenance pass over the ledger: each month's counts come from the index and only
@@ -219,17 +266,11 @@ pub(crate) async fn pass(
         for month in reader.store().months()? {
             let counts = reader.counts(month)?;
             let month_open = reader.open_checks_of(month)?;
-            let mut kept = MonthSummary::default();
-            for c in &month_open {
-                kept.add(c, today);
-            }
-            let keep: Vec<String> = month_open.iter().map(|c| c.id.clone()).collect();
             months.push((
                 month,
                 counts,
                 MonthSummary::from_counts(&counts, &month_open, today),
-                keep,
-                kept,
+                month_open.clone(),
             ));
             open.extend(month_open);
         }
@@ -245,28 +286,15 @@ pub(crate) async fn pass(
     let extra = config.retention.extra_months;
     tokio::task::spawn_blocking(move || {
         let summaries: Vec<(Month, MonthSummary)> =
-            months.iter().map(|(m, _, s, _, _)| (*m, *s)).collect();
+            months.iter().map(|(m, _, s, _)| (*m, *s)).collect();
         for month in months_to_purge(&summaries, today, extra) {
-            let Some((_, counts, summary, keep, kept)) =
-                months.iter().find(|(m, _, _, _, _)| *m == month)
-            else {
+            let Some((_, counts, _, month_open)) = months.iter().find(|(m, ..)| *m == month) else {
                 continue;
             };
-            // What leaves the month is counted now; the carried checks are counted when the
-            // month finally goes (the store adds the two).
-            let removed = serde_json::to_value(summary.minus(kept))
-                .map_err(|e| LedgerError::Encode(e.to_string()))?;
-            // Decided on the counts read above: a check recorded in the month since (a
-            // back-dated reception check) keeps the month until the next pass decides again.
-            // Checks open when the pass began are carried over (R20: kept until decided).
-            if ledger
-                .store()
-                .purge_except(month, counts, keep, &removed)?
-            {
-                tracing::info!(%month, carried = keep.len(), "retention over: month purged");
-            } else {
-                tracing::info!(%month, "month changed during the pass; purge decided again next pass");
-            }
+            // Decided on the counts read above: a check recorded in the month since keeps
+            // the month until the next pass decides again. Checks open when the pass began
+            // are carried over (R20: kept until decided).
+            end_month_as_read(&ledger, month, counts, month_open, today)?;
         }
         // Counts read before reconciling: what this pass decided leaves the queue.
         let open: usize = summaries.iter().map(|(_, s)| s.open).sum();
@@ -337,9 +365,13 @@ pub async fn run(
         tokio::spawn(async move { client.keep_session(stop).await })
     };
     let serving = tokio::spawn(api.serve(shutdown.clone()));
+    let sync = start_sync(&daemon, shutdown.clone());
     maintain(&daemon, shutdown).await;
     if let Err(e) = serving.await {
         tracing::error!(error = %e, "API task failed");
+    }
+    if let Some(sync) = sync {
+        sync.stop().await;
     }
     // Checks on cards and passes started by requests finish before the store is let go.
     daemon.finish_tasks().await;
@@ -348,6 +380,68 @@ pub async fn run(
     }
     tracing::info!("tsunagid stopped");
     Ok(())
+}
+
+/// Starts sync with the clinic's other devices when it is configured (`[sync] listen`) or a
+/// device is paired. A sync that cannot start is logged; reception never depends on it.
+fn start_sync(
+    daemon: &Daemon,
+    shutdown: watch::Receiver<bool>,
+) -> Option<crate::peer::SyncService> {
+    let config = daemon.config();
+    let paired = crate::peer::book::load(&config.data_dir)
+        .map(|p| !p.is_empty())
+        .unwrap_or(true);
+    if config.sync.listen.is_none() && config.sync.peers.is_empty() && !paired {
+        return None;
+    }
+    let listen = config
+        .sync
+        .listen
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let host = std::sync::Arc::new(crate::peer::RetentionHost {
+        ledger: daemon.ledger().clone(),
+        extra_months: config.retention.extra_months,
+    });
+    let notify = daemon.clone();
+    let started = crate::peer::SyncService::start(
+        daemon.ledger().store().clone(),
+        &config.data_dir,
+        listen,
+        config.sync.peers.clone(),
+        host,
+        Box::new(move || notify.records_arrived()),
+        shutdown.clone(),
+    );
+    let sync = match started {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "sync with other devices could not start");
+            daemon.set_sync_problem(e.message_ja());
+            return None;
+        }
+    };
+    if let Some(addr) = sync.local_addr() {
+        tracing::info!(%addr, device = %daemon.ledger().store().device().id(), "sync listening");
+    }
+    daemon.set_sync(sync.clone());
+    // Every local write is pushed to the peers as it happens.
+    let mut events = daemon.subscribe();
+    let pusher = sync.clone();
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(daemon::DaemonEvent::Check(_)) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pusher.local_change(),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    });
+    Some(sync)
 }
 
 /// The facility plugins of the configured directory (compiled, or taken from the compile

@@ -1,0 +1,583 @@
+//! Sync with the clinic's other devices (端末間同期): tsunagid's side of replication.
+//!
+//! One QUIC endpoint ([`tsunagi_sync::net`]) accepts paired devices and dials those with an
+//! address; each connection carries one stream each way and runs one
+//! [`tsunagi_sync::replica::Session`]. The session's store work runs on the blocking pool;
+//! the connection's task only moves bytes. Between two devices one connection is kept: if
+//! both dialled at once, the one dialled by the smaller device id stays (both sides decide
+//! the same without talking).
+//!
+//! Local writes (captures, answers, resolutions) and records received from one peer wake
+//! every connection, which pushes what its peer now lacks: that is how a check reaches the
+//! other devices as it happens, and how an always-on device (a hub) passes records on.
+//!
+//! Every task is owned: connections, the acceptor and the dialler are tracked and end at
+//! shutdown after closing their connections with a reason.
+
+pub mod book;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tsunagi_sync::net::{self, Allowlist, Endpoint, PeerConnection};
+use tsunagi_sync::replica::{Host, Message, Session, SessionError};
+use tsunagi_sync::{DeviceId, Month, Store, StoreError};
+
+use crate::check::now_jst;
+use book::Peer;
+
+/// The largest message a peer may send (a batch of records is about 1 MiB; a month
+/// document's first sync message for 50,000 checks under 1 MiB).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Dialling a peer that cannot be reached waits this long at first, doubling up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// QUIC application close codes.
+const CLOSE_SHUTDOWN: u32 = 0;
+const CLOSE_DUPLICATE: u32 = 2;
+const CLOSE_UNPAIRED: u32 = 3;
+const CLOSE_PROTOCOL: u32 = 4;
+
+/// A peer's state, for `tsunagi status` and the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerStatus {
+    /// Its device id.
+    pub id: String,
+    /// Its name, if given at pairing.
+    pub name: Option<String>,
+    /// Where it is dialled, if anywhere.
+    pub addr: Option<String>,
+    /// Whether a connection is up now.
+    pub connected: bool,
+    /// When the two devices last held the same (RFC 3339, JST).
+    pub last_sync: Option<String>,
+    /// Documents not yet the same on both sides (0 when in sync; only while connected).
+    pub behind: usize,
+    /// Records received from it / sent to it since tsunagid started.
+    pub records_in: u64,
+    /// Records sent.
+    pub records_out: u64,
+    /// Things it sent that were refused since tsunagid started.
+    pub refused: u64,
+    /// The last problem with it (English, for support).
+    pub last_error: Option<String>,
+}
+
+/// Where sync stands: this device and its peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SyncStatus {
+    /// This device's id.
+    pub device_id: String,
+    /// The address peers reach this device at, when sync listens.
+    pub listening: Option<String>,
+    /// The paired devices.
+    pub peers: Vec<PeerStatus>,
+    /// Why sync does not run, for staff (Japanese), if it could not start.
+    #[serde(default)]
+    pub problem: Option<String>,
+}
+
+/// Why sync could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncStartError {
+    /// The list of peers.
+    #[error(transparent)]
+    Book(#[from] book::BookError),
+    /// The endpoint.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+}
+
+impl SyncStartError {
+    /// The message for staff.
+    pub fn message_ja(&self) -> String {
+        match self {
+            SyncStartError::Book(e) => e.message_ja(),
+            SyncStartError::Net(e) => format!(
+                "端末間同期を開始できません（{e}）。設定の [sync] listen のアドレスとポートを確認してください。"
+            ),
+        }
+    }
+}
+
+/// tsunagid's sync: cheap to clone.
+#[derive(Clone)]
+pub struct SyncService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SyncService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncService").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Store,
+    data_dir: std::path::PathBuf,
+    me: DeviceId,
+    endpoint: Endpoint,
+    allow: Allowlist,
+    /// Paired devices from the configuration (kept when the list in the data directory
+    /// changes).
+    configured: Vec<Peer>,
+    peers: Mutex<Vec<Peer>>,
+    states: Mutex<BTreeMap<DeviceId, PeerStatus>>,
+    /// The connection kept per peer, and who dialled it.
+    live: Mutex<HashMap<DeviceId, (quinn::Connection, DeviceId)>>,
+    host: Arc<dyn Host>,
+    /// Bumped by every local write and every batch of records received.
+    changed: watch::Sender<u64>,
+    /// Told when records arrived from a peer (the daemon's event stream re-reads).
+    on_received: Box<dyn Fn() + Send + Sync>,
+    stopping: watch::Receiver<bool>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each critical section replaces whole values; a panic leaves nothing half-changed.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SyncService {
+    /// Binds `listen` and starts accepting and dialling the paired devices (the list in
+    /// the data directory, plus `configured`).
+    pub fn start(
+        store: Store,
+        data_dir: &std::path::Path,
+        listen: SocketAddr,
+        configured: Vec<Peer>,
+        host: Arc<dyn Host>,
+        on_received: Box<dyn Fn() + Send + Sync>,
+        stopping: watch::Receiver<bool>,
+    ) -> Result<Self, SyncStartError> {
+        let me = store.device().id().clone();
+        let peers = merged(book::load(data_dir)?, &configured);
+        let allow: Allowlist = peers.iter().map(|p| p.id.clone()).collect();
+        let endpoint = Endpoint::bind(listen, store.device(), allow.clone())?;
+        let (changed, _) = watch::channel(0);
+        let this = Self {
+            inner: Arc::new(Inner {
+                store,
+                data_dir: data_dir.to_path_buf(),
+                me,
+                endpoint,
+                allow,
+                configured,
+                peers: Mutex::new(peers),
+                states: Mutex::default(),
+                live: Mutex::default(),
+                host,
+                changed,
+                on_received,
+                stopping,
+                tasks: tokio_util::task::TaskTracker::new(),
+            }),
+        };
+        let accepting = this.clone();
+        this.inner
+            .tasks
+            .spawn(async move { accepting.accept().await });
+        let dialling = this.clone();
+        this.inner.tasks.spawn(async move { dialling.dial().await });
+        Ok(this)
+    }
+
+    /// The address peers reach this device at.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// Something was written here: every connection pushes what its peer lacks.
+    pub fn local_change(&self) {
+        self.inner.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Where sync stands.
+    pub fn status(&self) -> SyncStatus {
+        let states = lock(&self.inner.states);
+        let live = lock(&self.inner.live);
+        let peers = lock(&self.inner.peers)
+            .iter()
+            .map(|p| {
+                let mut s = states.get(&p.id).cloned().unwrap_or_else(|| PeerStatus {
+                    id: p.id.to_string(),
+                    name: None,
+                    addr: None,
+                    connected: false,
+                    last_sync: None,
+                    behind: 0,
+                    records_in: 0,
+                    records_out: 0,
+                    refused: 0,
+                    last_error: None,
+                });
+                s.name = p.name.clone();
+                s.addr = p.addr.clone();
+                s.connected = live.contains_key(&p.id);
+                if !s.connected {
+                    s.behind = 0;
+                }
+                s
+            })
+            .collect();
+        SyncStatus {
+            device_id: self.inner.me.to_string(),
+            listening: self.local_addr().map(|a| a.to_string()),
+            peers,
+            problem: None,
+        }
+    }
+
+    /// Pairs `peer` (or updates its name and address): saved, then allowed at once.
+    pub fn add_peer(&self, peer: Peer) -> Result<Vec<Peer>, book::BookError> {
+        let saved = book::add(&self.inner.data_dir, &self.inner.me, peer)?;
+        self.reload_peers(saved);
+        self.local_change();
+        Ok(lock(&self.inner.peers).clone())
+    }
+
+    /// Unpairs `id`: removed from the list, refused from its next handshake, and its
+    /// connection closed now. A peer from the configuration stays until the configuration
+    /// changes.
+    pub fn remove_peer(&self, id: &DeviceId) -> Result<bool, book::BookError> {
+        let removed = book::remove(&self.inner.data_dir, id)?;
+        let saved = book::load(&self.inner.data_dir)?;
+        self.reload_peers(saved);
+        Ok(removed)
+    }
+
+    fn reload_peers(&self, saved: Vec<Peer>) {
+        let peers = merged(saved, &self.inner.configured);
+        for id in self.inner.allow.snapshot() {
+            if !peers.iter().any(|p| p.id == id) {
+                self.inner.allow.remove(&id);
+                if let Some((c, _)) = lock(&self.inner.live).remove(&id) {
+                    c.close(CLOSE_UNPAIRED.into(), b"unpaired");
+                }
+                tracing::info!(peer = %id, "peer removed; its connections are refused from now on");
+            }
+        }
+        for p in &peers {
+            self.inner.allow.add(p.id.clone());
+        }
+        *lock(&self.inner.peers) = peers;
+    }
+
+    /// Closes every connection with a reason and waits for the connection tasks.
+    pub async fn stop(&self) {
+        self.inner.endpoint.close().await;
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    async fn accept(&self) {
+        let mut stopping = self.inner.stopping.clone();
+        loop {
+            let incoming = tokio::select! {
+                i = self.inner.endpoint.accept() => i,
+                _ = stopping.changed() => return,
+            };
+            match incoming {
+                None => return,
+                Some(Ok(conn)) => {
+                    let dialler = conn.peer.clone();
+                    self.connected(conn, dialler);
+                }
+                // Refused handshakes are logged by the endpoint with the presented id.
+                Some(Err(e)) => tracing::debug!(error = %e, "incoming connection failed"),
+            }
+        }
+    }
+
+    /// Dials each peer with an address while it has no connection, backing off while it
+    /// cannot be reached.
+    async fn dial(&self) {
+        let mut stopping = self.inner.stopping.clone();
+        let mut next: HashMap<DeviceId, (Instant, Duration)> = HashMap::new();
+        loop {
+            let due: Vec<(DeviceId, String)> = {
+                let live = lock(&self.inner.live);
+                lock(&self.inner.peers)
+                    .iter()
+                    .filter(|p| !live.contains_key(&p.id))
+                    .filter_map(|p| p.addr.clone().map(|a| (p.id.clone(), a)))
+                    .filter(|(id, _)| next.get(id).is_none_or(|(at, _)| Instant::now() >= *at))
+                    .collect()
+            };
+            for (id, addr) in due {
+                let outcome = tokio::select! {
+                    r = self.connect(&id, &addr) => r,
+                    _ = stopping.changed() => return,
+                };
+                match outcome {
+                    Ok(conn) => {
+                        next.remove(&id);
+                        let me = self.inner.me.clone();
+                        self.connected(conn, me);
+                    }
+                    Err(e) => {
+                        let backoff = next
+                            .get(&id)
+                            .map_or(FIRST_BACKOFF, |(_, b)| (*b * 2).min(MAX_BACKOFF));
+                        next.insert(id.clone(), (Instant::now() + backoff, backoff));
+                        tracing::debug!(peer = %id, %addr, error = %e, retry_in = ?backoff, "peer not reached");
+                        self.note_error(&id, e.to_string());
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+
+    async fn connect(&self, id: &DeviceId, addr: &str) -> Result<PeerConnection, String> {
+        let resolved = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{addr} has no address"))?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.inner.endpoint.connect(resolved, id),
+        )
+        .await
+        .map_err(|_| format!("{addr} did not answer"))?
+        .map_err(|e| e.to_string())
+    }
+
+    /// A verified connection with `conn.peer`, dialled by `dialler`: kept (and run) unless
+    /// the two devices already have one that wins.
+    fn connected(&self, conn: PeerConnection, dialler: DeviceId) {
+        let peer = conn.peer.clone();
+        {
+            let mut live = lock(&self.inner.live);
+            if let Some((existing, existing_dialler)) = live.get(&peer) {
+                if existing.close_reason().is_none() && *existing_dialler <= dialler {
+                    conn.connection
+                        .close(CLOSE_DUPLICATE.into(), b"already connected");
+                    return;
+                }
+                existing.close(CLOSE_DUPLICATE.into(), b"already connected");
+            }
+            live.insert(peer.clone(), (conn.connection.clone(), dialler.clone()));
+        }
+        tracing::info!(peer = %peer, remote = %conn.connection.remote_address(), "peer connected");
+        let this = self.clone();
+        let initiator = dialler == self.inner.me;
+        self.inner.tasks.spawn(async move {
+            let connection = conn.connection.clone();
+            let outcome = this.run(conn, initiator).await;
+            {
+                let mut live = lock(&this.inner.live);
+                if live
+                    .get(&peer)
+                    .is_some_and(|(c, _)| c.stable_id() == connection.stable_id())
+                {
+                    live.remove(&peer);
+                }
+            }
+            match outcome {
+                Ok(()) => tracing::info!(peer = %peer, "peer disconnected"),
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "sync with peer ended");
+                    this.note_error(&peer, e);
+                }
+            }
+        });
+    }
+
+    fn note_error(&self, id: &DeviceId, error: String) {
+        let mut states = lock(&self.inner.states);
+        let s = states.entry(id.clone()).or_insert_with(|| blank(id));
+        s.last_error = Some(error);
+    }
+
+    fn note_session(&self, session: &Session) {
+        let mut states = lock(&self.inner.states);
+        let s = states
+            .entry(session.peer().clone())
+            .or_insert_with(|| blank(session.peer()));
+        let stats = session.stats();
+        s.behind = session.behind();
+        s.records_in = stats.records_in;
+        s.records_out = stats.records_out;
+        s.refused = stats.refused;
+        if s.behind == 0 {
+            s.last_sync = Some(now_jst().to_rfc3339());
+        }
+    }
+
+    /// Runs the session over one connection until either side closes it.
+    async fn run(&self, conn: PeerConnection, initiator: bool) -> Result<(), String> {
+        let connection = conn.connection.clone();
+        let (mut send, recv) = if initiator {
+            connection.open_bi().await.map_err(|e| e.to_string())?
+        } else {
+            connection.accept_bi().await.map_err(|e| e.to_string())?
+        };
+        // Reading is not cancel-safe: one task reads whole messages and hands them over.
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);
+        let reader = tokio::spawn(read_loop(recv, tx));
+        let mut local = self.inner.changed.subscribe();
+        let mut stopping = self.inner.stopping.clone();
+        let session = Session::new(conn.peer.clone(), self.inner.host.clone());
+        let (mut session, first) = self
+            .step(session, |s, store| s.start(store).map(|m| (m, 0)))
+            .await?;
+        let result = async {
+            write_all(&mut send, first.0).await?;
+            loop {
+                tokio::select! {
+                    message = rx.recv() => {
+                        let bytes = match message {
+                            Some(Ok(b)) => b,
+                            Some(Err(e)) => return Err(e),
+                            None => return Ok(()),
+                        };
+                        let (s, (reply, new)) = self
+                            .step(session, move |s, store| {
+                                let before = s.stats().records_in;
+                                let (reply, _refused) = s.receive(store, &bytes)?;
+                                Ok((reply, s.stats().records_in - before))
+                            })
+                            .await?;
+                        session = s;
+                        write_all(&mut send, reply).await?;
+                        if new > 0 {
+                            self.local_change();
+                            (self.inner.on_received)();
+                        }
+                    }
+                    changed = local.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                        let (s, (reply, _)) = self
+                            .step(session, |s, store| s.local_change(store).map(|m| (m, 0)))
+                            .await?;
+                        session = s;
+                        write_all(&mut send, reply).await?;
+                    }
+                    _ = stopping.changed() => {
+                        connection.close(CLOSE_SHUTDOWN.into(), b"shutting down");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        .await;
+        if let Err(e) = &result {
+            let code = if e.starts_with("protocol:") {
+                CLOSE_PROTOCOL
+            } else {
+                CLOSE_SHUTDOWN
+            };
+            connection.close(code.into(), b"sync error");
+        }
+        reader.abort();
+        result
+    }
+
+    /// Runs `f` on the session on the blocking pool (it reads and writes the store).
+    async fn step<T: Send + 'static>(
+        &self,
+        mut session: Session,
+        f: impl FnOnce(&mut Session, &Store) -> Result<(Vec<Message>, T), SessionError> + Send + 'static,
+    ) -> Result<(Session, (Vec<Message>, T)), String> {
+        let store = self.inner.store.clone();
+        let (session, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut session, &store);
+            (session, out)
+        })
+        .await
+        .map_err(|e| format!("sync task failed: {e}"))?;
+        self.note_session(&session);
+        match out {
+            Ok(out) => Ok((session, out)),
+            Err(
+                e @ (SessionError::Wire(_) | SessionError::Protocol(_) | SessionError::NoHello(_)),
+            ) => Err(format!("protocol: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn blank(id: &DeviceId) -> PeerStatus {
+    PeerStatus {
+        id: id.to_string(),
+        name: None,
+        addr: None,
+        connected: false,
+        last_sync: None,
+        behind: 0,
+        records_in: 0,
+        records_out: 0,
+        refused: 0,
+        last_error: None,
+    }
+}
+
+/// The saved list with the configured peers added (a saved entry's name and address win).
+fn merged(mut saved: Vec<Peer>, configured: &[Peer]) -> Vec<Peer> {
+    for c in configured {
+        if !saved.iter().any(|p| p.id == c.id) {
+            saved.push(c.clone());
+        }
+    }
+    saved
+}
+
+async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Vec<u8>, String>>) {
+    loop {
+        let message = match net::read_msg(&mut recv, MAX_MESSAGE).await {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => return,
+            Err(e) => Err(format!("protocol: {e}")),
+        };
+        let end = message.is_err();
+        if tx.send(message).await.is_err() || end {
+            return;
+        }
+    }
+}
+
+async fn write_all(send: &mut quinn::SendStream, messages: Vec<Message>) -> Result<(), String> {
+    for m in messages {
+        net::write_msg(send, &m.encode())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Ends a month a paired device ended, if its retention has ended here too (R20, by this
+/// device's clock and settings): its open checks are carried over as this device's own
+/// retention does.
+#[derive(Debug)]
+pub struct RetentionHost {
+    /// The daemon's ledger.
+    pub ledger: crate::ledger::Ledger,
+    /// `retention.extra_months`.
+    pub extra_months: u32,
+}
+
+impl Host for RetentionHost {
+    fn purge_month(&self, _store: &Store, month: Month) -> Result<bool, StoreError> {
+        let today = now_jst().date_naive();
+        if !crate::service::retention_over(month, today, self.extra_months) {
+            return Ok(false);
+        }
+        crate::service::end_month(&self.ledger, month, today).map_err(|e| match e {
+            crate::ledger::LedgerError::Store(s) => s,
+            other => StoreError::Task(other.to_string()),
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! Sync between a clinic's devices (issue 12), through the real parts: two or three tsunagid
+//! processes with their stores on disk, real QUIC between them on loopback, pairing through
+//! the API and the CLI, the real pcscd with vpcd and the virtual card, the simulator over
+//! HTTP. A home-visit tablet with no signal captures a card check; the reception PC, online,
+//! receives it, confirms it (事後確認), and the tablet receives the result.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "support/tsunagid.rs"]
+mod tsunagid;
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{runtime, scenario, today};
+
+use std::time::{Duration, Instant};
+
+use oqs_sim::{SimHandle, Simulator};
+use serde_json::{json, Value};
+use tsunagi_vcard::card::VirtualCard;
+use tsunagi_vcard::harness::{self, PcscdSession};
+use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
+
+use tsunagid::Tsunagid;
+
+/// A loopback UDP port nothing uses right now.
+fn udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+/// A URL where nothing answers: a tablet out of signal.
+fn no_signal() -> String {
+    format!("http://127.0.0.1:{}", tsunagid::free_port())
+}
+
+fn sync_toml(port: u16, interval: u64) -> String {
+    format!("[sync]\nlisten = \"127.0.0.1:{port}\"\n[reconcile]\ninterval_secs = {interval}\n")
+}
+
+fn device_id(d: &Tsunagid) -> String {
+    let (code, peers) = d.get("/v1/peers");
+    assert_eq!(code, 200, "{peers}");
+    peers["device_id"].as_str().unwrap().to_string()
+}
+
+fn pair(d: &Tsunagid, other: &str, name: &str, addr: Option<u16>) {
+    let mut body = json!({"id": other, "name": name});
+    if let Some(p) = addr {
+        body["addr"] = json!(format!("127.0.0.1:{p}"));
+    }
+    let (code, reply) = d.post("/v1/peers", &body);
+    assert_eq!(code, 200, "{reply}");
+}
+
+/// Waits until `f` holds, failing with `what` and the logs after `max`.
+fn wait_until(max: Duration, what: &str, logs: &[&Tsunagid], mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + max;
+    while !f() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs.iter().map(|d| d.log_text()).collect();
+            panic!("{what} within {max:?}; logs:\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check_of(d: &Tsunagid, id: &str) -> Option<Value> {
+    let (code, view) = d.get(&format!("/v1/checks/{id}"));
+    (code == 200).then_some(view)
+}
+
+struct Clinic {
+    _sim: SimHandle,
+    pc: Tsunagid,
+    tablet: Tsunagid,
+    pc_port: u16,
+    tablet_port: u16,
+    _card: AttachedCard,
+    _pcscd: PcscdSession,
+}
+
+impl Clinic {
+    /// The reception PC online (reconciling every second), the tablet with no signal, both
+    /// paired; the tablet knows the PC's address, the PC waits for the tablet.
+    fn new(card: &str) -> Self {
+        let pcscd = harness::pcscd().expect("pcscd harness");
+        let sim = runtime()
+            .block_on(Simulator::start(scenario().sim_config()))
+            .expect("simulator");
+        let profile = scenario().card(card).expect("card in scenario").clone();
+        let attached = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
+            .expect("insert card into vpcd slot 0");
+        let (pc_port, tablet_port) = (udp_port(), udp_port());
+        let pc = Tsunagid::start(
+            &sim.base_url(),
+            &scenario().institution_code,
+            &sync_toml(pc_port, 1),
+        );
+        let tablet = Tsunagid::start(
+            &no_signal(),
+            &scenario().institution_code,
+            &sync_toml(tablet_port, 3600),
+        );
+        let (pc_id, tablet_id) = (device_id(&pc), device_id(&tablet));
+        assert_ne!(pc_id, tablet_id);
+        pair(&pc, &tablet_id, "訪問用タブレット", None);
+        pair(&tablet, &pc_id, "受付PC", Some(pc_port));
+        Self {
+            _sim: sim,
+            pc,
+            tablet,
+            pc_port,
+            tablet_port,
+            _card: attached,
+            _pcscd: pcscd,
+        }
+    }
+
+    /// A visual check on the tablet, captured for 事後確認 (no signal).
+    fn capture_on_tablet(&self) -> String {
+        let (code, report) = self.tablet.post(
+            "/v1/checks",
+            &json!({
+                "method": "visual",
+                "reader": harness::reader_name(0),
+                "visit_date": today(),
+                "first_visit": false,
+                "card_wait_secs": 10,
+            }),
+        );
+        assert_eq!(code, 200, "{report}");
+        assert_eq!(report["status"], "captured", "{report}");
+        report["check_id"].as_str().unwrap().to_string()
+    }
+
+    fn connected(&self) -> bool {
+        let (_, peers) = self.pc.get("/v1/peers");
+        peers["peers"][0]["connected"] == true
+    }
+}
+
+#[test]
+fn a_check_captured_on_a_tablet_with_no_signal_is_confirmed_by_the_reception_pc() {
+    let c = Clinic::new("valid-employee");
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet connected to the PC",
+        &[&c.pc, &c.tablet],
+        || c.connected(),
+    );
+    let id = c.capture_on_tablet();
+    // The PC receives it and confirms it with the qualification system.
+    wait_until(
+        Duration::from_secs(30),
+        "the PC confirmed the tablet's check",
+        &[&c.pc, &c.tablet],
+        || check_of(&c.pc, &id).is_some_and(|v| v["phase"] == "resolved"),
+    );
+    // The result comes back to the tablet, which never reached the qualification system.
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet received the PC's result",
+        &[&c.pc, &c.tablet],
+        || check_of(&c.tablet, &id).is_some_and(|v| v["phase"] == "resolved"),
+    );
+    let on_pc = check_of(&c.pc, &id).unwrap();
+    let on_tablet = check_of(&c.tablet, &id).unwrap();
+    assert_eq!(on_pc["claim"], on_tablet["claim"], "{on_pc}\n{on_tablet}");
+    // Status says both are connected and in step.
+    wait_until(
+        Duration::from_secs(10),
+        "status shows the devices in step",
+        &[&c.pc, &c.tablet],
+        || {
+            let (_, s) = c.tablet.get("/v1/status");
+            let p = &s["sync"]["peers"][0];
+            p["connected"] == true && p["behind"] == 0 && p["last_sync"].is_string()
+        },
+    );
+    // Nothing personal in the logs of either device.
+    for d in [&c.pc, &c.tablet] {
+        let log = d.log_text();
+        assert!(!log.contains("ヤマダ") && !log.contains("山田"), "{log}");
+    }
+}
+
+#[test]
+fn a_device_that_was_away_catches_up_when_it_comes_back() {
+    let c = Clinic::new("valid-employee");
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet connected",
+        &[&c.pc, &c.tablet],
+        || c.connected(),
+    );
+    let first = c.capture_on_tablet();
+    wait_until(
+        Duration::from_secs(30),
+        "the PC has the first check",
+        &[&c.pc],
+        || check_of(&c.pc, &first).is_some(),
+    );
+    // The tablet goes away (stopped: a partition), captures nothing meanwhile; the PC
+    // records a document check.
+    let tablet_port = c.tablet_port;
+    let Clinic {
+        pc,
+        tablet,
+        _sim,
+        _card,
+        _pcscd,
+        ..
+    } = c;
+    let (_, dir) = tablet.stop_keeping_dir();
+    let (code, doc) = pc.post(
+        "/v1/documents",
+        &json!({
+            "kind": "kakuninsho",
+            "visit_date": today(),
+            "insurer": "06139917",
+            "symbol": "1",
+            "number": "2",
+            "birth_date": "1980-01-01",
+            "expires": today().checked_add_months(chrono::Months::new(6)),
+        }),
+    );
+    assert_eq!(code, 200, "{doc}");
+    let doc_id = doc["check_id"].as_str().unwrap().to_string();
+    // Back: same data directory, same device, same port.
+    let tablet = Tsunagid::start_in(
+        dir,
+        &no_signal(),
+        &scenario().institution_code,
+        &sync_toml(tablet_port, 3600),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the returning tablet received the PC's check",
+        &[&pc, &tablet],
+        || check_of(&tablet, &doc_id).is_some(),
+    );
+    assert!(check_of(&tablet, &first).is_some());
+}
+
+#[test]
+fn an_unpaired_device_gets_nothing_and_is_named_in_the_log() {
+    let c = Clinic::new("valid-employee");
+    // A third device pairs the PC on its side; the PC never paired it.
+    let stranger_port = udp_port();
+    let stranger = Tsunagid::start(
+        &no_signal(),
+        &scenario().institution_code,
+        &sync_toml(stranger_port, 3600),
+    );
+    let stranger_id = device_id(&stranger);
+    pair(&stranger, &device_id(&c.pc), "受付PC", Some(c.pc_port));
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet connected",
+        &[&c.pc, &c.tablet],
+        || c.connected(),
+    );
+    let id = c.capture_on_tablet();
+    wait_until(
+        Duration::from_secs(30),
+        "the PC has the tablet's check",
+        &[&c.pc],
+        || check_of(&c.pc, &id).is_some(),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the PC logged the refused device by its id",
+        &[&c.pc, &stranger],
+        || c.pc.log_text().contains(&stranger_id),
+    );
+    assert!(check_of(&stranger, &id).is_none());
+    let (_, s) = stranger.get("/v1/peers");
+    assert_eq!(s["peers"][0]["connected"], false, "{s}");
+    // Unpairing the tablet on the PC closes it out too.
+    let removed = c.pc.request(
+        "DELETE",
+        &format!("/v1/peers/{}", device_id(&c.tablet)),
+        Some(&c.pc.token),
+        None,
+    );
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(removed.json()["removed"], true);
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet is no longer connected",
+        &[&c.pc, &c.tablet],
+        || {
+            let (_, s) = c.tablet.get("/v1/peers");
+            s["peers"][0]["connected"] == false
+        },
+    );
+}
