@@ -6,6 +6,41 @@ use std::sync::Arc;
 
 use super::*;
 
+/// Everything logged by any test of this binary, for the tests that check a log line.
+///
+/// quinn runs the verifiers on its driver task, on any worker thread, so a thread-local
+/// subscriber would miss them: this one is global, installed once.
+fn logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(buffer))
+            .finish();
+        // Another test binary module may have set one first; then this test reads nothing
+        // and says so.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+struct LogWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -315,4 +350,24 @@ async fn close_is_orderly() {
         b.ep.connect(a.addr(), &a.id()).await,
         Err(NetError::Closed)
     ));
+}
+
+// It logs a refusal as a warning naming the presented device and its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_is_logged_with_the_device_and_address() {
+    let logs = logs();
+    let server = Device::new();
+    let stranger = Device::new();
+    stranger.allow.add(server.id());
+    let (_, accepted) = stranger.dial(&server).await;
+    assert!(accepted.unwrap().is_err());
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&stranger.id().to_string()))
+        .unwrap_or_else(|| panic!("no log line names {}:\n{text}", stranger.id()));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("refused peer"), "{line}");
+    assert!(line.contains(&stranger.addr().to_string()), "{line}");
+    assert!(line.contains("not paired"), "{line}");
 }
