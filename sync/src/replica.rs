@@ -29,6 +29,7 @@
 //! applied; the session goes on. A message that does not decode, or another protocol
 //! version, ends the session ([`SessionError`]): the connection is closed.
 
+pub mod link;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -22,26 +22,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tsunagi_sync::net::{self, Allowlist, Endpoint, PeerConnection};
-use tsunagi_sync::replica::{Host, Message, Session, SessionError};
+use tsunagi_sync::replica::link::Link;
+use tsunagi_sync::replica::{Host, Session};
 use tsunagi_sync::{DeviceId, Month, Store, StoreError};
 
 use crate::check::now_jst;
 use book::Peer;
 
-/// The largest message a peer may send (a batch of records is about 1 MiB; a month
-/// document's first sync message for 50,000 checks under 1 MiB).
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Dialling a peer that cannot be reached waits this long at first, doubling up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// QUIC application close codes.
-const CLOSE_SHUTDOWN: u32 = 0;
-const CLOSE_DUPLICATE: u32 = 2;
-const CLOSE_UNPAIRED: u32 = 3;
-const CLOSE_PROTOCOL: u32 = 4;
+/// QUIC application close codes (beside the transport's own, [`net::CLOSE_SHUTDOWN`] and
+/// [`net::CLOSE_REFUSED`]).
+const CLOSE_DUPLICATE: u32 = 10;
+const CLOSE_UNPAIRED: u32 = 11;
 
 /// A peer's state, for `tsunagi status` and the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -134,7 +131,7 @@ struct Inner {
     /// Bumped by every local write and every batch of records received.
     changed: watch::Sender<u64>,
     /// Told when records arrived from a peer (the daemon's event stream re-reads).
-    on_received: Box<dyn Fn() + Send + Sync>,
+    on_received: Arc<dyn Fn() + Send + Sync>,
     stopping: watch::Receiver<bool>,
     tasks: tokio_util::task::TaskTracker,
 }
@@ -153,7 +150,7 @@ impl SyncService {
         listen: SocketAddr,
         configured: Vec<Peer>,
         host: Arc<dyn Host>,
-        on_received: Box<dyn Fn() + Send + Sync>,
+        on_received: Arc<dyn Fn() + Send + Sync>,
         stopping: watch::Receiver<bool>,
     ) -> Result<Self, SyncStartError> {
         let me = store.device().id().clone();
@@ -374,7 +371,16 @@ impl SyncService {
         let initiator = dialler == self.inner.me;
         self.inner.tasks.spawn(async move {
             let connection = conn.connection.clone();
-            let outcome = this.run(conn, initiator).await;
+            let observer = this.clone();
+            let link = Link {
+                store: this.inner.store.clone(),
+                changed: this.inner.changed.clone(),
+                stopping: this.inner.stopping.clone(),
+                observe: Arc::new(move |s: &Session| observer.note_session(s)),
+                on_received: this.inner.on_received.clone(),
+            };
+            let session = Session::new(peer.clone(), this.inner.host.clone());
+            let outcome = link.run(&conn, initiator, session).await;
             {
                 let mut live = lock(&this.inner.live);
                 if live
@@ -385,10 +391,10 @@ impl SyncService {
                 }
             }
             match outcome {
-                Ok(()) => tracing::info!(peer = %peer, "peer disconnected"),
+                Ok(stats) => tracing::info!(peer = %peer, records_in = stats.records_in, records_out = stats.records_out, "peer disconnected"),
                 Err(e) => {
                     tracing::warn!(peer = %peer, error = %e, "sync with peer ended");
-                    this.note_error(&peer, e);
+                    this.note_error(&peer, e.to_string());
                 }
             }
         });
@@ -412,100 +418,6 @@ impl SyncService {
         s.refused = stats.refused;
         if s.behind == 0 {
             s.last_sync = Some(now_jst().to_rfc3339());
-        }
-    }
-
-    /// Runs the session over one connection until either side closes it.
-    async fn run(&self, conn: PeerConnection, initiator: bool) -> Result<(), String> {
-        let connection = conn.connection.clone();
-        let (mut send, recv) = if initiator {
-            connection.open_bi().await.map_err(|e| e.to_string())?
-        } else {
-            connection.accept_bi().await.map_err(|e| e.to_string())?
-        };
-        // Reading is not cancel-safe: one task reads whole messages and hands them over.
-        let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);
-        let reader = tokio::spawn(read_loop(recv, tx));
-        let mut local = self.inner.changed.subscribe();
-        let mut stopping = self.inner.stopping.clone();
-        let session = Session::new(conn.peer.clone(), self.inner.host.clone());
-        let (mut session, first) = self
-            .step(session, |s, store| s.start(store).map(|m| (m, 0)))
-            .await?;
-        let result = async {
-            write_all(&mut send, first.0).await?;
-            loop {
-                tokio::select! {
-                    message = rx.recv() => {
-                        let bytes = match message {
-                            Some(Ok(b)) => b,
-                            Some(Err(e)) => return Err(e),
-                            None => return Ok(()),
-                        };
-                        let (s, (reply, new)) = self
-                            .step(session, move |s, store| {
-                                let before = s.stats().records_in;
-                                let (reply, _refused) = s.receive(store, &bytes)?;
-                                Ok((reply, s.stats().records_in - before))
-                            })
-                            .await?;
-                        session = s;
-                        write_all(&mut send, reply).await?;
-                        if new > 0 {
-                            self.local_change();
-                            (self.inner.on_received)();
-                        }
-                    }
-                    changed = local.changed() => {
-                        if changed.is_err() {
-                            return Ok(());
-                        }
-                        let (s, (reply, _)) = self
-                            .step(session, |s, store| s.local_change(store).map(|m| (m, 0)))
-                            .await?;
-                        session = s;
-                        write_all(&mut send, reply).await?;
-                    }
-                    _ = stopping.changed() => {
-                        connection.close(CLOSE_SHUTDOWN.into(), b"shutting down");
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        .await;
-        if let Err(e) = &result {
-            let code = if e.starts_with("protocol:") {
-                CLOSE_PROTOCOL
-            } else {
-                CLOSE_SHUTDOWN
-            };
-            connection.close(code.into(), b"sync error");
-        }
-        reader.abort();
-        result
-    }
-
-    /// Runs `f` on the session on the blocking pool (it reads and writes the store).
-    async fn step<T: Send + 'static>(
-        &self,
-        mut session: Session,
-        f: impl FnOnce(&mut Session, &Store) -> Result<(Vec<Message>, T), SessionError> + Send + 'static,
-    ) -> Result<(Session, (Vec<Message>, T)), String> {
-        let store = self.inner.store.clone();
-        let (session, out) = tokio::task::spawn_blocking(move || {
-            let out = f(&mut session, &store);
-            (session, out)
-        })
-        .await
-        .map_err(|e| format!("sync task failed: {e}"))?;
-        self.note_session(&session);
-        match out {
-            Ok(out) => Ok((session, out)),
-            Err(
-                e @ (SessionError::Wire(_) | SessionError::Protocol(_) | SessionError::NoHello(_)),
-            ) => Err(format!("protocol: {e}")),
-            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -533,29 +445,6 @@ fn merged(mut saved: Vec<Peer>, configured: &[Peer]) -> Vec<Peer> {
         }
     }
     saved
-}
-
-async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Vec<u8>, String>>) {
-    loop {
-        let message = match net::read_msg(&mut recv, MAX_MESSAGE).await {
-            Ok(Some(b)) => Ok(b),
-            Ok(None) => return,
-            Err(e) => Err(format!("protocol: {e}")),
-        };
-        let end = message.is_err();
-        if tx.send(message).await.is_err() || end {
-            return;
-        }
-    }
-}
-
-async fn write_all(send: &mut quinn::SendStream, messages: Vec<Message>) -> Result<(), String> {
-    for m in messages {
-        net::write_msg(send, &m.encode())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }
 
 /// Ends a month a paired device ended, if its retention has ended here too (R20, by this

@@ -410,7 +410,7 @@ fn start_sync(
         listen,
         config.sync.peers.clone(),
         host,
-        Box::new(move || notify.records_arrived()),
+        std::sync::Arc::new(move || notify.records_arrived()),
         shutdown.clone(),
     );
     let sync = match started {

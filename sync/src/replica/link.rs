@@ -1,0 +1,176 @@
+//! A [`Session`] over one QUIC connection (同期の接続): the loop tsunagid runs per peer and
+//! the benchmarks run between two stores, so both measure and ship the same code.
+//!
+//! One bidirectional stream carries the session's messages, framed by
+//! [`crate::net::write_msg`]. The dialler opens it, the acceptor accepts it. Reading a
+//! frame is not cancel-safe, so one task reads whole messages and hands them over a
+//! channel; the loop waits on that channel, on local changes and on shutdown. The
+//! session's work reads and writes the store, so it runs on the blocking pool.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::{Message, Session, SessionError, SessionStats};
+use crate::net::{self, PeerConnection};
+use crate::store::Store;
+
+/// The largest message a peer may send (a batch of records is about 1 MiB; a month
+/// document's first sync message for 50,000 checks under 1 MiB).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// QUIC application close codes, beside the transport's own ([`net::CLOSE_SHUTDOWN`],
+/// [`net::CLOSE_REFUSED`]).
+pub const CLOSE_PROTOCOL: u32 = 12;
+
+/// Why a link ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The peer broke the protocol (a message that is not one, another version, a frame
+    /// too large); the connection was closed with [`CLOSE_PROTOCOL`].
+    #[error("peer broke the sync protocol: {0}")]
+    Protocol(String),
+    /// The connection failed or was closed by the peer.
+    #[error("connection lost: {0}")]
+    Connection(String),
+    /// This device's store failed; the link is tried again later.
+    #[error("sync stopped by a local failure: {0}")]
+    Local(String),
+}
+
+/// What a link needs from its owner.
+pub struct Link {
+    /// The store.
+    pub store: Store,
+    /// Bumped by every local write; bumped by the link when records arrive (so the other
+    /// links pass them on).
+    pub changed: watch::Sender<u64>,
+    /// Turns true at shutdown: the connection is closed with [`net::CLOSE_SHUTDOWN`].
+    pub stopping: watch::Receiver<bool>,
+    /// Sees the session after each step (for status).
+    pub observe: Arc<dyn Fn(&Session) + Send + Sync>,
+    /// Told when records arrived.
+    pub on_received: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Runs `session` over `conn` until either side closes it (`Ok` with the session's
+    /// counters) or something fails.
+    pub async fn run(
+        &self,
+        conn: &PeerConnection,
+        initiator: bool,
+        session: Session,
+    ) -> Result<SessionStats, LinkError> {
+        let connection = conn.connection.clone();
+        let lost = |e: quinn::ConnectionError| LinkError::Connection(e.to_string());
+        let (mut send, recv) = if initiator {
+            connection.open_bi().await.map_err(lost)?
+        } else {
+            connection.accept_bi().await.map_err(lost)?
+        };
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, LinkError>>(8);
+        let reader = tokio::spawn(read_loop(recv, tx));
+        let mut local = self.changed.subscribe();
+        let mut stopping = self.stopping.clone();
+        let result = async {
+            let (mut session, first) = self.step(session, |s, st| s.start(st)).await?;
+            write_all(&mut send, first).await?;
+            loop {
+                tokio::select! {
+                    message = rx.recv() => {
+                        let bytes = match message {
+                            Some(Ok(b)) => b,
+                            Some(Err(e)) => return Err(e),
+                            None => return Ok(session.stats()),
+                        };
+                        let before = session.stats().records_in;
+                        let (s, reply) = self
+                            .step(session, move |s, st| s.receive(st, &bytes).map(|(m, _)| m))
+                            .await?;
+                        session = s;
+                        write_all(&mut send, reply).await?;
+                        if session.stats().records_in > before {
+                            self.changed.send_modify(|n| *n += 1);
+                            (self.on_received)();
+                        }
+                    }
+                    changed = local.changed() => {
+                        if changed.is_err() {
+                            return Ok(session.stats());
+                        }
+                        let (s, reply) = self.step(session, |s, st| s.local_change(st)).await?;
+                        session = s;
+                        write_all(&mut send, reply).await?;
+                    }
+                    _ = stopping.changed() => {
+                        connection.close(net::CLOSE_SHUTDOWN.into(), net::CLOSE_SHUTDOWN_REASON);
+                        return Ok(session.stats());
+                    }
+                }
+            }
+        }
+        .await;
+        if let Err(LinkError::Protocol(_)) = &result {
+            connection.close(CLOSE_PROTOCOL.into(), b"protocol error");
+        }
+        reader.abort();
+        result
+    }
+
+    /// Runs `f` on the session on the blocking pool (it reads and writes the store).
+    async fn step(
+        &self,
+        mut session: Session,
+        f: impl FnOnce(&mut Session, &Store) -> Result<Vec<Message>, SessionError> + Send + 'static,
+    ) -> Result<(Session, Vec<Message>), LinkError> {
+        let store = self.store.clone();
+        let (session, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut session, &store);
+            (session, out)
+        })
+        .await
+        .map_err(|e| LinkError::Local(format!("sync task failed: {e}")))?;
+        (self.observe)(&session);
+        match out {
+            Ok(messages) => Ok((session, messages)),
+            Err(
+                e @ (SessionError::Wire(_) | SessionError::Protocol(_) | SessionError::NoHello(_)),
+            ) => Err(LinkError::Protocol(e.to_string())),
+            Err(e) => Err(LinkError::Local(e.to_string())),
+        }
+    }
+}
+
+async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Vec<u8>, LinkError>>) {
+    loop {
+        let message = match net::read_msg(&mut recv, MAX_MESSAGE).await {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => return,
+            Err(e @ (net::NetError::FrameTooLarge { .. } | net::NetError::Truncated { .. })) => {
+                Err(LinkError::Protocol(e.to_string()))
+            }
+            Err(e) => Err(LinkError::Connection(e.to_string())),
+        };
+        let end = message.is_err();
+        if tx.send(message).await.is_err() || end {
+            return;
+        }
+    }
+}
+
+async fn write_all(send: &mut quinn::SendStream, messages: Vec<Message>) -> Result<(), LinkError> {
+    for m in messages {
+        net::write_msg(send, &m.encode())
+            .await
+            .map_err(|e| LinkError::Connection(e.to_string()))?;
+    }
+    Ok(())
+}
