@@ -295,3 +295,185 @@ fn an_unpaired_device_gets_nothing_and_is_named_in_the_log() {
         },
     );
 }
+
+/// `tsunagi` with `--config` of `d`; returns (exit code, stdout, stderr).
+fn tsunagi(d: &Tsunagid, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The same captured check confirmed on two devices while they could not reach each other
+/// ends, once they meet, with one result on both (the fold orders both devices' events the
+/// same way).
+#[test]
+fn the_same_check_confirmed_on_two_devices_apart_ends_with_one_result() {
+    let c = Clinic::new("valid-employee");
+    let sim_url = c._sim.base_url();
+    let (pc_port, tablet_port) = (c.pc_port, c.tablet_port);
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet connected",
+        &[&c.pc, &c.tablet],
+        || c.connected(),
+    );
+    let id = c.capture_on_tablet();
+    wait_until(
+        Duration::from_secs(30),
+        "the PC has the tablet's check",
+        &[&c.pc],
+        || check_of(&c.pc, &id).is_some(),
+    );
+    let Clinic {
+        pc,
+        tablet,
+        _sim,
+        _card,
+        _pcscd,
+        ..
+    } = c;
+    // Apart: the PC is switched off; the tablet gets a signal and confirms the check.
+    let (_, pc_dir) = pc.stop_keeping_dir();
+    let (_, tablet_dir) = tablet.stop_keeping_dir();
+    let institution = scenario().institution_code.clone();
+    let tablet = Tsunagid::start_in(
+        tablet_dir,
+        &sim_url,
+        &institution,
+        &sync_toml(tablet_port, 3600),
+    );
+    let (code, pass) = tablet.post("/v1/reconcile", &json!({}));
+    assert_eq!(code, 200, "{pass}");
+    let on_tablet = check_of(&tablet, &id).unwrap();
+    assert_eq!(on_tablet["phase"], "resolved");
+    let (_, tablet_dir) = tablet.stop_keeping_dir();
+    // The PC comes back while the tablet is away and confirms it too.
+    let pc = Tsunagid::start_in(pc_dir, &sim_url, &institution, &sync_toml(pc_port, 3600));
+    let (code, pass) = pc.post("/v1/reconcile", &json!({}));
+    assert_eq!(code, 200, "{pass}");
+    let on_pc = check_of(&pc, &id).unwrap();
+    assert_eq!(on_pc["phase"], "resolved");
+    // Two decisions, made apart: they differ at least in when they were made.
+    assert_ne!(on_pc["resolution"], on_tablet["resolution"]);
+    // They meet.
+    let tablet = Tsunagid::start_in(
+        tablet_dir,
+        &sim_url,
+        &institution,
+        &sync_toml(tablet_port, 3600),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "both devices show the same decision",
+        &[&pc, &tablet],
+        || check_of(&pc, &id).unwrap() == check_of(&tablet, &id).unwrap(),
+    );
+    let view = check_of(&pc, &id).unwrap();
+    assert_eq!(view["phase"], "resolved", "{view}");
+    // The one kept is one of the two made, the same on both.
+    assert!(
+        view["resolution"] == on_pc["resolution"] || view["resolution"] == on_tablet["resolution"],
+        "{view}"
+    );
+}
+
+/// A hub (`tsunagid --no-reader`, paired with both) passes a tablet's check to a reception
+/// PC the tablet is not paired with; pairing is done with the CLI.
+#[test]
+fn a_hub_without_a_reader_passes_checks_between_devices_paired_with_it() {
+    let c = Clinic::new("valid-employee");
+    let hub_port = udp_port();
+    let hub = Tsunagid::start_in_with(
+        tempfile::tempdir().unwrap(),
+        &no_signal(),
+        &scenario().institution_code,
+        &sync_toml(hub_port, 3600),
+        &["--no-reader"],
+    );
+    let (code, hub_id, err) = tsunagi(&hub, &["id"]);
+    assert_eq!(code, 0, "{err}");
+    let hub_id = hub_id.trim().to_string();
+    assert_eq!(hub_id, device_id(&hub));
+    // Unpair the tablet and the PC from each other; both pair the hub instead.
+    let (tablet_id, pc_id) = (device_id(&c.tablet), device_id(&c.pc));
+    let (code, out, err) = tsunagi(&c.pc, &["peer", "remove", &tablet_id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("解除しました"), "{out}");
+    let (code, _, err) = tsunagi(&c.tablet, &["peer", "remove", &pc_id]);
+    assert_eq!(code, 0, "{err}");
+    let hub_addr = format!("127.0.0.1:{hub_port}");
+    for (d, name) in [(&c.pc, "受付PC"), (&c.tablet, "訪問用タブレット")] {
+        let (code, out, err) = tsunagi(
+            d,
+            &[
+                "peer",
+                "add",
+                &hub_id,
+                "--name",
+                "院内サーバー",
+                "--addr",
+                &hub_addr,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("ペアリングしました"), "{out}");
+        let (code, _, err) = tsunagi(&hub, &["peer", "add", &device_id(d), "--name", name]);
+        assert_eq!(code, 0, "{err}");
+    }
+    // A mistyped id is refused with a message that says what to type.
+    let (code, _, err) = tsunagi(&hub, &["peer", "add", "ABC-DEF"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tsunagi id"), "{err}");
+    // The hub refuses card checks, saying why.
+    let (code, reply) = hub.post(
+        "/v1/checks",
+        &json!({"method": "visual", "visit_date": today(), "card_wait_secs": 1}),
+    );
+    assert_eq!(code, 409, "{reply}");
+    assert!(
+        reply["detail"].as_str().unwrap().contains("--no-reader"),
+        "{reply}"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "both devices connected to the hub",
+        &[&hub, &c.pc, &c.tablet],
+        || {
+            let (_, s) = hub.get("/v1/peers");
+            s["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["connected"] == true))
+        },
+    );
+    let id = c.capture_on_tablet();
+    wait_until(
+        Duration::from_secs(30),
+        "the PC confirmed the tablet's check through the hub",
+        &[&hub, &c.pc, &c.tablet],
+        || check_of(&c.pc, &id).is_some_and(|v| v["phase"] == "resolved"),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the result came back to the tablet through the hub",
+        &[&hub, &c.pc, &c.tablet],
+        || check_of(&c.tablet, &id).is_some_and(|v| v["phase"] == "resolved"),
+    );
+    // `tsunagi status` and `tsunagi peer list` tell staff how sync stands.
+    let (code, out, err) = tsunagi(&hub, &["peer", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("受付PC") && out.contains("接続中"), "{out}");
+    let (code, out, err) = tsunagi(&c.tablet, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("院内サーバー") && out.contains("この端末のID"),
+        "{out}"
+    );
+}

@@ -456,6 +456,12 @@ async fn start_check(
             "Check in progress",
             e.message_ja(),
         )),
+        Err(e @ StartError::NoReader) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-reader",
+            "No card reader on this device",
+            e.message_ja(),
+        )),
         Err(e @ StartError::Task(_)) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "stopping",

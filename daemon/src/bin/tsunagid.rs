@@ -20,6 +20,10 @@ struct Args {
         default_value = "/etc/tsunagi/tsunagi.toml"
     )]
     config: PathBuf,
+    /// Run without card readers: an always-on device that syncs and reconciles for the
+    /// clinic's other devices (a server, a group's hub).
+    #[arg(long)]
+    no_reader: bool,
 }
 
 fn main() -> ExitCode {
@@ -32,13 +36,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let args = Args::parse();
-    let config = match ServiceConfig::load(&args.config) {
+    let mut config = match ServiceConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tsunagid: {}", e.message_ja());
             return ExitCode::from(2);
         }
     };
+    config.no_reader = args.no_reader;
     if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
         eprintln!(
             "tsunagid: データディレクトリ {} を作れません: {e}",

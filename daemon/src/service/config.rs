@@ -48,6 +48,10 @@ pub struct ServiceConfig {
     /// `[sync]`: sync with the clinic's other devices.
     #[serde(default)]
     pub sync: SyncSection,
+    /// Run without card readers (`tsunagid --no-reader`): an always-on device that syncs and
+    /// reconciles for the others (a clinic server, a group's hub). Not in the file.
+    #[serde(skip)]
+    pub no_reader: bool,
 }
 
 /// `[sync]`: sync with the clinic's other devices (端末間同期) over QUIC, with paired devices

@@ -90,6 +90,9 @@ pub enum StartError {
     /// The daemon is stopping, or the check's task failed.
     #[error("check task: {0}")]
     Task(String),
+    /// This tsunagid runs without card readers (`--no-reader`: a hub).
+    #[error("this tsunagid runs without card readers")]
+    NoReader,
 }
 
 impl StartError {
@@ -106,6 +109,7 @@ impl StartError {
             StartError::Task(_) => {
                 "tsunagid が停止中のため、確認できませんでした。再起動後にもう一度確認してください。".into()
             }
+            StartError::NoReader => "この端末はカードリーダーを使わない設定（tsunagid --no-reader、同期の中継用）で動いています。受付の端末で確認してください。".into(),
         }
     }
 }
@@ -442,6 +446,9 @@ impl Daemon {
     /// answer are finished, and the reader stays held until they are. A request repeated with
     /// the same `check_id` is answered from the recorded check; the card is not read again.
     pub async fn check(&self, start: StartCheck) -> Result<CheckReport, StartError> {
+        if self.inner.config.no_reader {
+            return Err(StartError::NoReader);
+        }
         if let Some(id) = start.check_id.clone() {
             // Take the id first, then look for its record: a request that finished meanwhile
             // is seen, and none other with this id can start until this one ends.

@@ -483,7 +483,9 @@ async fn maintain(daemon: &Daemon, mut shutdown: watch::Receiver<bool>) {
                 tracing::error!(error = %e, "maintenance pass failed");
             }
         }
-        watch_readers(daemon).await;
+        if !config.no_reader {
+            watch_readers(daemon).await;
+        }
         daemon.reload_plugins().await;
         let mut status = daemon.status();
         status.updated_at = now_jst().to_rfc3339();

@@ -198,6 +198,17 @@ impl Tsunagid {
 
     /// Same, in an existing directory whose `data/` may already hold a ledger.
     pub fn start_in(dir: TempDir, oqs_url: &str, institution: &str, extra_toml: &str) -> Self {
+        Self::start_in_with(dir, oqs_url, institution, extra_toml, &[])
+    }
+
+    /// [`Self::start_in`] with more command-line arguments for tsunagid.
+    pub fn start_in_with(
+        dir: TempDir,
+        oqs_url: &str,
+        institution: &str,
+        extra_toml: &str,
+        args: &[&str],
+    ) -> Self {
         let data_dir = data_dir_of(dir.path());
         let port = free_port();
         let text = config_text(
@@ -226,6 +237,7 @@ impl Tsunagid {
         let child = Command::new(env!("CARGO_BIN_EXE_tsunagid"))
             .arg("--config")
             .arg(&config)
+            .args(args)
             .env("TSUNAGI_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
