@@ -22,6 +22,12 @@ fn the_tour_shows_every_outcome_and_the_offline_part() {
         "オフライン受付",
         "現在の資格で通常どおり請求します",
         "資格不詳として請求します",
+        // Two devices: a tablet with no signal, then the reception PC.
+        "タブレットに2件を記録しました",
+        "受付PCにタブレットの2件が届きました",
+        "受付PCで事後確認: 2件の請求根拠が決まりました",
+        "タブレットにも結果が届きました",
+        "接続中",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

@@ -204,6 +204,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
         }
     }
     offline_part(&scenario, &sim, &client, today, out).await?;
+    sync_part(&scenario, &client, today, out).await?;
     writeln!(
         out,
         "デモは以上です。実機では `tsunagi check --method visual|pin` で同じ確認を行います。"
@@ -347,4 +348,161 @@ async fn offline_part(
     }
     writeln!(out).map_err(io)?;
     Ok(())
+}
+
+/// Two devices of one clinic: a tablet on a home visit with no signal captures two checks;
+/// back at the clinic it meets the reception PC, which receives them, confirms them with the
+/// qualification system, and sends the results back — over QUIC on this machine's loopback,
+/// with the code tsunagid runs.
+async fn sync_part(
+    scenario: &Scenario,
+    client: &OqsClient,
+    today: chrono::NaiveDate,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    use crate::ledger::Ledger;
+    use crate::peer::book::{self, Peer};
+    use crate::peer::{RetentionHost, SyncService};
+    use crate::reconcile::{ReconcileConfig, Reconciler};
+
+    let fail = |m: String| CommandError { message: m };
+    let io = |e: std::io::Error| {
+        fail(format!(
+            "結果を書き出せませんでした: {}。",
+            crate::domain::io_error_ja(&e)
+        ))
+    };
+    let temp = |what: &str| {
+        tempfile::tempdir().map_err(|e| fail(format!("{what}の一時ディレクトリを作れません: {e}")))
+    };
+    let (pc_dir, tablet_dir) = (temp("受付PC")?, temp("タブレット")?);
+    let pc = Ledger::open(pc_dir.path()).map_err(|e| fail(e.message_ja()))?;
+    let tablet = Ledger::open(tablet_dir.path()).map_err(|e| fail(e.message_ja()))?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let start = |ledger: &Ledger, dir: &std::path::Path| {
+        SyncService::start(
+            ledger.store().clone(),
+            dir,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            Vec::new(),
+            Arc::new(RetentionHost {
+                ledger: ledger.clone(),
+                extra_months: 0,
+            }),
+            Arc::new(|| {}),
+            stopping.clone(),
+        )
+        .map_err(|e| fail(e.message_ja()))
+    };
+    let pc_sync = start(&pc, pc_dir.path())?;
+    let pc_addr = pc_sync
+        .local_addr()
+        .ok_or_else(|| fail("受付PCの同期の待ち受けアドレスが分かりません".into()))?;
+    let (pc_id, tablet_id) = (
+        pc.store().device().id().clone(),
+        tablet.store().device().id().clone(),
+    );
+    // Paired on both sides, as staff do with `tsunagi peer add`.
+    pc_sync
+        .add_peer(Peer {
+            id: tablet_id.clone(),
+            name: Some("訪問用タブレット".into()),
+            addr: None,
+        })
+        .map_err(|e| fail(e.message_ja()))?;
+    book::add(
+        tablet_dir.path(),
+        &tablet_id,
+        Peer {
+            id: pc_id,
+            name: Some("受付PC".into()),
+            addr: Some(pc_addr.to_string()),
+        },
+    )
+    .map_err(|e| fail(e.message_ja()))?;
+
+    writeln!(out, "━━ 訪問診療：電波の届かないお宅で（タブレット） ━━").map_err(io)?;
+    // Nothing answers here: the tablet has no signal.
+    let no_signal = OqsClient::new(OqsConfig {
+        base_url: "http://127.0.0.1:9".into(),
+        institution_code: scenario.institution_code.clone(),
+        timeout: Duration::from_millis(300),
+    })
+    .map_err(|e| fail(e.message_ja()))?;
+    let mut ids = Vec::new();
+    for card in ["valid-employee", "kouki"] {
+        let report = demo_check(scenario, &no_signal, &tablet, card, today, false).await?;
+        writeln!(out, "{}", report.message_ja).map_err(io)?;
+        ids.extend(report.check_id.clone());
+    }
+    writeln!(
+        out,
+        "タブレットに{}件を記録しました（受付PCとはつながっていません）。\n",
+        ids.len()
+    )
+    .map_err(io)?;
+
+    writeln!(out, "━━ 診療所に戻った：タブレットと受付PCが同期 ━━").map_err(io)?;
+    let tablet_sync = start(&tablet, tablet_dir.path())?;
+    let arrived = wait_for(Duration::from_secs(20), || {
+        ids.iter().all(|id| pc.check(id).is_ok())
+    })
+    .await;
+    if !arrived {
+        return Err(fail("タブレットの記録が受付PCに届きませんでした".into()));
+    }
+    writeln!(out, "受付PCにタブレットの{}件が届きました。", ids.len()).map_err(io)?;
+    let reconciler = Reconciler::new(pc.clone(), client.clone(), ReconcileConfig::default());
+    let report = reconciler
+        .run_pass(now_jst(), true)
+        .await
+        .map_err(|e| fail(e.message_ja()))?;
+    writeln!(
+        out,
+        "受付PCで事後確認: {}件の請求根拠が決まりました。",
+        report.resolved
+    )
+    .map_err(io)?;
+    pc_sync.local_change();
+    let resolved = |ledger: &Ledger, id: &str| {
+        ledger
+            .check(id)
+            .ok()
+            .and_then(|c| crate::view::CheckView::of(&c, today).resolution)
+    };
+    let back = wait_for(Duration::from_secs(20), || {
+        ids.iter().all(|id| resolved(&tablet, id).is_some())
+    })
+    .await;
+    if !back {
+        return Err(fail("事後確認の結果がタブレットに戻りませんでした".into()));
+    }
+    writeln!(out, "タブレットにも結果が届きました:").map_err(io)?;
+    for id in &ids {
+        if let Some(r) = resolved(&tablet, id) {
+            writeln!(out, "・{id}: {}", r.summary_ja).map_err(io)?;
+        }
+    }
+    for line in super::peer::status_lines_ja(&tablet_sync.status()) {
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    writeln!(out).map_err(io)?;
+    let _ = stop.send(true);
+    tablet_sync.stop().await;
+    pc_sync.stop().await;
+    Ok(())
+}
+
+/// Polls `done` every 50 ms until it holds or `max` passes.
+async fn wait_for(max: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

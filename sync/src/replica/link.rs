@@ -118,11 +118,24 @@ impl Link {
             }
         }
         .await;
-        if let Err(LinkError::Protocol(_)) = &result {
-            connection.close(CLOSE_PROTOCOL.into(), b"protocol error");
-        }
         reader.abort();
-        result
+        match result {
+            Err(LinkError::Protocol(e)) => {
+                connection.close(CLOSE_PROTOCOL.into(), b"protocol error");
+                Err(LinkError::Protocol(e))
+            }
+            // The peer shut down in order (or this side closed): an end, not a failure.
+            Err(LinkError::Connection(e)) => match connection.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(c))
+                    if c.error_code == quinn::VarInt::from_u32(net::CLOSE_SHUTDOWN) =>
+                {
+                    Ok(SessionStats::default())
+                }
+                Some(quinn::ConnectionError::LocallyClosed) => Ok(SessionStats::default()),
+                _ => Err(LinkError::Connection(e)),
+            },
+            other => other,
+        }
     }
 
     /// Runs `f` on the session on the blocking pool (it reads and writes the store).
