@@ -277,18 +277,25 @@ impl SyncService {
         let mut stopping = self.inner.stopping.clone();
         loop {
             let incoming = tokio::select! {
-                i = self.inner.endpoint.accept() => i,
+                i = self.inner.endpoint.accept_incoming() => i,
                 _ = stopping.changed() => return,
             };
-            match incoming {
-                None => return,
-                Some(Ok(conn)) => {
-                    let dialler = conn.peer.clone();
-                    self.connected(conn, dialler);
+            let Some(handshaking) = incoming else {
+                return;
+            };
+            // Each handshake in its own task: a peer that stalls its handshake holds up no
+            // other.
+            let this = self.clone();
+            self.inner.tasks.spawn(async move {
+                match handshaking.finish().await {
+                    Ok(conn) => {
+                        let dialler = conn.peer.clone();
+                        this.connected(conn, dialler);
+                    }
+                    // Refused handshakes are logged by the endpoint with the presented id.
+                    Err(e) => tracing::debug!(error = %e, "incoming connection failed"),
                 }
-                // Refused handshakes are logged by the endpoint with the presented id.
-                Some(Err(e)) => tracing::debug!(error = %e, "incoming connection failed"),
-            }
+            });
         }
     }
 

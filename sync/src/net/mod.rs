@@ -272,6 +272,39 @@ pub struct PeerConnection {
     pub connection: quinn::Connection,
 }
 
+/// An incoming connection whose handshake is still to run ([`Endpoint::accept_incoming`]).
+#[derive(Debug)]
+pub struct Handshaking {
+    addr: SocketAddr,
+    started: Result<(quinn::Connecting, RefusalSlot), NetError>,
+}
+
+impl Handshaking {
+    /// Where it comes from.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs the handshake (bounded by [`HANDSHAKE_TIMEOUT`]): the peer's key is checked
+    /// against the allowlist and its signature verified, and the welcome sent.
+    pub async fn finish(self) -> Result<PeerConnection, NetError> {
+        let addr = self.addr;
+        let (connecting, slot) = self.started?;
+        let handshake = async {
+            let connection = connecting
+                .await
+                .map_err(|e| handshake_error(e, &slot, addr))?;
+            Endpoint::welcome(connection, addr).await
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .unwrap_or(Err(NetError::Handshake {
+                addr,
+                source: quinn::ConnectionError::TimedOut,
+            }))
+    }
+}
+
 /// One UDP socket that accepts connections from paired devices and dials them.
 ///
 /// Dropping it without [`Endpoint::close`] closes connections abruptly (code 0).
@@ -424,6 +457,13 @@ impl Endpoint {
     /// Cancel safety: cancel-safe while waiting for an attempt; dropping the future during a
     /// handshake abandons that attempt.
     pub async fn accept(&self) -> Option<Result<PeerConnection, NetError>> {
+        Some(self.accept_incoming().await?.finish().await)
+    }
+
+    /// The next incoming connection, its handshake not yet run: [`Handshaking::finish`]
+    /// runs it. A server that accepts from many devices finishes each in its own task, so
+    /// a peer that stalls its handshake does not hold up the others. `None` once closed.
+    pub async fn accept_incoming(&self) -> Option<Handshaking> {
         let incoming = self.inner.accept().await?;
         let addr = incoming.remote_address();
         let slot = RefusalSlot::default();
@@ -433,29 +473,19 @@ impl Endpoint {
             Ok(crypto) => crypto,
             Err(e) => {
                 incoming.refuse();
-                return Some(Err(e));
+                return Some(Handshaking {
+                    addr,
+                    started: Err(e),
+                });
             }
         };
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(self.transport.clone());
-        let connecting = match incoming.accept_with(Arc::new(config)) {
-            Ok(connecting) => connecting,
-            Err(e) => return Some(Err(handshake_error(e, &slot, addr))),
+        let started = match incoming.accept_with(Arc::new(config)) {
+            Ok(connecting) => Ok((connecting, slot)),
+            Err(e) => Err(handshake_error(e, &slot, addr)),
         };
-        let handshake = async {
-            let connection = connecting
-                .await
-                .map_err(|e| handshake_error(e, &slot, addr))?;
-            Self::welcome(connection, addr).await
-        };
-        Some(
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-                .await
-                .unwrap_or(Err(NetError::Handshake {
-                    addr,
-                    source: quinn::ConnectionError::TimedOut,
-                })),
-        )
+        Some(Handshaking { addr, started })
     }
 
     /// Checks the verified peer and tells it it was accepted (see `connect`).
