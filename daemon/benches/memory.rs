@@ -52,22 +52,6 @@ use tsunagi::plugin::SecretKey;
 use tsunagi_sync::Month;
 use tsunagid::Tsunagid;
 
-const SIX: [&str; 6] = [
-    "medical",
-    "dental",
-    "pharmacy",
-    "judo",
-    "ahaki",
-    "home-nursing",
-];
-const FACILITIES: [FacilityType; 6] = [
-    FacilityType::Medical,
-    FacilityType::Dental,
-    FacilityType::Pharmacy,
-    FacilityType::Judo,
-    FacilityType::Ahaki,
-    FacilityType::HomeNursing,
-];
 /// Checks left open (captured offline, never answered).
 const OPEN: usize = 10;
 /// Concurrent writers while the month is written (the store commits them in groups).
@@ -126,7 +110,7 @@ fn events_of(
         branch: Some("00".into()),
     };
     let visit_date = now.date_naive();
-    let facility = FACILITIES[i % FACILITIES.len()];
+    let facility = FacilityType::ALL[i % FacilityType::ALL.len()];
     let card = CardRecord {
         method: IdentityMethod::Visual,
         certificate: certs[i % certs.len()].clone(),
@@ -303,7 +287,8 @@ fn main() {
     let key = SecretKey::generate();
     let plugin_dir = root.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
-    for name in SIX {
+    // The shipped plugins are named after the facility type they serve.
+    for name in FacilityType::ALL.map(FacilityType::as_str) {
         let wasm = std::fs::read(guests::facility_plugin(name)).expect("plugin built");
         let path = plugin_dir.join(format!("{name}.wasm"));
         std::fs::write(signature_path(&path), key.sign(&wasm).to_text()).expect("signature");
@@ -332,7 +317,7 @@ fn main() {
     let step = (n / READS).max(1);
     let sample: Vec<String> = ids.iter().step_by(step).take(READS).cloned().collect();
 
-    let (cold, dir) = run_once(root, &six, SIX.len(), &sample);
+    let (cold, dir) = run_once(root, &six, FacilityType::ALL.len(), &sample);
     root = dir;
     println!(
         "first start with six (compile cache empty: compiles): VmRSS {}, VmHWM {}, {:.1} s to serve",
@@ -344,7 +329,7 @@ fn main() {
     for _ in 0..runs {
         let (run, dir) = run_once(root, &none, 0, &sample);
         base.push(run);
-        let (run, dir) = run_once(dir, &six, SIX.len(), &sample);
+        let (run, dir) = run_once(dir, &six, FacilityType::ALL.len(), &sample);
         with.push(run);
         root = dir;
     }
