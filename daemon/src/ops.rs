@@ -106,6 +106,17 @@ pub async fn view(ledger: &Ledger, id: &str, today: NaiveDate) -> Result<CheckVi
     Ok(CheckView::of(&load(ledger, id).await?, today))
 }
 
+/// One check and the fold it was viewed from, read once, for callers that hand the fold on
+/// (a facility plugin sees the fold, not the view).
+pub async fn view_and_fold(
+    ledger: &Ledger,
+    id: &str,
+    today: NaiveDate,
+) -> Result<(CheckView, crate::ledger::fold::CheckState), OpError> {
+    let state = load(ledger, id).await?;
+    Ok((CheckView::of(&state, today), state))
+}
+
 /// The checks of one list, by deadline then id. Pending and overdue lists come from the
 /// index (the open checks only); resolved and all read the month(s) asked for.
 pub async fn list(

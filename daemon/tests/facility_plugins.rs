@@ -194,3 +194,168 @@ fn the_facility_plugins_format_checks_in_tsunagid_and_are_replaced_live() {
     let v = view(&d, &medical);
     assert_eq!(field(&v, "insurer-number"), Some("06139999"), "{v}");
 }
+
+/// One `tsunagi` run with no tsunagid: the command opens the store itself.
+fn tsunagi_direct(config: &Path, sim: &oqs_sim::SimHandle, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(args)
+        .env("TSUNAGI_CONFIG", config)
+        .env("TSUNAGI_OQS_URL", sim.base_url())
+        .env("TSUNAGI_INSTITUTION_CODE", &scenario().institution_code)
+        .env("TSUNAGI_OQS_TIMEOUT_MS", "1500")
+        .env_remove("TSUNAGI_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Without tsunagid, `tsunagi check` and `tsunagi show` load the configured plugins
+/// themselves (same directory, same trusted keys) and carry the same facility output: claim
+/// fields, display lines, warnings and the next action. Real card over pcscd, real simulator,
+/// real signed components.
+#[test]
+fn direct_mode_check_and_show_carry_the_facility_output() {
+    use tsunagi_vcard::card::VirtualCard;
+    use tsunagi_vcard::harness;
+    use tsunagi_vcard::vpcd::AttachOptions;
+
+    let key = SecretKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let data = tsunagid::data_dir_of(dir.path());
+    for name in ["medical", "judo"] {
+        let bytes = std::fs::read(guests::facility_plugin(name)).unwrap();
+        install(&data.join("plugins"), name, &bytes, &key);
+    }
+    let config = dir.path().join("tsunagi.toml");
+    // tsunagid never started here: no token, so every command works on the store directly.
+    std::fs::write(
+        &config,
+        tsunagid::config_text(
+            &data,
+            "http://127.0.0.1:9",
+            &scenario().institution_code,
+            std::net::SocketAddr::from(([127, 0, 0, 1], tsunagid::free_port())),
+            &format!("[plugins]\ntrusted_keys = [\"{}\"]\n", key.public()),
+        ),
+    )
+    .unwrap();
+
+    let _pcscd = harness::pcscd().expect("pcscd harness");
+    let sim = fixtures::runtime()
+        .block_on(oqs_sim::Simulator::start(scenario().sim_config()))
+        .expect("simulator");
+    let profile = scenario().card("valid-employee").unwrap().clone();
+    let card = harness::insert(
+        VirtualCard::new(profile.clone()),
+        0,
+        AttachOptions::default(),
+    )
+    .expect("insert card");
+    let reader = harness::reader_name(0);
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--method",
+            "visual",
+            "--reader",
+            &reader,
+            "--card-wait",
+            "10",
+        ];
+        args.extend_from_slice(extra);
+        tsunagi_direct(&config, &sim, &args)
+    };
+
+    // A confirmed 医科 check: the receipt's fields beside the report.
+    let started = Instant::now();
+    let (code, out, err) = check(&["--facility", "medical", "--json"]);
+    println!(
+        "direct check with plugins loaded (cold cache): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report = json_of(&out);
+    let medical = report["check_id"].as_str().unwrap().to_string();
+    assert_eq!(report["facility_output"]["plugin"], "medical", "{report}");
+    assert_eq!(field(&report, "number"), Some("0004471"), "{report}");
+    let insurer = report["qualification"]["insurer_number"].as_str().unwrap();
+    assert_eq!(
+        field(&report, "insurer-number"),
+        Some(insurer.trim()),
+        "{report}"
+    );
+    // `show` gives what `check` gave.
+    let started = Instant::now();
+    let (code, out, err) = tsunagi_direct(&config, &sim, &["show", &medical, "--json"]);
+    println!("direct show (warm cache): {:?}", started.elapsed());
+    assert_eq!(code, 0, "{out}\n{err}");
+    let shown = json_of(&out);
+    assert_eq!(
+        shown["facility_output"], report["facility_output"],
+        "{shown}"
+    );
+    let (code, text, err) = tsunagi_direct(&config, &sim, &["show", &medical]);
+    assert_eq!(code, 0, "{text}\n{err}");
+    assert!(text.contains("【medical】"), "{text}");
+    assert!(
+        text.contains(&format!("保険者番号: {}", insurer.trim())),
+        "{text}"
+    );
+
+    // A 柔整 first treatment captured while the qualification system is down: the plugin's
+    // warning and next action, in the check's text and again in `show`.
+    drop(card);
+    let _card = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
+        .expect("insert card again");
+    sim.faults().set_mode(oqs_sim::FaultMode::Refuse);
+    let next_visit = (today() + chrono::Days::new(7)).to_string();
+    let (code, text, err) = check(&[
+        "--facility",
+        "judo",
+        "--first-visit",
+        "--next-visit",
+        &next_visit,
+    ]);
+    assert_eq!(code, 3, "captured: {text}\n{err}");
+    println!("{text}");
+    for wanted in [
+        "【judo】",
+        "初検: 該当",
+        "初検のため、資格を後で必ず確認してください",
+        "次の対応: ",
+    ] {
+        assert!(text.contains(wanted), "{wanted}: {text}");
+    }
+    let judo = text
+        .split("確認ID: ")
+        .nth(1)
+        .and_then(|t| t.split('）').next())
+        .unwrap_or_else(|| panic!("no check id: {text}"))
+        .to_string();
+    let (code, shown, err) = tsunagi_direct(&config, &sim, &["show", &judo, "--json"]);
+    assert_eq!(code, 0, "{shown}\n{err}");
+    let shown = json_of(&shown);
+    let output = &shown["facility_output"]["output"];
+    assert_eq!(
+        output["next_action"]["code"], "confirm-at-next-visit",
+        "{shown}"
+    );
+    assert!(
+        output["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "confirm-at-next-visit"),
+        "{shown}"
+    );
+    assert!(!output["display"].as_array().unwrap().is_empty(), "{shown}");
+}

@@ -236,6 +236,26 @@ fn imports_not_granted_are_refused_at_load_naming_the_import() {
     assert_eq!(out.display.len(), 1, "{:?}", out.display);
 }
 
+/// A component built against a compatible 1.1.0 contract (a new type and a new export the
+/// host does not know) loads and formats like a 1.0 one.
+#[test]
+fn a_compatible_minor_api_version_loads_and_formats() {
+    let f = Fixture::new();
+    f.install_as("v1-1", "good");
+    let host = f.host();
+    let statuses = host.load_dir(&f.plugins());
+    assert_eq!(statuses.len(), 1);
+    let s = &statuses[0];
+    assert_eq!(s.state, PluginState::Loaded, "{s:?}");
+    assert_eq!(s.api_version.as_deref(), Some("1.1.0"));
+    assert_eq!(s.title.as_deref(), Some("v1-1 1.0.0"));
+    assert_good_serves(&host);
+    let addition = host
+        .on_moment("good", api::Moment::Resolved, &check())
+        .unwrap();
+    assert!(addition.warnings.is_empty());
+}
+
 #[test]
 fn another_major_api_version_is_refused_naming_both_versions() {
     let f = Fixture::new();

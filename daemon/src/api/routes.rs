@@ -438,8 +438,9 @@ async fn start_check(
             // The facility's plugin on the recorded check, beside the report.
             if let Some(id) = &report.check_id {
                 let today = now_jst().date_naive();
-                if let Ok(view) = ops::view(app.daemon.ledger(), id, today).await {
-                    report.facility_output = app.daemon.facility_output(&view).await;
+                if let Ok((view, state)) = ops::view_and_fold(app.daemon.ledger(), id, today).await
+                {
+                    report.facility_output = app.daemon.facility_output(state, &view).await;
                 }
             }
             Ok(Json(report))
@@ -564,8 +565,8 @@ async fn read_check(
         return Err(check_not_found(&id));
     }
     let today = now_jst().date_naive();
-    let mut view = ops::view(app.daemon.ledger(), &id, today).await?;
-    view.facility_output = app.daemon.facility_output(&view).await;
+    let (mut view, state) = ops::view_and_fold(app.daemon.ledger(), &id, today).await?;
+    view.facility_output = app.daemon.facility_output(state, &view).await;
     Ok(Json(view))
 }
 

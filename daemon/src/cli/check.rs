@@ -94,7 +94,14 @@ pub async fn check(
         }
         Target::Direct(dir) => {
             let settings = super::settings::rule_settings(config)?;
-            check_here(args, dir.as_deref(), &settings, out).await?
+            let (mut report, recorded) = check_here(args, dir.as_deref(), &settings, out).await?;
+            // The facility's plugin on the recorded check, beside the report, as tsunagid
+            // gives it.
+            if let Some((view, state)) = recorded {
+                report.facility_output =
+                    super::plugin::direct_facility_output(config, state, &view).await;
+            }
+            report
         }
     };
     if args.json {
@@ -117,13 +124,17 @@ fn before_the_card(report: &CheckReport) -> bool {
     ) && report.certificate.is_none()
 }
 
-/// The check over pcscd in this process, recorded in `dir` when given.
+/// A check recorded here: its view and the fold it was viewed from.
+type Recorded = Option<(crate::view::CheckView, crate::ledger::fold::CheckState)>;
+
+/// The check over pcscd in this process, recorded in `dir` when given (then also returned as
+/// recorded).
 async fn check_here(
     args: &CheckArgs,
     dir: Option<&std::path::Path>,
     settings: &crate::rules::settings::RuleSettings,
     out: &mut dyn Write,
-) -> Result<CheckReport, CommandError> {
+) -> Result<(CheckReport, Recorded), CommandError> {
     let (client, institution) = oqs_client(&args.oqs)?;
     let now = now_jst();
     let visit_date = args.visit_date.unwrap_or_else(|| now.date_naive());
@@ -147,7 +158,7 @@ async fn check_here(
     // Connect first, so a stopped pcscd is reported before the operator is asked for a card.
     let readers = match Readers::connect() {
         Ok(r) => r,
-        Err(e) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
+        Err(e) => return Ok((workflow::card_failure(&request, &CheckError::Card(e)), None)),
     };
     if !args.json {
         writeln!(out, "マイナンバーカードをリーダーに置いてください…").map_err(io_error)?;
@@ -163,11 +174,11 @@ async fn check_here(
     .map_err(|e| CommandError::new(e.to_string()))?;
     let transport = match transport {
         Ok(t) => t,
-        Err(e) => return Ok(workflow::card_failure(&request, &CheckError::Card(e))),
+        Err(e) => return Ok((workflow::card_failure(&request, &CheckError::Card(e)), None)),
     };
     let ledger = dir.map(open_ledger).transpose()?;
     let entry = TerminalPinEntry::new(args.confirm_last_try).photo_less(args.photo_less);
-    workflow::perform(
+    let report = workflow::perform(
         Reception {
             ledger: ledger.as_ref(),
             client: Some(&client),
@@ -180,7 +191,15 @@ async fn check_here(
         now,
     )
     .await
-    .map_err(|e| CommandError::new(e.message_ja()))
+    .map_err(|e| CommandError::new(e.message_ja()))?;
+    let recorded = match (&ledger, &report.check_id) {
+        // The check is recorded; a read that fails now only costs the plugin's output.
+        (Some(ledger), Some(id)) => crate::ops::view_and_fold(ledger, id, now.date_naive())
+            .await
+            .ok(),
+        _ => None,
+    };
+    Ok((report, recorded))
 }
 
 /// The check through tsunagid: the PIN is asked here first and travels in the request body;

@@ -246,9 +246,14 @@ pub async fn show(
         }
         Target::Direct(dir) => {
             let ledger = direct_ledger(dir)?;
-            ops::view(&ledger, &args.id, now_jst().date_naive())
+            let (mut view, state) = ops::view_and_fold(&ledger, &args.id, now_jst().date_naive())
                 .await
-                .map_err(op_error)?
+                .map_err(op_error)?;
+            // Let go of the store before plugins load: they need none of it.
+            drop(ledger);
+            view.facility_output =
+                super::plugin::direct_facility_output(config, state, &view).await;
+            view
         }
     };
     if args.json {

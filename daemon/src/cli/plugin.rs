@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::exit;
+use crate::ledger::fold::CheckState;
 use crate::plugin::{sign, PluginHost, PluginState, PublicKey, SecretKey};
 use crate::service::config::PluginsSection;
+use crate::view::{CheckView, FacilityView};
 
 /// `tsunagi plugin …`.
 #[derive(Debug, Subcommand)]
@@ -229,6 +231,50 @@ fn host_like_daemon(
             Ok((host, Some(private)))
         }
     }
+}
+
+/// The facility plugin's output for a check (its fold `state`, viewed as `view`), for a
+/// command working on the store itself because tsunagid is not running.
+///
+/// The plugins load as tsunagid loads them — the configuration's `[plugins]` directory,
+/// trusted keys, grants and limits — and share its compile cache, so a plugin tsunagid (or an
+/// earlier command) compiled costs a read of the artifact, not a compilation. Without a
+/// configuration file no key is trusted and no plugin could load: there is no output, as
+/// there is none from a tsunagid without plugins. A host that cannot be made is logged and
+/// the check is shown without it: a check never depends on its plugin.
+pub async fn direct_facility_output(
+    config: &Path,
+    state: CheckState,
+    view: &CheckView,
+) -> Option<FacilityView> {
+    let service = super::settings::load_config(config).ok()??;
+    if service.plugins.trusted_keys.is_empty() {
+        return None;
+    }
+    let view = view.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let (section, data_dir) = (service.plugins, service.data_dir);
+        let (host, private) = match host_like_daemon(&section, &data_dir) {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!(error = %e, "the plugin host could not be made; showing the check without plugins");
+                return None;
+            }
+        };
+        for status in host.load_dir(&section.dir(&data_dir)) {
+            if status.state != PluginState::Loaded {
+                tracing::warn!(plugin = %status.name, state = ?status.state, "facility plugin not loaded");
+            }
+        }
+        let output = crate::facility::view(&host, &state, &view);
+        drop(host);
+        if let Some(p) = private {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        output
+    })
+    .await;
+    made.ok().flatten()
 }
 
 fn list(args: &ListArgs, config: &Path, out: &mut dyn Write) -> Result<i32, PluginCliError> {

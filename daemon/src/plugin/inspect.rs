@@ -10,6 +10,11 @@
 //! `tsunagi:clinic/types`, which the component imports as `tsunagi:clinic/types@X.Y.Z`. That
 //! name is written by the guest's bindings generator from the WIT it was built against, so it
 //! is the API version (semver: 1.x is compatible with the host's 1.0).
+//!
+//! Why a 1.x component runs against the host's 1.0 bindings: the contract interface holds
+//! types only, so the linker has nothing to resolve under `types@1.x`; the host finds the
+//! world's exports by their bare names and checks their signatures by structure. A compatible
+//! addition (a new type, a new export) is simply not looked at (the `v1-1` test guest).
 
 use std::fmt;
 

@@ -27,6 +27,7 @@ use crate::check::now_jst;
 use crate::check::workflow::{self, CheckRequest, Reception};
 use crate::check::CheckError;
 use crate::domain::{FacilityType, IdentityMethod};
+use crate::ledger::fold::CheckState;
 use crate::ledger::{Change, Ledger, LedgerError};
 use crate::oqs::OqsClient;
 use crate::plugin::PluginHost;
@@ -361,20 +362,20 @@ impl Daemon {
         self.inner.plugins.as_deref()
     }
 
-    /// What the configured facility's plugin makes of a check, or why nothing; `None` when no
-    /// plugin serves its facility type. Plugin calls block (bounded by the host's deadline),
-    /// so they run off the async threads.
-    pub async fn facility_output(&self, view: &CheckView) -> Option<FacilityView> {
+    /// What the configured facility's plugin makes of a check (its fold `state`, viewed as
+    /// `view`), or why nothing; `None` when no plugin serves its facility type. Plugin calls
+    /// block (bounded by the host's deadline), so they run off the async threads.
+    pub async fn facility_output(
+        &self,
+        state: CheckState,
+        view: &CheckView,
+    ) -> Option<FacilityView> {
         let host = self.inner.plugins.clone()?;
-        let ledger = self.inner.ledger.clone();
         let view = view.clone();
-        tokio::task::spawn_blocking(move || {
-            let state = ledger.check(&view.id).ok()?;
-            crate::facility::view(&host, &state, &view)
-        })
-        .await
-        .ok()
-        .flatten()
+        tokio::task::spawn_blocking(move || crate::facility::view(&host, &state, &view))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Picks up plugin files replaced, added or removed on disk, and notes every plugin's

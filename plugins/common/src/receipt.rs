@@ -223,20 +223,62 @@ pub(crate) fn result_ja(facts: &Facts<'_>) -> String {
     }
 }
 
-fn display(profile: &Profile, facts: &Facts<'_>, next: Option<&NextAction>) -> Vec<String> {
+/// The screen's first lines, the same on every form: the day (and 初診・初検), the result,
+/// the insurer.
+pub(crate) fn display_head(profile: &Profile, facts: &Facts<'_>) -> Vec<String> {
     let check = facts.check;
     let w = &profile.words;
-    let mut lines = Vec::new();
     let first = if check.first_visit {
         format!("（{}）", w.first)
     } else {
         String::new()
     };
-    lines.push(format!("{}: {}{first}", w.day, date_ja(&check.visit_date)));
-    lines.push(format!("結果: {}", result_ja(facts)));
+    let mut lines = vec![
+        format!("{}: {}{first}", w.day, date_ja(&check.visit_date)),
+        format!("結果: {}", result_ja(facts)),
+    ];
     if let Some(name) = facts.insurer_name() {
         lines.push(format!("保険者: {name}"));
     }
+    lines
+}
+
+/// The screen's last lines, the same on every form: the 事後確認 deadline while the check
+/// still needs confirming (`open`), then what to do.
+pub(crate) fn display_tail(
+    lines: &mut Vec<String>,
+    check: &Check,
+    open: bool,
+    next: Option<&NextAction>,
+) {
+    if let Some(due) = check.due.as_deref().filter(|_| open) {
+        let late = if check.overdue { "・期限切れ" } else { "" };
+        lines.push(format!("事後確認の期限: {}{late}", date_ja(due)));
+    }
+    lines.push(match next {
+        Some(a) => format!("対応: {}", a.label),
+        None => "対応: なし".to_string(),
+    });
+}
+
+/// The end of what is read aloud, the same on every form: an overdue deadline, then what to
+/// do.
+pub(crate) fn read_aloud_tail(parts: &mut Vec<String>, check: &Check, next: Option<&NextAction>) {
+    if check.overdue {
+        if let Some(due) = check.due.as_deref() {
+            parts.push(format!(
+                "事後確認の期限、{}を過ぎています。",
+                date_short_ja(due)
+            ));
+        }
+    }
+    if let Some(a) = next {
+        parts.push(a.label.clone());
+    }
+}
+
+fn display(profile: &Profile, facts: &Facts<'_>, next: Option<&NextAction>) -> Vec<String> {
+    let mut lines = display_head(profile, facts);
     match facts.numbers {
         Some((n, Source::Held)) => {
             lines.push(format!("番号: {}（以前の情報・未確認）", numbers_line(n)))
@@ -268,14 +310,7 @@ fn display(profile: &Profile, facts: &Facts<'_>, next: Option<&NextAction>) -> V
         Some(t) => format!("窓口負担: {}を受け取る", copay_ja(t)),
         None => "窓口負担: 通常の負担割合を受け取る（割合は確認中）".to_string(),
     });
-    if let Some(due) = check.due.as_deref().filter(|_| facts.open) {
-        let late = if check.overdue { "・期限切れ" } else { "" };
-        lines.push(format!("事後確認の期限: {}{late}", date_ja(due)));
-    }
-    lines.push(match next {
-        Some(a) => format!("対応: {}", a.label),
-        None => "対応: なし".to_string(),
-    });
+    display_tail(&mut lines, facts.check, facts.open, next);
     lines
 }
 
@@ -328,17 +363,7 @@ fn read_aloud(facts: &Facts<'_>, next: Option<&NextAction>) -> String {
             digits_kana(n.insurer.trim())
         ));
     }
-    if check.overdue {
-        if let Some(due) = check.due.as_deref() {
-            parts.push(format!(
-                "事後確認の期限、{}を過ぎています。",
-                date_short_ja(due)
-            ));
-        }
-    }
-    if let Some(a) = next {
-        parts.push(a.label.clone());
-    }
+    read_aloud_tail(&mut parts, check, next);
     parts.concat()
 }
 

@@ -13,7 +13,10 @@
 
 use crate::facts::{Facts, Source};
 use crate::notes::{action, warning, MomentCodes};
-use crate::receipt::{answer_warning, document_warning, field, result_ja, result_sentence};
+use crate::receipt::{
+    answer_warning, display_head, display_tail, document_warning, field, read_aloud_tail,
+    result_sentence,
+};
 use crate::text::{
     copay_ja, date_ja, date_short_ja, digits_kana, facility_ja, non_empty, symbol_number,
 };
@@ -164,19 +167,7 @@ fn claim_fields(form: &Form<'_>) -> Vec<Field> {
 
 fn display(profile: &Profile, form: &Form<'_>, next: Option<&NextAction>) -> Vec<String> {
     let facts = &form.facts;
-    let check = facts.check;
-    let w = &profile.words;
-    let mut lines = Vec::new();
-    let first = if check.first_visit {
-        format!("（{}）", w.first)
-    } else {
-        String::new()
-    };
-    lines.push(format!("{}: {}{first}", w.day, date_ja(&check.visit_date)));
-    lines.push(format!("結果: {}", result_ja(facts)));
-    if let Some(name) = facts.insurer_name() {
-        lines.push(format!("保険者: {name}"));
-    }
+    let mut lines = display_head(profile, facts);
     match form.numbers {
         Some((n, source)) => {
             let held = if source == Source::Held {
@@ -199,16 +190,8 @@ fn display(profile: &Profile, form: &Form<'_>, next: Option<&NextAction>) -> Vec
         Some(t) => format!("窓口負担: {}を受け取る", copay_ja(t)),
         None => "窓口負担: 通常の負担割合を受け取る（割合は確認中）".to_string(),
     });
-    if let Some(due) = check.due.as_deref() {
-        if form.confirmation != Confirmation::Done {
-            let late = if check.overdue { "・期限切れ" } else { "" };
-            lines.push(format!("事後確認の期限: {}{late}", date_ja(due)));
-        }
-    }
-    lines.push(match next {
-        Some(a) => format!("対応: {}", a.label),
-        None => "対応: なし".to_string(),
-    });
+    let open = form.confirmation != Confirmation::Done;
+    display_tail(&mut lines, facts.check, open, next);
     lines
 }
 
@@ -242,17 +225,7 @@ fn read_aloud(profile: &Profile, form: &Form<'_>, next: Option<&NextAction>) -> 
             ));
         }
     }
-    if check.overdue {
-        if let Some(due) = check.due.as_deref() {
-            parts.push(format!(
-                "事後確認の期限、{}を過ぎています。",
-                date_short_ja(due)
-            ));
-        }
-    }
-    if let Some(a) = next {
-        parts.push(a.label.clone());
-    }
+    read_aloud_tail(&mut parts, check, next);
     parts.concat()
 }
 
