@@ -366,6 +366,38 @@ struct Prepared {
 
 type Answer = Result<Appended, StoreError>;
 
+/// A writer announced to the group commit before it prepares its record (see
+/// [`commit::Committer::enter`]), so a leader already in charge waits for it briefly; if
+/// it never submits (its preparation failed), dropping it says so.
+struct Writer {
+    store: Store,
+    armed: bool,
+}
+
+impl Writer {
+    fn new(store: &Store) -> Self {
+        store.inner.committer.enter();
+        Self {
+            store: store.clone(),
+            armed: true,
+        }
+    }
+
+    /// The writer submits now (the committer counts it as it queues the request).
+    fn submitting(mut self) -> bool {
+        self.armed = false;
+        true
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store.inner.committer.abandon();
+        }
+    }
+}
+
 /// Why a record did not open.
 #[derive(Debug)]
 pub(crate) enum Unopened {
@@ -531,7 +563,10 @@ impl Store {
         payload: serde_json::Value,
     ) -> Result<Appended, StoreError> {
         let check_id = check_id.to_string();
-        self.on_blocking_pool(move |s| s.capture_blocking(&check_id, month, payload))
+        // Announced before the hop to the blocking pool, so a leader already in charge
+        // waits for this capture too (see `commit`).
+        let writer = Writer::new(self);
+        self.on_blocking_pool(move |s| s.write(writer, &check_id, month, payload, Kind::Capture))
             .await
     }
 
@@ -545,7 +580,8 @@ impl Store {
         payload: serde_json::Value,
     ) -> Result<Appended, StoreError> {
         let check_id = check_id.to_string();
-        self.on_blocking_pool(move |s| s.append_blocking(&check_id, month, payload))
+        let writer = Writer::new(self);
+        self.on_blocking_pool(move |s| s.write(writer, &check_id, month, payload, Kind::Append))
             .await
     }
 
@@ -567,8 +603,7 @@ impl Store {
         month: Month,
         payload: serde_json::Value,
     ) -> Result<Appended, StoreError> {
-        let prepared = self.prepare(check_id, month, payload, Kind::Capture)?;
-        self.commit(prepared)
+        self.write(Writer::new(self), check_id, month, payload, Kind::Capture)
     }
 
     /// [`Store::append`] on the calling thread.
@@ -578,8 +613,20 @@ impl Store {
         month: Month,
         payload: serde_json::Value,
     ) -> Result<Appended, StoreError> {
-        let prepared = self.prepare(check_id, month, payload, Kind::Append)?;
-        self.commit(prepared)
+        self.write(Writer::new(self), check_id, month, payload, Kind::Append)
+    }
+
+    /// Prepares and commits a new event of this device for `writer`.
+    fn write(
+        &self,
+        writer: Writer,
+        check_id: &str,
+        month: Month,
+        payload: serde_json::Value,
+        kind: Kind,
+    ) -> Result<Appended, StoreError> {
+        let prepared = self.prepare(check_id, month, payload, kind)?;
+        self.commit(prepared, Some(writer))
     }
 
     /// Signs and seals a new event of this device.
@@ -621,8 +668,9 @@ impl Store {
     /// time its signature is checked), belong to `month`, and have a believable time. The
     /// same record twice changes nothing.
     pub fn receive(&self, month: Month, body: &[u8]) -> Result<Appended, StoreError> {
+        let writer = Writer::new(self);
         let prepared = self.verify_received(month, body, &ReceiveChecks::default())?;
-        self.commit(prepared)
+        self.commit(prepared, Some(writer))
     }
 
     /// Receives a batch of a peer's records of `month` (as [`Store::receive`] does each),
@@ -760,11 +808,14 @@ impl Store {
         })
     }
 
-    fn commit(&self, prepared: Prepared) -> Result<Appended, StoreError> {
+    /// Hands `prepared` to the group commit and waits for its answer. `writer` is the
+    /// announcement made before preparing it, if any.
+    fn commit(&self, prepared: Prepared, writer: Option<Writer>) -> Result<Appended, StoreError> {
+        let entered = writer.is_some_and(Writer::submitting);
         let process = |group: Vec<Prepared>| self.process(group);
         self.inner
             .committer
-            .submit(prepared, &process, || Err(StoreError::WriterLost))
+            .submit(prepared, entered, &process, || Err(StoreError::WriterLost))
     }
 
     /// The leader's work for one group: idempotency, one append and fsync per month, the
@@ -848,17 +899,30 @@ impl Store {
                 Ok((seg, start, end)) => {
                     // Durable from here: the indexer takes it on, and nothing that fails
                     // after this point turns the acknowledgement into a failure.
+                    // The events move to the indexer; only their payloads are large, and
+                    // nothing here reads those again (this runs while every later group
+                    // waits).
                     let records: Vec<NewRecord> = members
                         .iter()
                         .zip(&spans)
-                        .map(|(&i, (off, len))| NewRecord {
-                            loc: Loc {
-                                seg,
-                                offset: start + off,
-                                len: *len,
-                            },
-                            id: group[i].record.id,
-                            event: group[i].event.clone(),
+                        .map(|(&i, (off, len))| {
+                            let id = group[i].record.id;
+                            let e = &mut group[i].event;
+                            NewRecord {
+                                loc: Loc {
+                                    seg,
+                                    offset: start + off,
+                                    len: *len,
+                                },
+                                id,
+                                event: Event {
+                                    check_id: e.check_id.clone(),
+                                    month: e.month,
+                                    at: e.at,
+                                    device: e.device.clone(),
+                                    payload: std::mem::take(&mut e.payload),
+                                },
+                            }
                         })
                         .collect();
                     let captures = members
@@ -1839,7 +1903,7 @@ mod tests {
             .unwrap());
         let keys = store.month_keys(oct).unwrap();
         assert!(keys.iter().all(|(id, _)| *id != sealed_with));
-        let late = store.commit(prepared).unwrap();
+        let late = store.commit(prepared, None).unwrap();
         assert!(late.new);
         let events = store.check_events(oct, "late").unwrap();
         assert!(events.rejected.is_empty(), "{:?}", events.rejected);

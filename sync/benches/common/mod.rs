@@ -236,3 +236,23 @@ pub fn segment_files(store_dir: &Path) -> BenchResult<(u64, u64)> {
     }
     Ok(total)
 }
+
+/// The machine's load as Linux reports it: the 1-minute load average and, where the kernel
+/// has pressure stall information, the share of the last 10 s in which some runnable task
+/// waited for a CPU. On a machine shared with builds, a capture's tail is then the
+/// scheduler's (every wake-up waits for a time slice), not the store's or the disk's.
+pub fn machine_load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    let cpu = std::fs::read_to_string("/proc/pressure/cpu")
+        .ok()
+        .and_then(|s| {
+            let some = s.lines().find(|l| l.starts_with("some"))?;
+            let avg10 = some.split_whitespace().find(|f| f.starts_with("avg10="))?;
+            Some(avg10.trim_start_matches("avg10=").to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("load average {load}, CPU pressure (some, avg10) {cpu}%")
+}

@@ -7,6 +7,10 @@
 //! per few dozen milliseconds instead of one per capture (sled 0.34 writes and
 //! `sync_file_range`s its log on every batch, and its memory grew with their number).
 //!
+//! It gives way to captures: while one is being prepared or committed it holds back (up to
+//! a bound) before it starts a batch, so its CPU work does not land in the middle of a
+//! burst of captures.
+//!
 //! Nothing is lost or missed meanwhile:
 //! - every read first drains what is pending ([`super::Store::fresh`]), so a read after an
 //!   acknowledgement sees it;
@@ -29,6 +33,13 @@ use super::{lock, Inner, Store};
 const COALESCE: Duration = Duration::from_millis(200);
 /// Pending records past which it applies at once (what is pending is held in memory).
 const URGENT: usize = 1024;
+/// How long it holds back while captures are being prepared or committed, at most: a batch
+/// is tens of milliseconds of CPU (sled, classification), and on a machine with two cores
+/// a batch that starts in the middle of a burst of captures takes one of the two cores
+/// from them. Bounded, so a store that is never idle is still indexed.
+const YIELD_MAX: Duration = Duration::from_millis(20);
+/// How often it looks again while holding back.
+const YIELD_POLL: Duration = Duration::from_micros(500);
 
 /// Records made durable by one group, not yet in the index.
 #[derive(Debug)]
@@ -174,6 +185,10 @@ fn run(store: &Weak<Inner>, signal: &Signal) {
             return;
         };
         let store = Store { inner };
+        let held = std::time::Instant::now();
+        while store.inner.committer.busy() && held.elapsed() < YIELD_MAX {
+            std::thread::sleep(YIELD_POLL);
+        }
         if let Err(e) = store.drain_index() {
             tracing::error!(error = %e, "index update failed; the segments will be indexed again");
         }
