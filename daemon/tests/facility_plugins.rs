@@ -71,8 +71,10 @@ fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// Waits (up to two minutes: six components compile on a cold cache in a debug build on a
+/// shared machine) until the status satisfies `ok`.
 fn wait_until(d: &Tsunagid, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (_, s) = d.get("/v1/status");
         if ok(&s) {

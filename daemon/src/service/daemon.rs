@@ -141,6 +141,9 @@ struct Inner {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The facility plugins, when the host could be made.
     plugins: Option<Arc<PluginHost>>,
+    /// The plugin directory's first load finished (until then the API answers without
+    /// facility output).
+    plugins_loaded: std::sync::atomic::AtomicBool,
     /// Sync with the other devices, once started.
     sync: std::sync::OnceLock<crate::peer::SyncService>,
     /// Why sync could not start (for status), if it could not.
@@ -222,6 +225,7 @@ impl Daemon {
                 in_flight: Mutex::default(),
                 stopping,
                 plugins,
+                plugins_loaded: std::sync::atomic::AtomicBool::new(false),
                 sync: std::sync::OnceLock::new(),
                 sync_problem: Mutex::new(None),
             }),
@@ -384,6 +388,13 @@ impl Daemon {
         let Some(host) = self.inner.plugins.clone() else {
             return;
         };
+        if !self
+            .inner
+            .plugins_loaded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
         let dir = self.inner.config.plugins.dir(&self.inner.config.data_dir);
         let statuses = tokio::task::spawn_blocking(move || {
             host.reload_changed(&dir);
@@ -392,6 +403,30 @@ impl Daemon {
         .await
         .unwrap_or_default();
         lock(&self.inner.status).plugins = statuses;
+    }
+
+    /// Loads the plugin directory (compiled, or taken from the compile cache) in a task the
+    /// daemon owns; [`Daemon::reload_plugins`] follows the directory once it is done.
+    pub fn load_plugins_in_background(&self) {
+        let Some(host) = self.inner.plugins.clone() else {
+            return;
+        };
+        let this = self.clone();
+        let dir = self.inner.config.plugins.dir(&self.inner.config.data_dir);
+        self.inner.tasks.spawn(async move {
+            let statuses = tokio::task::spawn_blocking(move || {
+                for status in host.load_dir(&dir) {
+                    tracing::info!(plugin = %status.name, state = ?status.state, "facility plugin");
+                }
+                host.statuses()
+            })
+            .await
+            .unwrap_or_default();
+            lock(&this.inner.status).plugins = statuses;
+            this.inner
+                .plugins_loaded
+                .store(true, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Follows the daemon's changes.

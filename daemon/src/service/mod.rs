@@ -365,6 +365,9 @@ pub async fn run(
         tokio::spawn(async move { client.keep_session(stop).await })
     };
     let serving = tokio::spawn(api.serve(shutdown.clone()));
+    // Compiling plugins takes seconds on a cold cache: the API answers meanwhile, and a
+    // check made before its plugin is loaded shows no facility output.
+    daemon.load_plugins_in_background();
     let sync = start_sync(&daemon, shutdown.clone());
     maintain(&daemon, shutdown).await;
     if let Err(e) = serving.await {
@@ -449,15 +452,7 @@ fn start_sync(
 /// never depend on them.
 async fn load_plugins(config: &ServiceConfig) -> Option<std::sync::Arc<crate::plugin::PluginHost>> {
     let settings = config.plugins.host_settings(&config.data_dir);
-    let dir = config.plugins.dir(&config.data_dir);
-    let made = tokio::task::spawn_blocking(move || {
-        let host = crate::plugin::PluginHost::new(settings)?;
-        for status in host.load_dir(&dir) {
-            tracing::info!(plugin = %status.name, state = ?status.state, "facility plugin");
-        }
-        Ok::<_, crate::plugin::HostError>(host)
-    })
-    .await;
+    let made = tokio::task::spawn_blocking(move || crate::plugin::PluginHost::new(settings)).await;
     match made {
         Ok(Ok(host)) => Some(std::sync::Arc::new(host)),
         Ok(Err(e)) => {
