@@ -477,3 +477,48 @@ fn a_hub_without_a_reader_passes_checks_between_devices_paired_with_it() {
         "{out}"
     );
 }
+
+/// Two devices paired without addresses find each other on the local network
+/// (`[sync] discovery`, broadcast on loopback here) and sync.
+#[test]
+fn paired_devices_without_addresses_find_each_other_on_the_local_network() {
+    let announce = udp_port();
+    let discovery = format!("discovery = true\ndiscovery_addr = \"127.255.255.255:{announce}\"\n");
+    let start = || {
+        let port = udp_port();
+        Tsunagid::start(
+            &no_signal(),
+            &scenario().institution_code,
+            &format!(
+                "[sync]\nlisten = \"127.0.0.1:{port}\"\n{discovery}[reconcile]\ninterval_secs = 3600\n"
+            ),
+        )
+    };
+    let (a, b) = (start(), start());
+    pair(&a, &device_id(&b), "受付PC", None);
+    pair(&b, &device_id(&a), "訪問用タブレット", None);
+    let (code, doc) = a.post(
+        "/v1/documents",
+        &json!({
+            "kind": "kakuninsho",
+            "visit_date": today(),
+            "insurer": "06139917",
+            "symbol": "1",
+            "number": "2",
+            "birth_date": "1980-01-01",
+            "expires": today().checked_add_months(chrono::Months::new(6)),
+        }),
+    );
+    assert_eq!(code, 200, "{doc}");
+    let id = doc["check_id"].as_str().unwrap().to_string();
+    wait_until(
+        Duration::from_secs(30),
+        "the devices found each other and synced",
+        &[&a, &b],
+        || check_of(&b, &id).is_some(),
+    );
+    assert!(
+        a.log_text().contains("found on the local network")
+            || b.log_text().contains("found on the local network")
+    );
+}

@@ -15,6 +15,7 @@
 //! shutdown after closing their connections with a reason.
 
 pub mod book;
+pub mod discovery;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -125,6 +126,9 @@ struct Inner {
     configured: Vec<Peer>,
     peers: Mutex<Vec<Peer>>,
     states: Mutex<BTreeMap<DeviceId, PeerStatus>>,
+    /// Addresses paired devices announced on the local network ([`discovery`]), for
+    /// those paired without one.
+    discovered: Mutex<HashMap<DeviceId, SocketAddr>>,
     /// The connection kept per peer, and who dialled it.
     live: Mutex<HashMap<DeviceId, (quinn::Connection, DeviceId)>>,
     host: Arc<dyn Host>,
@@ -168,6 +172,7 @@ impl SyncService {
                 configured,
                 peers: Mutex::new(peers),
                 states: Mutex::default(),
+                discovered: Mutex::default(),
                 live: Mutex::default(),
                 host,
                 changed,
@@ -188,6 +193,36 @@ impl SyncService {
     /// The address peers reach this device at.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.endpoint.local_addr().ok()
+    }
+
+    /// Announces this device to `target` and listens there for paired devices
+    /// ([`discovery`]), in a task this service owns.
+    pub fn start_discovery(&self, target: SocketAddr) {
+        let Some(local) = self.local_addr() else {
+            return;
+        };
+        self.inner.tasks.spawn(discovery::run(
+            self.clone(),
+            self.inner.me.clone(),
+            local.port(),
+            target,
+            self.inner.stopping.clone(),
+        ));
+    }
+
+    /// A device announced itself at `addr` on the local network: if it is paired without
+    /// an address, it is dialled there (its key is checked in the handshake as always).
+    pub fn discovered(&self, id: &DeviceId, addr: SocketAddr) {
+        let paired_without_addr = lock(&self.inner.peers)
+            .iter()
+            .any(|p| &p.id == id && p.addr.is_none());
+        if !paired_without_addr {
+            return;
+        }
+        let previous = lock(&self.inner.discovered).insert(id.clone(), addr);
+        if previous != Some(addr) {
+            tracing::info!(peer = %id, %addr, "paired device found on the local network");
+        }
     }
 
     /// Something was written here: every connection pushes what its peer lacks.
@@ -307,10 +342,16 @@ impl SyncService {
         loop {
             let due: Vec<(DeviceId, String)> = {
                 let live = lock(&self.inner.live);
+                let discovered = lock(&self.inner.discovered);
                 lock(&self.inner.peers)
                     .iter()
                     .filter(|p| !live.contains_key(&p.id))
-                    .filter_map(|p| p.addr.clone().map(|a| (p.id.clone(), a)))
+                    .filter_map(|p| {
+                        p.addr
+                            .clone()
+                            .or_else(|| discovered.get(&p.id).map(|a| a.to_string()))
+                            .map(|a| (p.id.clone(), a))
+                    })
                     .filter(|(id, _)| next.get(id).is_none_or(|(at, _)| Instant::now() >= *at))
                     .collect()
             };

@@ -64,6 +64,7 @@ pub struct ServiceConfig {
 /// id = "XXXXXXX-XXXXXXX-…"
 /// name = "受付PC"
 /// addr = "192.168.1.10:22800"
+/// discovery = true             # find paired devices without an address on the LAN
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +73,12 @@ pub struct SyncSection {
     pub listen: Option<std::net::SocketAddr>,
     /// Devices paired in the configuration.
     pub peers: Vec<crate::peer::book::Peer>,
+    /// Announce this device on the local network and find paired devices that have no
+    /// address there (UDP broadcast; only ever an address hint, the handshake still checks
+    /// the key).
+    pub discovery: bool,
+    /// Where announcements go and are listened for (default `255.255.255.255:22801`).
+    pub discovery_addr: Option<std::net::SocketAddr>,
 }
 
 /// `[plugins]`: where facility plugins are, whose signatures are trusted, how every call is

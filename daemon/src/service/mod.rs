@@ -428,6 +428,14 @@ fn start_sync(
         tracing::info!(%addr, device = %daemon.ledger().store().device().id(), "sync listening");
     }
     daemon.set_sync(sync.clone());
+    if config.sync.discovery {
+        sync.start_discovery(
+            config
+                .sync
+                .discovery_addr
+                .unwrap_or_else(|| std::net::SocketAddr::from(([255, 255, 255, 255], 22801))),
+        );
+    }
     // Every local write is pushed to the peers as it happens.
     let mut events = daemon.subscribe();
     let pusher = sync.clone();
