@@ -36,6 +36,8 @@ use book::Peer;
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the month documents are compacted and let go of in memory.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 /// QUIC application close codes (beside the transport's own, [`net::CLOSE_SHUTDOWN`] and
 /// [`net::CLOSE_REFUSED`]).
 const CLOSE_DUPLICATE: u32 = 10;
@@ -187,6 +189,10 @@ impl SyncService {
             .spawn(async move { accepting.accept().await });
         let dialling = this.clone();
         this.inner.tasks.spawn(async move { dialling.dial().await });
+        let maintaining = this.clone();
+        this.inner
+            .tasks
+            .spawn(async move { maintaining.maintain().await });
         Ok(this)
     }
 
@@ -306,6 +312,28 @@ impl SyncService {
         self.inner.endpoint.close().await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+
+    /// Every [`MAINTAIN_EVERY`]: the month documents sync keeps up to date are compacted
+    /// when their changes outweigh their snapshot, and let go of in memory (the next change
+    /// loads what it needs).
+    async fn maintain(&self) {
+        let mut stopping = self.inner.stopping.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(MAINTAIN_EVERY) => {}
+                _ = stopping.changed() => return,
+            }
+            let store = self.inner.store.clone();
+            match tokio::task::spawn_blocking(move || store.maintain()).await {
+                Ok(Ok(m)) if m.compacted > 0 => {
+                    tracing::info!(compacted = m.compacted, "month documents compacted")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "month documents not maintained"),
+                Err(e) => tracing::warn!(error = %e, "document maintenance task failed"),
+            }
+        }
     }
 
     async fn accept(&self) {
