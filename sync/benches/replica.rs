@@ -25,8 +25,14 @@
 //!    watch (what tsunagid does after a local write). Baseline in the same run: the capture
 //!    alone (durable, fdatasync) on A, from the same iterations.
 //!
+//! 3. **Where the time goes** (not a target): the exchange of (1) again between A and a
+//!    fresh device, in memory (no QUIC), one message at a time, each side's
+//!    `Session::receive` timed and its messages' bytes counted by kind (hello, keys, month
+//!    document, small documents, want, records).
+//!
 //! Env: `TSUNAGI_BENCH_DIR` (parent of the temp dir), `TSUNAGI_BENCH_CHECKS` (N, 50,000),
-//! `TSUNAGI_BENCH_RUNS` (runs of (1), 3), `TSUNAGI_BENCH_LATENCY` (checks of (2), 200).
+//! `TSUNAGI_BENCH_RUNS` (runs of (1), 3), `TSUNAGI_BENCH_LATENCY` (checks of (2), 200),
+//! `TSUNAGI_BENCH_BREAKDOWN` (0 skips (3)).
 
 mod common;
 
