@@ -121,8 +121,13 @@ pub struct Session {
     /// again when keys or the devices document arrive.
     retry: BTreeSet<Month>,
     /// What each month document names (event id → digest), kept between record batches;
-    /// dropped when the document changes.
+    /// extended by what the peer's document messages name, loaded again when a record
+    /// names an id it lacks (the document may have grown through another peer).
     expected: HashMap<Month, HashMap<EventId, [u8; 8]>>,
+    /// Months whose whole document was compared with the records held, once per session
+    /// (it may name records an earlier session did not fetch); after that, only what each
+    /// message names is.
+    scanned: HashSet<Month>,
     stats: SessionStats,
 }
 
@@ -140,6 +145,7 @@ impl Session {
             wanted: BTreeMap::new(),
             retry: BTreeSet::new(),
             expected: HashMap::new(),
+            scanned: HashSet::new(),
             stats: SessionStats::default(),
         }
     }
@@ -298,9 +304,20 @@ impl Session {
             Message::Doc { doc, sync } => {
                 let state = self.states.entry(doc).or_default();
                 match store.receive_sync_message(doc, state, &sync) {
-                    Ok(missing) => match doc {
+                    Ok(named) => match doc {
                         SharedDoc::Month(month) => {
-                            self.expected.remove(&month);
+                            let missing = if self.scanned.insert(month) {
+                                match store.missing_records(month) {
+                                    Ok(missing) => missing,
+                                    Err(StoreError::Purged(_)) => return Ok((send, refused)),
+                                    Err(e) => return Err(SessionError::Store(e)),
+                                }
+                            } else {
+                                named.missing
+                            };
+                            if let Some(expected) = self.expected.get_mut(&month) {
+                                expected.extend(named.entries);
+                            }
                             send.extend(self.want(month, missing));
                         }
                         SharedDoc::Devices => send.extend(self.retry_wanted(store)?),
@@ -432,6 +449,14 @@ impl Session {
         month: Month,
         bodies: &[Vec<u8>],
     ) -> Result<Vec<Refusal>, SessionError> {
+        let stale = self.expected.get(&month).is_some_and(|expected| {
+            bodies
+                .iter()
+                .any(|b| body_id(b).is_some_and(|id| !expected.contains_key(&id)))
+        });
+        if stale {
+            self.expected.remove(&month);
+        }
         if let std::collections::hash_map::Entry::Vacant(e) = self.expected.entry(month) {
             let entries = store.month_entries(month).map_err(SessionError::Store)?;
             e.insert(entries.into_iter().collect());
@@ -454,8 +479,8 @@ impl Session {
         let mut failure = None;
         let mut count = 0;
         for (body, answer) in bodies.iter().zip(answers) {
-            if let Some(id) = body.get(10..26).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
-                wanted.remove(&EventId(id));
+            if let Some(id) = body_id(body) {
+                wanted.remove(&id);
             }
             match answer {
                 Ok(a) => {
@@ -485,6 +510,13 @@ impl Session {
             })
             .collect())
     }
+}
+
+/// The event id a record body names (checked when the record is received).
+fn body_id(body: &[u8]) -> Option<EventId> {
+    body.get(10..26)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map(EventId)
 }
 
 /// The months whose documents this device syncs: held, not purged, not carried over.

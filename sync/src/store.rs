@@ -453,6 +453,17 @@ pub struct ReceiveChecks<'a> {
     pub signers: Option<&'a std::collections::HashSet<DeviceId>>,
 }
 
+/// What a peer's sync message for a month document named (see
+/// [`Store::receive_sync_message`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Named {
+    /// The entries its changes put: event id → record digest, as the document now holds
+    /// them.
+    pub entries: Vec<(EventId, [u8; 8])>,
+    /// Those whose record this device does not hold (to fetch).
+    pub missing: Vec<EventId>,
+}
+
 /// A document devices keep in common (共有文書) and sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SharedDoc {
@@ -1475,15 +1486,17 @@ impl Store {
         }
     }
 
-    /// Applies a peer's sync message for `doc`. For a month document, returns the ids it
-    /// now names that this device has no record of (to fetch). Refused for a purged month
-    /// and for a month carried over here (its removed records must not come back).
+    /// Applies a peer's sync message for `doc`. For a month document, returns what its
+    /// changes named, and which of those records this device has none of (to fetch); ids
+    /// the document named before are not looked at again ([`Store::missing_records`] does).
+    /// Refused for a purged month and for a month carried over here (its removed records
+    /// must not come back).
     pub fn receive_sync_message(
         &self,
         doc: SharedDoc,
         state: &mut automerge::sync::State,
         message: &[u8],
-    ) -> Result<Vec<EventId>, StoreError> {
+    ) -> Result<Named, StoreError> {
         match doc {
             SharedDoc::Month(month) => {
                 self.fresh()?;
@@ -1494,14 +1507,23 @@ impl Store {
                 if self.is_carried(month) {
                     return Err(StoreError::Carried(month));
                 }
-                self.inner.docs.receive_sync(month, state, message)?;
-                self.missing_gated(month)
+                let entries = self.inner.docs.receive_sync(month, state, message)?;
+                let mut missing = Vec::new();
+                for e in &entries {
+                    if self.inner.index.event(month, e.id)?.is_none() {
+                        missing.push(e.id);
+                    }
+                }
+                Ok(Named {
+                    entries: entries.into_iter().map(|e| (e.id, e.digest)).collect(),
+                    missing,
+                })
             }
             SharedDoc::Devices | SharedDoc::Settings => {
                 self.inner
                     .small
                     .receive_sync(doc.small_name(), state, message)?;
-                Ok(Vec::new())
+                Ok(Named::default())
             }
         }
     }

@@ -44,7 +44,8 @@ pub struct Link {
     /// The store.
     pub store: Store,
     /// Bumped by every local write; bumped by the link when records arrive (so the other
-    /// links pass them on).
+    /// links pass them on). Every bump adds 1 (`send_modify(|n| *n += 1)`): a link tells
+    /// its own bumps from the others' by the value.
     pub changed: watch::Sender<u64>,
     /// Turns true at shutdown: the connection is closed with [`net::CLOSE_SHUTDOWN`].
     pub stopping: watch::Receiver<bool>,
@@ -79,6 +80,12 @@ impl Link {
         let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, LinkError>>(8);
         let reader = tokio::spawn(read_loop(recv, tx));
         let mut local = self.changed.subscribe();
+        // The `changed` value this link last handled, and the value of its own last bump
+        // while nothing else bumped since: records from the peer need no answer to the same
+        // peer (it sent them; the others' links answer the bump), and answering them would
+        // re-derive what the peer lacks after every batch of a month being received.
+        let mut seen = *local.borrow();
+        let mut own: Option<u64> = None;
         let mut stopping = self.stopping.clone();
         let result = async {
             let (mut session, first) = self.step(session, |s, st| s.start(st)).await?;
@@ -98,13 +105,28 @@ impl Link {
                         session = s;
                         write_all(&mut send, reply).await?;
                         if session.stats().records_in > before {
-                            self.changed.send_modify(|n| *n += 1);
+                            let mut bumped = 0;
+                            self.changed.send_modify(|n| {
+                                *n += 1;
+                                bumped = *n;
+                            });
+                            if bumped == seen + 1 {
+                                own = Some(bumped);
+                            }
                             (self.on_received)();
                         }
                     }
                     changed = local.changed() => {
                         if changed.is_err() {
                             return Ok(session.stats());
+                        }
+                        // Values only grow (every writer adds 1): a later bump by anyone
+                        // else makes `now` larger than this link's own.
+                        let now = *local.borrow_and_update();
+                        let only_own = own.take() == Some(now);
+                        seen = now;
+                        if only_own {
+                            continue;
                         }
                         let (s, reply) = self.step(session, |s, st| s.local_change(st)).await?;
                         session = s;

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{legacy, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
 
 use crate::event::{EventId, Month};
 use crate::vfs::{self, OpenMode, Vfs};
@@ -129,6 +129,21 @@ pub(crate) struct Entry {
     pub id: EventId,
     /// The digest of its record.
     pub digest: [u8; 8],
+}
+
+/// What `doc` says of the event named `key`, if `key` names an event with a digest.
+fn entry_of(doc: &AutoCommit, key: &str) -> Option<Entry> {
+    let id = key.parse::<EventId>().ok()?;
+    match doc.get(ROOT, key) {
+        Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
+            ScalarValue::Bytes(b) => Some(Entry {
+                id,
+                digest: <[u8; 8]>::try_from(b.as_slice()).ok()?,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl MonthDocs {
@@ -303,20 +318,10 @@ impl MonthDocs {
     pub(crate) fn entries(&self, month: Month) -> Result<Vec<Entry>, DocError> {
         let doc = self.get(month)?;
         let d = lock(&doc);
-        let mut out = Vec::new();
-        for k in d.doc.keys(ROOT) {
-            let Ok(id) = k.parse::<EventId>() else {
-                continue;
-            };
-            if let Ok(Some((Value::Scalar(v), _))) = d.doc.get(ROOT, k.as_str()) {
-                if let ScalarValue::Bytes(b) = v.as_ref() {
-                    if let Ok(digest) = <[u8; 8]>::try_from(b.as_slice()) {
-                        out.push(Entry { id, digest });
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(d.doc
+            .keys(ROOT)
+            .filter_map(|k| entry_of(&d.doc, &k))
+            .collect())
     }
 
     /// The whole month document (what a new peer receives).
@@ -357,24 +362,42 @@ impl MonthDocs {
 
     /// Applies a peer's sync message and saves what it brought (with this device's
     /// watermarks unchanged: a peer's entries say nothing of this device's segments).
+    /// Returns the entries its changes put, as the document now holds them: what is new
+    /// costs what the message brought, not what the month holds.
     pub(crate) fn receive_sync(
         &self,
         month: Month,
         state: &mut sync::State,
         message: &[u8],
-    ) -> Result<(), DocError> {
+    ) -> Result<Vec<Entry>, DocError> {
         let message =
             sync::Message::decode(message).map_err(|e| DocError::Refused(e.to_string()))?;
         let doc = self.get(month)?;
         let mut d = lock(&doc);
+        let before = d.doc.get_heads();
         d.doc
             .sync()
             .receive_sync_message(state, message)
             .map_err(|e| DocError::Refused(e.to_string()))?;
-        if d.doc.get_heads() != d.saved {
+        let after = d.doc.get_heads();
+        if after != d.saved {
             self.save(month, &mut d)?;
         }
-        Ok(())
+        if after == before {
+            return Ok(Vec::new());
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for change in d.doc.get_changes(&before) {
+            for op in change.decode().operations {
+                if let (legacy::ObjectId::Root, legacy::Key::Map(key)) = (op.obj, op.key) {
+                    keys.insert(key);
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .filter_map(|k| entry_of(&d.doc, k.as_str()))
+            .collect())
     }
 
     /// Whether the month document's files say it needs compaction, without loading it.
