@@ -539,3 +539,83 @@ fn a_record_by_a_stranger_is_refused() {
         1
     );
 }
+
+/// Over real QUIC, two devices that each hold several megabytes the other lacks (each
+/// side's records fill the other's flow-control windows at once) both end with everything.
+#[test]
+fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
+    use std::time::Duration;
+    use tokio::sync::watch;
+    use tsunagi_sync::net::{Allowlist, Endpoint};
+    use tsunagi_sync::replica::link::Link;
+
+    let (a, b) = (device(), device());
+    let payload = json!({"captured": {"note": "x".repeat(1500)}});
+    for i in 0..2500 {
+        a.store
+            .capture_blocking(&format!("a{i}"), month(10), payload.clone())
+            .unwrap();
+        b.store
+            .capture_blocking(&format!("b{i}"), month(11), payload.clone())
+            .unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (a_id, b_id) = (a.store.device().id().clone(), b.store.device().id().clone());
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let a_ep = Endpoint::bind(any, a.store.device(), [b_id].into_iter().collect()).unwrap();
+        let b_ep = Endpoint::bind(any, b.store.device(), Allowlist::new()).unwrap();
+        b_ep.allowlist().add(a_id.clone());
+        let addr = a_ep.local_addr().unwrap();
+        let (stop, stopping) = watch::channel(false);
+        let link = |store: &Store| Link {
+            store: store.clone(),
+            changed: watch::channel(0u64).0,
+            stopping: stopping.clone(),
+            observe: Arc::new(|_: &Session| {}),
+            on_received: Arc::new(|| {}),
+        };
+        let (a_link, b_link) = (link(&a.store), link(&b.store));
+        let (accepted, dialled) = tokio::join!(a_ep.accept(), b_ep.connect(addr, &a_id));
+        let (a_conn, b_conn) = (accepted.unwrap().unwrap(), dialled.unwrap());
+        let host: Arc<dyn Host> = Arc::new(PurgeToo);
+        let a_task = {
+            let session = Session::new(a_conn.peer.clone(), host.clone());
+            tokio::spawn(async move { a_link.run(&a_conn, false, session).await })
+        };
+        let b_task = {
+            let session = Session::new(b_conn.peer.clone(), host);
+            tokio::spawn(async move { b_link.run(&b_conn, true, session).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (a_store, b_store) = (a.store.clone(), b.store.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                a_store.counts(month(11)).map(|c| c.events).unwrap_or(0) == 2500
+                    && b_store.counts(month(10)).map(|c| c.events).unwrap_or(0) == 2500
+            })
+            .await
+            .unwrap();
+            if done {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the two devices did not finish sending each other their months"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(true);
+        assert!(a_task.await.unwrap().is_ok());
+        assert!(b_task.await.unwrap().is_ok());
+        a_ep.close().await;
+        b_ep.close().await;
+    });
+    for (d, m) in [(&a, month(11)), (&b, month(10))] {
+        assert!(d.store.missing_records(m).unwrap().is_empty());
+    }
+}

@@ -72,13 +72,19 @@ impl Link {
     ) -> Result<SessionStats, LinkError> {
         let connection = conn.connection.clone();
         let lost = |e: quinn::ConnectionError| LinkError::Connection(e.to_string());
-        let (mut send, recv) = if initiator {
+        let (send, recv) = if initiator {
             connection.open_bi().await.map_err(lost)?
         } else {
             connection.accept_bi().await.map_err(lost)?
         };
         let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, LinkError>>(8);
         let reader = tokio::spawn(read_loop(recv, tx));
+        // Writing has its own task and queue: if the loop itself waited for a slow peer to
+        // read, two devices each sending the other a month would each wait for the other
+        // to read, and neither would. The queue holds what the session generated: at most
+        // what the peer asked for.
+        let (out, queued) = mpsc::unbounded_channel::<Vec<u8>>();
+        let mut writer = tokio::spawn(write_loop(send, queued));
         let mut local = self.changed.subscribe();
         // The `changed` value this link last handled, and the value of its own last bump
         // while nothing else bumped since: records from the peer need no answer to the same
@@ -89,7 +95,7 @@ impl Link {
         let mut stopping = self.stopping.clone();
         let result = async {
             let (mut session, first) = self.step(session, |s, st| s.start(st)).await?;
-            write_all(&mut send, first).await?;
+            queue(&out, first)?;
             loop {
                 tokio::select! {
                     message = rx.recv() => {
@@ -103,7 +109,7 @@ impl Link {
                             .step(session, move |s, st| s.receive(st, &bytes).map(|(m, _)| m))
                             .await?;
                         session = s;
-                        write_all(&mut send, reply).await?;
+                        queue(&out, reply)?;
                         if session.stats().records_in > before {
                             let mut bumped = 0;
                             self.changed.send_modify(|n| {
@@ -130,7 +136,13 @@ impl Link {
                         }
                         let (s, reply) = self.step(session, |s, st| s.local_change(st)).await?;
                         session = s;
-                        write_all(&mut send, reply).await?;
+                        queue(&out, reply)?;
+                    }
+                    written = &mut writer => {
+                        return Err(match written {
+                            Ok(Err(e)) => e,
+                            _ => LinkError::Connection("the writer stopped".into()),
+                        });
                     }
                     _ = stopping.changed() => {
                         connection.close(net::CLOSE_SHUTDOWN.into(), net::CLOSE_SHUTDOWN_REASON);
@@ -141,6 +153,7 @@ impl Link {
         }
         .await;
         reader.abort();
+        writer.abort();
         match result {
             Err(LinkError::Protocol(e)) => {
                 connection.close(CLOSE_PROTOCOL.into(), b"protocol error");
@@ -201,9 +214,22 @@ async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Vec<u8>,
     }
 }
 
-async fn write_all(send: &mut quinn::SendStream, messages: Vec<Message>) -> Result<(), LinkError> {
+/// Queues `messages` for the writer.
+fn queue(out: &mpsc::UnboundedSender<Vec<u8>>, messages: Vec<Message>) -> Result<(), LinkError> {
     for m in messages {
-        net::write_msg(send, &m.encode())
+        out.send(m.encode())
+            .map_err(|_| LinkError::Connection("the writer stopped".into()))?;
+    }
+    Ok(())
+}
+
+/// Writes what is queued, in order, until the queue closes or a write fails.
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut queued: mpsc::UnboundedReceiver<Vec<u8>>,
+) -> Result<(), LinkError> {
+    while let Some(bytes) = queued.recv().await {
+        net::write_msg(&mut send, &bytes)
             .await
             .map_err(|e| LinkError::Connection(e.to_string()))?;
     }
