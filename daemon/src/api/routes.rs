@@ -784,19 +784,8 @@ fn sync_status(app: &App) -> crate::peer::SyncStatus {
             device_id: app.daemon.ledger().store().device().id().to_string(),
             listening: None,
             peers: peers
-                .into_iter()
-                .map(|p| crate::peer::PeerStatus {
-                    id: p.id.to_string(),
-                    name: p.name,
-                    addr: p.addr,
-                    connected: false,
-                    last_sync: None,
-                    behind: 0,
-                    records_in: 0,
-                    records_out: 0,
-                    refused: 0,
-                    last_error: None,
-                })
+                .iter()
+                .map(crate::peer::PeerStatus::not_connected)
                 .collect(),
             problem: Some(
                 "端末間同期は動いていません（設定の [sync] を確認し、tsunagid を再起動してください）。"

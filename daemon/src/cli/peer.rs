@@ -173,7 +173,7 @@ pub async fn run(
                     SyncStatus {
                         device_id: me,
                         listening: None,
-                        peers: peers.into_iter().map(|p| offline(&p)).collect(),
+                        peers: peers.iter().map(PeerStatus::not_connected).collect(),
                         problem: Some("tsunagid が動いていないため、同期していません。".into()),
                     }
                 }
@@ -218,21 +218,6 @@ pub async fn run(
         }
     }
     Ok(super::exit::OK)
-}
-
-fn offline(p: &Peer) -> PeerStatus {
-    PeerStatus {
-        id: p.id.to_string(),
-        name: p.name.clone(),
-        addr: p.addr.clone(),
-        connected: false,
-        last_sync: None,
-        behind: 0,
-        records_in: 0,
-        records_out: 0,
-        refused: 0,
-        last_error: None,
-    }
 }
 
 /// Sync's state for staff, one line each: this device, then each paired device.

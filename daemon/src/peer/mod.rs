@@ -68,6 +68,24 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
 }
 
+impl PeerStatus {
+    /// A paired device not connected since tsunagid started.
+    pub fn not_connected(peer: &Peer) -> Self {
+        Self {
+            id: peer.id.to_string(),
+            name: peer.name.clone(),
+            addr: peer.addr.clone(),
+            connected: false,
+            last_sync: None,
+            behind: 0,
+            records_in: 0,
+            records_out: 0,
+            refused: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// Where sync stands: this device and its peers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncStatus {
@@ -243,18 +261,10 @@ impl SyncService {
         let peers = lock(&self.inner.peers)
             .iter()
             .map(|p| {
-                let mut s = states.get(&p.id).cloned().unwrap_or_else(|| PeerStatus {
-                    id: p.id.to_string(),
-                    name: None,
-                    addr: None,
-                    connected: false,
-                    last_sync: None,
-                    behind: 0,
-                    records_in: 0,
-                    records_out: 0,
-                    refused: 0,
-                    last_error: None,
-                });
+                let mut s = states
+                    .get(&p.id)
+                    .cloned()
+                    .unwrap_or_else(|| PeerStatus::not_connected(p));
                 s.name = p.name.clone();
                 s.addr = p.addr.clone();
                 s.connected = live.contains_key(&p.id);
@@ -499,18 +509,11 @@ impl SyncService {
 }
 
 fn blank(id: &DeviceId) -> PeerStatus {
-    PeerStatus {
-        id: id.to_string(),
+    PeerStatus::not_connected(&Peer {
+        id: id.clone(),
         name: None,
         addr: None,
-        connected: false,
-        last_sync: None,
-        behind: 0,
-        records_in: 0,
-        records_out: 0,
-        refused: 0,
-        last_error: None,
-    }
+    })
 }
 
 /// The saved list with the configured peers added (a saved entry's name and address win).
