@@ -44,7 +44,9 @@ use crate::store::{KeyId, ReceiveChecks, SharedDoc, Store, StoreError, SyncState
 pub use wire::{Message, WireError, PROTOCOL};
 
 /// Ids asked for in one [`Message::Want`].
-const WANT_CHUNK: usize = 8192;
+const WANT_CHUNK: usize = wire::MAX_WANT;
+/// Ids a peer may be owed at once (it asked for them before they arrived here).
+const MAX_OWED: usize = 100_000;
 /// Record bytes sent in one [`Message::Records`] (a few records more than this at most).
 const RECORDS_CHUNK: usize = 1024 * 1024;
 
@@ -115,6 +117,8 @@ pub struct Session {
     /// Ids the peer asked for that this device did not hold yet: sent when they arrive
     /// (the peer will not ask again: its document already names them).
     owed: BTreeMap<Month, BTreeSet<EventId>>,
+    /// Ids sent to the peer in this session (never sent twice).
+    served: HashMap<Month, HashSet<EventId>>,
     /// Ids asked for and not yet received.
     wanted: BTreeMap<Month, BTreeSet<EventId>>,
     /// Months with records refused for want of a key or of a known signer: asked for
@@ -142,6 +146,7 @@ impl Session {
             heads: BTreeMap::new(),
             keys_sent: HashMap::new(),
             owed: BTreeMap::new(),
+            served: HashMap::new(),
             wanted: BTreeMap::new(),
             retry: BTreeSet::new(),
             expected: HashMap::new(),
@@ -204,21 +209,34 @@ impl Session {
             let sent = self.keys_sent.entry(month).or_default();
             if keys.iter().any(|(id, _)| !sent.contains(id)) {
                 sent.extend(keys.iter().map(|(id, _)| *id));
-                send.push(Message::Keys {
-                    month,
-                    keys: keys.into_iter().map(|(_, k)| k).collect(),
-                });
+                let keys: Vec<[u8; 32]> = keys.into_iter().map(|(_, k)| k).collect();
+                for chunk in keys.chunks(wire::MAX_KEYS) {
+                    send.push(Message::Keys {
+                        month,
+                        keys: chunk.to_vec(),
+                    });
+                }
             }
         }
         // Records that arrived (here or through another peer): send what is owed, and
         // stop waiting for what is no longer missing.
+        // (A month not held yet keeps its entries: its first records may still come.)
         for (month, ids) in std::mem::take(&mut self.owed) {
-            if !ids.is_empty() && months.contains(&month) {
+            if ids.is_empty() {
+                continue;
+            }
+            if months.contains(&month) {
                 send.extend(self.serve(store, month, ids.into_iter().collect())?);
+            } else {
+                self.owed.insert(month, ids);
             }
         }
         for (month, ids) in std::mem::take(&mut self.wanted) {
-            if ids.is_empty() || !months.contains(&month) {
+            if ids.is_empty() {
+                continue;
+            }
+            if !months.contains(&month) {
+                self.wanted.insert(month, ids);
                 continue;
             }
             let missing: HashSet<EventId> = store
@@ -324,13 +342,19 @@ impl Session {
                         SharedDoc::Settings => {}
                     },
                     Err(StoreError::Purged(_) | StoreError::Carried(_)) => {
+                        // Not synced here: nothing is behind for it.
+                        self.states.remove(&doc);
+                        self.heads.remove(&doc);
                         return Ok((send, refused));
                     }
                     Err(e) if peer_fault(&e) => {
                         refused.push(self.refuse(format!("{doc:?} sync message: {e}")));
                         // A refused message leaves the automerge state unsure of what
-                        // the peer has: start this document's sync again.
-                        self.states.insert(doc, SyncState::new());
+                        // the peer has: start this document's sync again, and tell the
+                        // peer to (it would otherwise never resend what was refused).
+                        let mut fresh = SyncState::new();
+                        fresh.needs_reset = true;
+                        self.states.insert(doc, fresh);
                     }
                     Err(e) => return Err(SessionError::Store(e)),
                 }
@@ -377,17 +401,33 @@ impl Session {
 
     /// The records `ids` of `month` this device holds, as messages; those it does not
     /// hold yet are owed.
+    ///
+    /// Each record is sent at most once per session, and only ids not already owed are
+    /// owed: a peer that asks for the same records again and again (or for many copies of
+    /// one) gets each once, so what it can make this device read and queue is bounded by
+    /// the month, not by its asking.
     fn serve(
         &mut self,
         store: &Store,
         month: Month,
         ids: Vec<EventId>,
     ) -> Result<Vec<Message>, SessionError> {
+        let served = self.served.entry(month).or_default();
+        let mut fresh: Vec<EventId> = Vec::with_capacity(ids.len().min(WANT_CHUNK));
+        let mut seen = HashSet::new();
+        for id in ids {
+            if !served.contains(&id) && seen.insert(id) {
+                fresh.push(id);
+            }
+        }
         let bodies = store
-            .record_bodies(month, &ids)
+            .record_bodies(month, &fresh)
             .map_err(SessionError::Store)?;
+        served.extend(bodies.iter().map(|(id, _)| *id));
         let owed = self.owed.entry(month).or_default();
-        owed.extend(ids);
+        if owed.len() + fresh.len() <= MAX_OWED {
+            owed.extend(fresh);
+        }
         for (id, _) in &bodies {
             owed.remove(id);
         }
@@ -398,7 +438,7 @@ impl Session {
         for (_, body) in bodies {
             size += body.len();
             batch.push(body);
-            if size >= RECORDS_CHUNK {
+            if size >= RECORDS_CHUNK || batch.len() >= wire::MAX_RECORDS {
                 send.push(Message::Records {
                     month,
                     bodies: std::mem::take(&mut batch),
@@ -502,13 +542,11 @@ impl Session {
             return Err(SessionError::Store(e));
         }
         self.stats.refused += count;
-        Ok(refused
-            .into_iter()
-            .map(|what| {
-                tracing::warn!(peer = %self.peer, what = %what, "refused a record from a peer");
-                Refusal { what }
-            })
-            .collect())
+        // One log line per batch, however many were refused: a peer cannot flood the log.
+        if let Some(first) = refused.first() {
+            tracing::warn!(peer = %self.peer, refused = count, first = %first, "refused records from a peer");
+        }
+        Ok(refused.into_iter().map(|what| Refusal { what }).collect())
     }
 }
 
@@ -539,5 +577,7 @@ fn peer_fault(e: &StoreError) -> bool {
             | StoreError::Index(_)
             | StoreError::WriterLost
             | StoreError::Task(_)
-    ) && !matches!(e, StoreError::Document(crate::store::DocError::Io { .. }))
+            | StoreError::Document(crate::store::DocError::Io { .. })
+            | StoreError::Key(crate::store::KeyError::Io { .. })
+    )
 }

@@ -845,6 +845,13 @@ impl Store {
                 answers[i] = Some(Err(StoreError::Purged(p.month)));
                 continue;
             }
+            // A peer's record of a month carried over here: its check may be one the
+            // carry-over removed (the record was checked before the carry-over took the
+            // gate), and it must not be sealed again under the carry-over key.
+            if p.kind == Kind::Receive && self.inner.carried.get(p.month).is_some() {
+                answers[i] = Some(Err(StoreError::Carried(p.month)));
+                continue;
+            }
             if let Err(e) = self.still_sealed(p) {
                 answers[i] = Some(Err(e));
                 continue;
@@ -1436,6 +1443,9 @@ impl Store {
     /// Installs a month key received from a paired device (refused for a purged month), and
     /// indexes the month's records that were waiting for it.
     pub fn install_month_key(&self, month: Month, key: [u8; 32]) -> Result<KeyId, StoreError> {
+        if self.is_carried(month) {
+            return Err(StoreError::Carried(month));
+        }
         let id = self.inner.keys.install(month, key)?;
         self.fresh()?;
         let _ix = lock(&self.inner.index_lock);

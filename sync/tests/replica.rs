@@ -619,3 +619,40 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
         assert!(d.store.missing_records(m).unwrap().is_empty());
     }
 }
+
+/// A peer that asks for the same record again and again (and many copies of it in one
+/// message) gets it once per session: what it can make this device read and send is
+/// bounded by the month, not by its asking.
+#[test]
+fn a_record_asked_for_again_and_again_is_sent_once() {
+    let d = device();
+    let m = month(11);
+    let appended = d
+        .store
+        .capture_blocking("once", m, json!({"captured": {}}))
+        .unwrap();
+    let peer = DeviceKey::generate().id().clone();
+    let mut s = Session::new(peer, Arc::new(PurgeToo));
+    s.start(&d.store).unwrap();
+    let hello = Message::Hello {
+        protocol: tsunagi_sync::replica::PROTOCOL,
+        months: vec![],
+        purged: vec![],
+    };
+    s.receive(&d.store, &hello.encode()).unwrap();
+    let want = Message::Want {
+        month: m,
+        ids: vec![appended.id; 1000],
+    };
+    let mut sent = 0;
+    for _ in 0..5 {
+        let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
+        for r in reply {
+            if let Message::Records { bodies, .. } = r {
+                sent += bodies.len();
+            }
+        }
+    }
+    assert_eq!(sent, 1);
+    assert_eq!(s.stats().records_out, 1);
+}

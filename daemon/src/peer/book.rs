@@ -111,7 +111,10 @@ fn save(data_dir: &Path, peers: &[Peer]) -> Result<(), BookError> {
         peers: peers.to_vec(),
     })
     .map_err(|e| io(std::io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    // Unique per write: two processes (tsunagid, a CLI on a stopped daemon) never share one.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.tmp-{}-{n}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&bytes)
         .and_then(|()| f.sync_all())
@@ -136,8 +139,17 @@ pub fn check_addr(addr: &str) -> Result<(), BookError> {
     }
 }
 
+/// Serialises read-modify-write of the list within this process (concurrent API requests).
+static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_writer() -> std::sync::MutexGuard<'static, ()> {
+    // Guards no data.
+    ONE_WRITER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Adds `peer` (or updates its name and address); returns the list.
 pub fn add(data_dir: &Path, me: &DeviceId, peer: Peer) -> Result<Vec<Peer>, BookError> {
+    let _one = one_writer();
     if &peer.id == me {
         return Err(BookError::Itself);
     }
@@ -162,6 +174,7 @@ pub fn add(data_dir: &Path, me: &DeviceId, peer: Peer) -> Result<Vec<Peer>, Book
 
 /// Removes `id`; returns whether it was paired.
 pub fn remove(data_dir: &Path, id: &DeviceId) -> Result<bool, BookError> {
+    let _one = one_writer();
     let mut peers = load(data_dir)?;
     let before = peers.len();
     peers.retain(|p| &p.id != id);

@@ -40,7 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 /// QUIC application close codes (beside the transport's own, [`net::CLOSE_SHUTDOWN`] and
 /// [`net::CLOSE_REFUSED`]).
-const CLOSE_DUPLICATE: u32 = 10;
+const CLOSE_DUPLICATE: u32 = tsunagi_sync::replica::link::CLOSE_DUPLICATE;
 const CLOSE_UNPAIRED: u32 = 11;
 
 /// A peer's state, for `tsunagi status` and the API.
@@ -58,11 +58,11 @@ pub struct PeerStatus {
     pub last_sync: Option<String>,
     /// Documents not yet the same on both sides (0 when in sync; only while connected).
     pub behind: usize,
-    /// Records received from it / sent to it since tsunagid started.
+    /// Records received from it on the current (or last) connection.
     pub records_in: u64,
-    /// Records sent.
+    /// Records sent to it on the current (or last) connection.
     pub records_out: u64,
-    /// Things it sent that were refused since tsunagid started.
+    /// Things it sent that were refused, on the current (or last) connection.
     pub refused: u64,
     /// The last problem with it (English, for support).
     pub last_error: Option<String>,
@@ -304,10 +304,13 @@ impl SyncService {
         let peers = merged(saved, &self.inner.configured);
         for id in self.inner.allow.snapshot() {
             if !peers.iter().any(|p| p.id == id) {
+                // Under the `live` lock, so no connection registers between the two.
+                let mut live = lock(&self.inner.live);
                 self.inner.allow.remove(&id);
-                if let Some((c, _)) = lock(&self.inner.live).remove(&id) {
+                if let Some((c, _)) = live.remove(&id) {
                     c.close(CLOSE_UNPAIRED.into(), b"unpaired");
                 }
+                drop(live);
                 tracing::info!(peer = %id, "peer removed; its connections are refused from now on");
             }
         }
@@ -442,6 +445,11 @@ impl SyncService {
         let peer = conn.peer.clone();
         {
             let mut live = lock(&self.inner.live);
+            // Unpaired between its handshake and now: refused after all.
+            if !self.inner.allow.contains(&peer) {
+                conn.connection.close(CLOSE_UNPAIRED.into(), b"unpaired");
+                return;
+            }
             if let Some((existing, existing_dialler)) = live.get(&peer) {
                 if existing.close_reason().is_none() && *existing_dialler <= dialler {
                     conn.connection
@@ -502,6 +510,7 @@ impl SyncService {
         s.records_in = stats.records_in;
         s.records_out = stats.records_out;
         s.refused = stats.refused;
+        s.last_error = None;
         if s.behind == 0 {
             s.last_sync = Some(now_jst().to_rfc3339());
         }

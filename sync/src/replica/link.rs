@@ -22,6 +22,9 @@ pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// QUIC application close codes, beside the transport's own ([`net::CLOSE_SHUTDOWN`],
 /// [`net::CLOSE_REFUSED`]).
 pub const CLOSE_PROTOCOL: u32 = 12;
+/// The connection was closed because the two devices already have another (an end, not a
+/// failure).
+pub const CLOSE_DUPLICATE: u32 = 10;
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +165,8 @@ impl Link {
             // The peer shut down in order (or this side closed): an end, not a failure.
             Err(LinkError::Connection(e)) => match connection.close_reason() {
                 Some(quinn::ConnectionError::ApplicationClosed(c))
-                    if c.error_code == quinn::VarInt::from_u32(net::CLOSE_SHUTDOWN) =>
+                    if c.error_code == quinn::VarInt::from_u32(net::CLOSE_SHUTDOWN)
+                        || c.error_code == quinn::VarInt::from_u32(CLOSE_DUPLICATE) =>
                 {
                     Ok(SessionStats::default())
                 }

@@ -11,6 +11,17 @@ use crate::store::SharedDoc;
 /// The protocol version in [`Message::Hello`]; a peer speaking another is refused.
 pub const PROTOCOL: u16 = 1;
 
+/// The most ids one [`Message::Want`] may carry.
+pub const MAX_WANT: usize = 8192;
+/// The most keys one [`Message::Keys`] may carry (a month has one per device that started
+/// it apart, plus a carry-over key).
+pub const MAX_KEYS: usize = 16;
+/// The most records one [`Message::Records`] may carry.
+pub const MAX_RECORDS: usize = 8192;
+/// The most months a [`Message::Hello`] may name (a device holds a few; purged months
+/// accumulate a tombstone each, about a dozen a year).
+pub const MAX_MONTHS: usize = 1200;
+
 /// One message of the sync protocol.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Message {
@@ -172,7 +183,7 @@ impl Message {
             },
             KEYS => {
                 let month = r.month()?;
-                let n = r.count(32)?;
+                let n = r.count(32, MAX_KEYS)?;
                 let mut keys = Vec::with_capacity(n);
                 for _ in 0..n {
                     keys.push(r.array()?);
@@ -193,7 +204,7 @@ impl Message {
             }
             WANT => {
                 let month = r.month()?;
-                let n = r.count(16)?;
+                let n = r.count(16, MAX_WANT)?;
                 let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
                     ids.push(EventId(r.array()?));
@@ -202,7 +213,7 @@ impl Message {
             }
             RECORDS => {
                 let month = r.month()?;
-                let n = r.count(4)?;
+                let n = r.count(4, MAX_RECORDS)?;
                 let mut bodies = Vec::with_capacity(n);
                 for _ in 0..n {
                     bodies.push(r.bytes()?.to_vec());
@@ -264,9 +275,15 @@ impl<'a> Reader<'a> {
             .map_err(|_| WireError(format!("truncated at byte {}", self.pos)))
     }
 
-    /// A count of items of at least `min` bytes each, refused if the rest cannot hold them.
-    fn count(&mut self, min: usize) -> Result<usize, WireError> {
+    /// A count of at most `max` items of at least `min` bytes each, refused if the rest
+    /// cannot hold them.
+    fn count(&mut self, min: usize, max: usize) -> Result<usize, WireError> {
         let n = u32::from_be_bytes(self.array()?) as usize;
+        if n > max {
+            return Err(WireError(format!(
+                "{n} items announced, at most {max} allowed"
+            )));
+        }
         let left = self.bytes.len() - self.pos;
         if n.saturating_mul(min) > left {
             return Err(WireError(format!("{n} items announced, {left} bytes left")));
@@ -285,7 +302,7 @@ impl<'a> Reader<'a> {
     }
 
     fn months(&mut self) -> Result<Vec<Month>, WireError> {
-        let n = self.count(3)?;
+        let n = self.count(3, MAX_MONTHS)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(self.month()?);
@@ -360,5 +377,12 @@ mod tests {
         b.extend_from_slice(&u32::MAX.to_be_bytes());
         let e = Message::decode(&b).unwrap_err();
         assert!(e.0.contains("items announced"), "{e}");
+        // Within the bytes sent but above what a message may carry.
+        let want = Message::Want {
+            month: Month::new(2026, 11).unwrap(),
+            ids: vec![EventId([1; 16]); MAX_WANT + 1],
+        };
+        let e = Message::decode(&want.encode()).unwrap_err();
+        assert!(e.0.contains("at most 8192"), "{e}");
     }
 }
