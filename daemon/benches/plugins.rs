@@ -28,14 +28,10 @@ use tsunagi::plugin::api;
 use tsunagi::plugin::sign::signature_path;
 use tsunagi::plugin::{CallLimits, HostSettings, PluginHost, SecretKey};
 
-const SIX: [&str; 6] = [
-    "medical",
-    "dental",
-    "pharmacy",
-    "judo",
-    "ahaki",
-    "home-nursing",
-];
+/// The six facility plugins, named as their facility types.
+fn six() -> [&'static str; 6] {
+    tsunagi::domain::FacilityType::ALL.map(tsunagi::domain::FacilityType::as_str)
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -196,7 +192,7 @@ fn main() {
     let dir = work.path().join("plugins");
     std::fs::create_dir_all(&dir).expect("plugin dir");
     let mut total_bytes = 0;
-    for name in SIX {
+    for name in six() {
         let bytes = std::fs::read(guests::facility_plugin(name)).expect("built plugin");
         total_bytes += bytes.len();
         let path = dir.join(format!("{name}.wasm"));

@@ -23,14 +23,10 @@ use tsunagi::plugin::sign::signature_path;
 use tsunagi::plugin::SecretKey;
 use tsunagid::Tsunagid;
 
-const SIX: [&str; 6] = [
-    "medical",
-    "dental",
-    "pharmacy",
-    "judo",
-    "ahaki",
-    "home-nursing",
-];
+/// The six facility plugins, named as their facility types.
+fn six() -> [&'static str; 6] {
+    tsunagi::domain::FacilityType::ALL.map(tsunagi::domain::FacilityType::as_str)
+}
 
 /// Copies `wasm` to `<dir>/<name>.wasm` with a signature by `key`.
 fn install(dir: &Path, name: &str, wasm: &[u8], key: &SecretKey) {
@@ -98,7 +94,7 @@ fn the_facility_plugins_format_checks_in_tsunagid_and_are_replaced_live() {
     let key = SecretKey::generate();
     let dir = tempfile::tempdir().unwrap();
     let plugins = tsunagid::data_dir_of(dir.path()).join("plugins");
-    for name in SIX {
+    for name in six() {
         let bytes = std::fs::read(guests::facility_plugin(name)).unwrap();
         install(&plugins, name, &bytes, &key);
     }
@@ -112,7 +108,8 @@ fn the_facility_plugins_format_checks_in_tsunagid_and_are_replaced_live() {
         ),
     );
     let status = wait_until(&d, "six plugins loaded", |s| {
-        SIX.iter()
+        six()
+            .iter()
             .all(|n| plugin_state(s, n).as_deref() == Some("loaded"))
     });
     println!("plugins: {}", status["plugins"]);

@@ -69,6 +69,24 @@ fn check_of(d: &Tsunagid, id: &str) -> Option<Value> {
     (code == 200).then_some(view)
 }
 
+/// A 資格確認書 recorded on `d` (a check made without a card); its id.
+fn record_document(d: &Tsunagid) -> String {
+    let (code, doc) = d.post(
+        "/v1/documents",
+        &json!({
+            "kind": "kakuninsho",
+            "visit_date": today(),
+            "insurer": "06139917",
+            "symbol": "1",
+            "number": "2",
+            "birth_date": "1980-01-01",
+            "expires": today().checked_add_months(chrono::Months::new(6)),
+        }),
+    );
+    assert_eq!(code, 200, "{doc}");
+    doc["check_id"].as_str().unwrap().to_string()
+}
+
 struct Clinic {
     _sim: SimHandle,
     pc: Tsunagid,
@@ -222,20 +240,7 @@ fn a_device_that_was_away_catches_up_when_it_comes_back() {
         ..
     } = c;
     let (_, dir) = tablet.stop_keeping_dir();
-    let (code, doc) = pc.post(
-        "/v1/documents",
-        &json!({
-            "kind": "kakuninsho",
-            "visit_date": today(),
-            "insurer": "06139917",
-            "symbol": "1",
-            "number": "2",
-            "birth_date": "1980-01-01",
-            "expires": today().checked_add_months(chrono::Months::new(6)),
-        }),
-    );
-    assert_eq!(code, 200, "{doc}");
-    let doc_id = doc["check_id"].as_str().unwrap().to_string();
+    let doc_id = record_document(&pc);
     // Back: same data directory, same device, same port.
     let tablet = Tsunagid::start_in(
         dir,
@@ -483,20 +488,7 @@ fn paired_devices_without_addresses_find_each_other_on_the_local_network() {
     let (a, b) = (start(), start());
     pair(&a, &device_id(&b), "受付PC", None);
     pair(&b, &device_id(&a), "訪問用タブレット", None);
-    let (code, doc) = a.post(
-        "/v1/documents",
-        &json!({
-            "kind": "kakuninsho",
-            "visit_date": today(),
-            "insurer": "06139917",
-            "symbol": "1",
-            "number": "2",
-            "birth_date": "1980-01-01",
-            "expires": today().checked_add_months(chrono::Months::new(6)),
-        }),
-    );
-    assert_eq!(code, 200, "{doc}");
-    let id = doc["check_id"].as_str().unwrap().to_string();
+    let id = record_document(&a);
     wait_until(
         Duration::from_secs(30),
         "the devices found each other and synced",

@@ -283,7 +283,7 @@ impl Session {
                 self.hello = true;
                 let here = held(store)?;
                 for month in purged {
-                    if !here.contains(&month) || store.is_purged(month) {
+                    if !here.contains(&month) {
                         continue;
                     }
                     match self.host.purge_month(store, month) {
@@ -342,9 +342,7 @@ impl Session {
                         SharedDoc::Settings => {}
                     },
                     Err(StoreError::Purged(_) | StoreError::Carried(_)) => {
-                        // Not synced here: nothing is behind for it.
-                        self.states.remove(&doc);
-                        self.heads.remove(&doc);
+                        self.forget(doc);
                         return Ok((send, refused));
                     }
                     Err(e) if peer_fault(&e) => {
@@ -384,6 +382,13 @@ impl Session {
         Refusal { what }
     }
 
+    /// A document this device no longer syncs (its month purged or carried over): nothing
+    /// is behind for it.
+    fn forget(&mut self, doc: SharedDoc) {
+        self.states.remove(&doc);
+        self.heads.remove(&doc);
+    }
+
     fn generate(&mut self, store: &Store, doc: SharedDoc) -> Result<Option<Message>, SessionError> {
         let state = self.states.entry(doc).or_default();
         match store.sync_message(doc, state) {
@@ -392,7 +397,7 @@ impl Session {
                 Ok(message.map(|sync| Message::Doc { doc, sync }))
             }
             Err(StoreError::Purged(_) | StoreError::Carried(_)) => {
-                self.states.remove(&doc);
+                self.forget(doc);
                 Ok(None)
             }
             Err(e) => Err(SessionError::Store(e)),
@@ -492,7 +497,7 @@ impl Session {
         let stale = self.expected.get(&month).is_some_and(|expected| {
             bodies
                 .iter()
-                .any(|b| body_id(b).is_some_and(|id| !expected.contains_key(&id)))
+                .any(|b| crate::store::record_id(b).is_some_and(|id| !expected.contains_key(&id)))
         });
         if stale {
             self.expected.remove(&month);
@@ -519,7 +524,7 @@ impl Session {
         let mut failure = None;
         let mut count = 0;
         for (body, answer) in bodies.iter().zip(answers) {
-            if let Some(id) = body_id(body) {
+            if let Some(id) = crate::store::record_id(body) {
                 wanted.remove(&id);
             }
             match answer {
@@ -548,13 +553,6 @@ impl Session {
         }
         Ok(refused.into_iter().map(|what| Refusal { what }).collect())
     }
-}
-
-/// The event id a record body names (checked when the record is received).
-fn body_id(body: &[u8]) -> Option<EventId> {
-    body.get(10..26)
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(EventId)
 }
 
 /// The months whose documents this device syncs: held, not purged, not carried over.

@@ -464,6 +464,12 @@ pub struct Named {
     pub missing: Vec<EventId>,
 }
 
+/// The event id a record body names (as [`Store::record_bodies`] gives bodies), if the
+/// body is a record at all.
+pub(crate) fn record_id(body: &[u8]) -> Option<EventId> {
+    Record::from_body(body).map(|r| r.id)
+}
+
 /// A document devices keep in common (共有文書) and sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SharedDoc {

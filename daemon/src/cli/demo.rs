@@ -18,7 +18,7 @@ use crate::check::workflow::{self, CheckRequest, Reception};
 use crate::domain::IdentityMethod;
 use crate::oqs::{OqsClient, OqsConfig};
 
-use super::check::CommandError;
+use super::check::{io_error, CommandError};
 use super::render;
 use super::DemoArgs;
 
@@ -121,22 +121,16 @@ const TOUR: &[Step] = &[
 
 /// Runs the tour. Returns the exit code.
 pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandError> {
-    let io = |e: std::io::Error| CommandError {
-        message: format!(
-            "結果を書き出せませんでした: {}。",
-            crate::domain::io_error_ja(&e)
-        ),
-    };
     writeln!(
         out,
         "つなぎ デモ：模擬の資格確認システムと仮想マイナンバーカードで、受付での確認を体験します。"
     )
-    .map_err(io)?;
+    .map_err(io_error)?;
     writeln!(
         out,
         "（実在の人物・番号ではありません。カードリーダーは不要です）\n"
     )
-    .map_err(io)?;
+    .map_err(io_error)?;
     let today = now_jst().date_naive();
     let scenario: Scenario = scenario::standard(today).map_err(|e| CommandError {
         message: format!("デモの準備に失敗しました: {e}"),
@@ -155,7 +149,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
         message: e.message_ja(),
     })?;
     for (n, step) in TOUR.iter().enumerate() {
-        writeln!(out, "━━ {}. {} ━━", n + 1, step.title).map_err(io)?;
+        writeln!(out, "━━ {}. {} ━━", n + 1, step.title).map_err(io_error)?;
         let Some(profile) = scenario.card(step.card) else {
             return Err(CommandError {
                 message: format!("デモ用カード {} がありません", step.card),
@@ -164,7 +158,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
         let mut card = VirtualCard::new(profile.clone());
         card.power_on();
         let pins = ScriptedPins::new(step.pins);
-        writeln!(out, "本人確認の方法: {}", step.method.label_ja()).map_err(io)?;
+        writeln!(out, "本人確認の方法: {}", step.method.label_ja()).map_err(io_error)?;
         let request = CheckRequest {
             method: step.method,
             visit: VisitContext {
@@ -194,11 +188,11 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
         })?;
         if let Ok(shown) = pins.shown.lock() {
             for line in shown.iter() {
-                writeln!(out, "{line}").map_err(io)?;
+                writeln!(out, "{line}").map_err(io_error)?;
             }
         }
-        render::report_text(&report, out).map_err(io)?;
-        writeln!(out).map_err(io)?;
+        render::report_text(&report, out).map_err(io_error)?;
+        writeln!(out).map_err(io_error)?;
         if args.pause_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
         }
@@ -209,7 +203,7 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, CommandErr
         out,
         "デモは以上です。実機では `tsunagi check --method visual|pin` で同じ確認を行います。"
     )
-    .map_err(io)?;
+    .map_err(io_error)?;
     sim.shutdown().await;
     Ok(0)
 }
@@ -223,9 +217,10 @@ async fn demo_check(
     visit: chrono::NaiveDate,
     first_visit: bool,
 ) -> Result<crate::view::CheckReport, CommandError> {
-    let fail = |m: String| CommandError { message: m };
     let Some(profile) = scenario.card(card) else {
-        return Err(fail(format!("デモ用カード {card} がありません")));
+        return Err(CommandError::new(format!(
+            "デモ用カード {card} がありません"
+        )));
     };
     let mut virtual_card = VirtualCard::new(profile.clone());
     virtual_card.power_on();
@@ -253,7 +248,7 @@ async fn demo_check(
         now_jst(),
     )
     .await
-    .map_err(|e| fail(e.message_ja()))
+    .map_err(|e| CommandError::new(e.message_ja()))
 }
 
 /// A patient is seen while the line is up; the line drops: that patient returns and two
@@ -270,26 +265,19 @@ async fn offline_part(
     use crate::reconcile::{ReconcileConfig, Reconciler};
     use crate::rules::claim::Moushitatesho;
 
-    let fail = |m: String| CommandError { message: m };
-    let io = |e: std::io::Error| {
-        fail(format!(
-            "結果を書き出せませんでした: {}。",
-            crate::domain::io_error_ja(&e)
-        ))
-    };
-    let dir =
-        tempfile::tempdir().map_err(|e| fail(format!("一時ディレクトリを作れません: {e}")))?;
-    let ledger = Ledger::open(dir.path()).map_err(|e| fail(e.message_ja()))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| CommandError::new(format!("一時ディレクトリを作れません: {e}")))?;
+    let ledger = Ledger::open(dir.path()).map_err(|e| CommandError::new(e.message_ja()))?;
     // A patient seen last month while the line was up: the clinic's history remembers
     // what was confirmed (here 後期高齢者, 1割).
-    writeln!(out, "━━ 前回の来院（回線あり）：後期高齢者の患者さん ━━").map_err(io)?;
+    writeln!(out, "━━ 前回の来院（回線あり）：後期高齢者の患者さん ━━").map_err(io_error)?;
     let earlier = today
         .checked_sub_months(chrono::Months::new(1))
         .unwrap_or(today);
     let report = demo_check(scenario, client, &ledger, "kouki", earlier, false).await?;
-    render::report_text(&report, out).map_err(io)?;
-    writeln!(out).map_err(io)?;
-    writeln!(out, "━━ オフライン：回線が切れた ━━").map_err(io)?;
+    render::report_text(&report, out).map_err(io_error)?;
+    writeln!(out).map_err(io_error)?;
+    writeln!(out, "━━ オフライン：回線が切れた ━━").map_err(io_error)?;
     sim.faults().set_mode(oqs_sim::FaultMode::Refuse);
     let mut ids = Vec::new();
     for (card, first_visit, title) in [
@@ -301,11 +289,11 @@ async fn offline_part(
         ("valid-employee", false, "再診の患者さん"),
         ("no-coverage", true, "初めての患者さん（申立書を記入）"),
     ] {
-        writeln!(out, "── {title} ──").map_err(io)?;
+        writeln!(out, "── {title} ──").map_err(io_error)?;
         let report = demo_check(scenario, client, &ledger, card, today, first_visit).await?;
-        render::report_text(&report, out).map_err(io)?;
+        render::report_text(&report, out).map_err(io_error)?;
         let Some(id) = report.check_id.clone() else {
-            return Err(fail("デモの確認が記録されませんでした".into()));
+            return Err(CommandError::new("デモの確認が記録されませんでした"));
         };
         if first_visit {
             let m = Moushitatesho {
@@ -317,36 +305,38 @@ async fn offline_part(
             ledger
                 .record(&id, today, &CheckEvent::Declared { moushitatesho: m })
                 .await
-                .map_err(|e| fail(e.message_ja()))?;
-            writeln!(out, "（被保険者資格申立書を記録しました）").map_err(io)?;
+                .map_err(|e| CommandError::new(e.message_ja()))?;
+            writeln!(out, "（被保険者資格申立書を記録しました）").map_err(io_error)?;
         }
-        writeln!(out).map_err(io)?;
+        writeln!(out).map_err(io_error)?;
         ids.push(id);
     }
-    writeln!(out, "━━ 回線が戻った：事後確認 ━━").map_err(io)?;
+    writeln!(out, "━━ 回線が戻った：事後確認 ━━").map_err(io_error)?;
     sim.faults().clear();
     let reconciler = Reconciler::new(ledger.clone(), client.clone(), ReconcileConfig::default());
     let report = reconciler
         .run_pass(now_jst(), true)
         .await
-        .map_err(|e| fail(e.message_ja()))?;
+        .map_err(|e| CommandError::new(e.message_ja()))?;
     writeln!(
         out,
         "事後確認: {}件を確認し、{}件の請求根拠が決まりました。",
         report.examined, report.resolved
     )
-    .map_err(io)?;
+    .map_err(io_error)?;
     for id in &ids {
-        let c = ledger.check(id).map_err(|e| fail(e.message_ja()))?;
+        let c = ledger
+            .check(id)
+            .map_err(|e| CommandError::new(e.message_ja()))?;
         match &crate::view::CheckView::of(&c, today).resolution {
             Some(r) => {
-                writeln!(out, "・{id}: {}", r.summary_ja).map_err(io)?;
-                super::ledger::write_claim_fields(out, r, "    ").map_err(io)?;
+                writeln!(out, "・{id}: {}", r.summary_ja).map_err(io_error)?;
+                super::ledger::write_claim_fields(out, r, "    ").map_err(io_error)?;
             }
-            None => writeln!(out, "・{id}: まだ決まっていません").map_err(io)?,
+            None => writeln!(out, "・{id}: まだ決まっていません").map_err(io_error)?,
         }
     }
-    writeln!(out).map_err(io)?;
+    writeln!(out).map_err(io_error)?;
     Ok(())
 }
 
@@ -365,19 +355,13 @@ async fn sync_part(
     use crate::peer::{RetentionHost, SyncService};
     use crate::reconcile::{ReconcileConfig, Reconciler};
 
-    let fail = |m: String| CommandError { message: m };
-    let io = |e: std::io::Error| {
-        fail(format!(
-            "結果を書き出せませんでした: {}。",
-            crate::domain::io_error_ja(&e)
-        ))
-    };
     let temp = |what: &str| {
-        tempfile::tempdir().map_err(|e| fail(format!("{what}の一時ディレクトリを作れません: {e}")))
+        tempfile::tempdir()
+            .map_err(|e| CommandError::new(format!("{what}の一時ディレクトリを作れません: {e}")))
     };
     let (pc_dir, tablet_dir) = (temp("受付PC")?, temp("タブレット")?);
-    let pc = Ledger::open(pc_dir.path()).map_err(|e| fail(e.message_ja()))?;
-    let tablet = Ledger::open(tablet_dir.path()).map_err(|e| fail(e.message_ja()))?;
+    let pc = Ledger::open(pc_dir.path()).map_err(|e| CommandError::new(e.message_ja()))?;
+    let tablet = Ledger::open(tablet_dir.path()).map_err(|e| CommandError::new(e.message_ja()))?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let start = |ledger: &Ledger, dir: &std::path::Path| {
         SyncService::start(
@@ -392,12 +376,12 @@ async fn sync_part(
             Arc::new(|| {}),
             stopping.clone(),
         )
-        .map_err(|e| fail(e.message_ja()))
+        .map_err(|e| CommandError::new(e.message_ja()))
     };
     let pc_sync = start(&pc, pc_dir.path())?;
     let pc_addr = pc_sync
         .local_addr()
-        .ok_or_else(|| fail("受付PCの同期の待ち受けアドレスが分かりません".into()))?;
+        .ok_or_else(|| CommandError::new("受付PCの同期の待ち受けアドレスが分かりません"))?;
     let (pc_id, tablet_id) = (
         pc.store().device().id().clone(),
         tablet.store().device().id().clone(),
@@ -409,7 +393,7 @@ async fn sync_part(
             name: Some("訪問用タブレット".into()),
             addr: None,
         })
-        .map_err(|e| fail(e.message_ja()))?;
+        .map_err(|e| CommandError::new(e.message_ja()))?;
     book::add(
         tablet_dir.path(),
         &tablet_id,
@@ -419,20 +403,20 @@ async fn sync_part(
             addr: Some(pc_addr.to_string()),
         },
     )
-    .map_err(|e| fail(e.message_ja()))?;
+    .map_err(|e| CommandError::new(e.message_ja()))?;
 
-    writeln!(out, "━━ 訪問診療：電波の届かないお宅で（タブレット） ━━").map_err(io)?;
+    writeln!(out, "━━ 訪問診療：電波の届かないお宅で（タブレット） ━━").map_err(io_error)?;
     // Nothing answers here: the tablet has no signal.
     let no_signal = OqsClient::new(OqsConfig {
         base_url: "http://127.0.0.1:9".into(),
         institution_code: scenario.institution_code.clone(),
         timeout: Duration::from_millis(300),
     })
-    .map_err(|e| fail(e.message_ja()))?;
+    .map_err(|e| CommandError::new(e.message_ja()))?;
     let mut ids = Vec::new();
     for card in ["valid-employee", "kouki"] {
         let report = demo_check(scenario, &no_signal, &tablet, card, today, false).await?;
-        writeln!(out, "{}", report.message_ja).map_err(io)?;
+        writeln!(out, "{}", report.message_ja).map_err(io_error)?;
         ids.extend(report.check_id.clone());
     }
     writeln!(
@@ -440,29 +424,31 @@ async fn sync_part(
         "タブレットに{}件を記録しました（受付PCとはつながっていません）。\n",
         ids.len()
     )
-    .map_err(io)?;
+    .map_err(io_error)?;
 
-    writeln!(out, "━━ 診療所に戻った：タブレットと受付PCが同期 ━━").map_err(io)?;
+    writeln!(out, "━━ 診療所に戻った：タブレットと受付PCが同期 ━━").map_err(io_error)?;
     let tablet_sync = start(&tablet, tablet_dir.path())?;
     let arrived = wait_for(Duration::from_secs(20), || {
         ids.iter().all(|id| pc.check(id).is_ok())
     })
     .await;
     if !arrived {
-        return Err(fail("タブレットの記録が受付PCに届きませんでした".into()));
+        return Err(CommandError::new(
+            "タブレットの記録が受付PCに届きませんでした",
+        ));
     }
-    writeln!(out, "受付PCにタブレットの{}件が届きました。", ids.len()).map_err(io)?;
+    writeln!(out, "受付PCにタブレットの{}件が届きました。", ids.len()).map_err(io_error)?;
     let reconciler = Reconciler::new(pc.clone(), client.clone(), ReconcileConfig::default());
     let report = reconciler
         .run_pass(now_jst(), true)
         .await
-        .map_err(|e| fail(e.message_ja()))?;
+        .map_err(|e| CommandError::new(e.message_ja()))?;
     writeln!(
         out,
         "受付PCで事後確認: {}件の請求根拠が決まりました。",
         report.resolved
     )
-    .map_err(io)?;
+    .map_err(io_error)?;
     pc_sync.local_change();
     let resolved = |ledger: &Ledger, id: &str| {
         ledger
@@ -475,18 +461,20 @@ async fn sync_part(
     })
     .await;
     if !back {
-        return Err(fail("事後確認の結果がタブレットに戻りませんでした".into()));
+        return Err(CommandError::new(
+            "事後確認の結果がタブレットに戻りませんでした",
+        ));
     }
-    writeln!(out, "タブレットにも結果が届きました:").map_err(io)?;
+    writeln!(out, "タブレットにも結果が届きました:").map_err(io_error)?;
     for id in &ids {
         if let Some(r) = resolved(&tablet, id) {
-            writeln!(out, "・{id}: {}", r.summary_ja).map_err(io)?;
+            writeln!(out, "・{id}: {}", r.summary_ja).map_err(io_error)?;
         }
     }
     for line in super::peer::status_lines_ja(&tablet_sync.status()) {
-        writeln!(out, "{line}").map_err(io)?;
+        writeln!(out, "{line}").map_err(io_error)?;
     }
-    writeln!(out).map_err(io)?;
+    writeln!(out).map_err(io_error)?;
     let _ = stop.send(true);
     tablet_sync.stop().await;
     pc_sync.stop().await;

@@ -219,6 +219,11 @@ impl SyncService {
         self.inner.endpoint.local_addr().ok()
     }
 
+    /// Runs `task` as one of this service's own: [`SyncService::stop`] waits for it.
+    pub fn track(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.tasks.spawn(task);
+    }
+
     /// Announces this device to `target` and listens there for paired devices
     /// ([`discovery`]), in a task this service owns.
     pub fn start_discovery(&self, target: SocketAddr) {

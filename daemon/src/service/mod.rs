@@ -440,7 +440,7 @@ fn start_sync(
     let mut events = daemon.subscribe();
     let pusher = sync.clone();
     let mut stop = shutdown;
-    tokio::spawn(async move {
+    sync.track(async move {
         loop {
             tokio::select! {
                 e = events.recv() => match e {

@@ -261,12 +261,10 @@ impl MonthDocs {
                 records(*seg, from).map_err(Self::io(&self.root.join(month.to_string())))?;
             for f in found.iter().filter(|f| f.offset + u64::from(f.len) <= *end) {
                 let key = f.record.id.to_string();
-                let digest = f.record.digest().to_vec();
-                let same = matches!(d.doc.get(ROOT, key.as_str()),
-                    Ok(Some((Value::Scalar(v), _))) if matches!(v.as_ref(), ScalarValue::Bytes(b) if *b == digest));
-                if !same {
+                let digest = f.record.digest();
+                if entry_of(&d.doc, &key).map(|e| e.digest) != Some(digest) {
                     d.doc
-                        .put(ROOT, key.as_str(), ScalarValue::Bytes(digest))
+                        .put(ROOT, key.as_str(), ScalarValue::Bytes(digest.to_vec()))
                         .map_err(|e| DocError::Refused(e.to_string()))?;
                     added += 1;
                 }
