@@ -291,7 +291,7 @@ impl Session {
                             tracing::info!(peer = %self.peer, %month, "month ended here too: its retention ended on a paired device");
                         }
                         Ok(false) => {
-                            tracing::warn!(peer = %self.peer, %month, "a paired device ended a month whose retention has not ended here; kept");
+                            tracing::warn!(peer = %self.peer, %month, "a paired device ended a month that is kept here (its retention has not ended here, or it changed meanwhile)");
                         }
                         Err(e) => return Err(SessionError::Store(e)),
                     }
