@@ -132,6 +132,10 @@ pub struct Session {
     /// (it may name records an earlier session did not fetch); after that, only what each
     /// message names is.
     scanned: HashSet<Month>,
+    /// Documents this peer sent a change to that was refused: not synced with it again in
+    /// this session (it would only send the same change again; other peers bring what
+    /// honest devices wrote).
+    refused_docs: BTreeSet<SharedDoc>,
     stats: SessionStats,
 }
 
@@ -151,6 +155,7 @@ impl Session {
             retry: BTreeSet::new(),
             expected: HashMap::new(),
             scanned: HashSet::new(),
+            refused_docs: BTreeSet::new(),
             stats: SessionStats::default(),
         }
     }
@@ -185,6 +190,7 @@ impl Session {
                 .filter(|(_, w)| !w.is_empty())
                 .map(|(m, _)| SharedDoc::Month(*m)),
         );
+        out.extend(&self.refused_docs);
         out.into_iter().collect()
     }
 
@@ -319,6 +325,7 @@ impl Session {
                 }
                 send.extend(self.retry_wanted(store)?);
             }
+            Message::Doc { doc, .. } if self.refused_docs.contains(&doc) => {}
             Message::Doc { doc, sync } => {
                 let state = self.states.entry(doc).or_default();
                 match store.receive_sync_message(doc, state, &sync) {
@@ -347,12 +354,9 @@ impl Session {
                     }
                     Err(e) if peer_fault(&e) => {
                         refused.push(self.refuse(format!("{doc:?} sync message: {e}")));
-                        // A refused message leaves the automerge state unsure of what
-                        // the peer has: start this document's sync again, and tell the
-                        // peer to (it would otherwise never resend what was refused).
-                        let mut fresh = SyncState::new();
-                        fresh.needs_reset = true;
-                        self.states.insert(doc, fresh);
+                        self.forget(doc);
+                        self.refused_docs.insert(doc);
+                        return Ok((send, refused));
                     }
                     Err(e) => return Err(SessionError::Store(e)),
                 }
@@ -390,6 +394,9 @@ impl Session {
     }
 
     fn generate(&mut self, store: &Store, doc: SharedDoc) -> Result<Option<Message>, SessionError> {
+        if self.refused_docs.contains(&doc) {
+            return Ok(None);
+        }
         let state = self.states.entry(doc).or_default();
         match store.sync_message(doc, state) {
             Ok((message, heads)) => {

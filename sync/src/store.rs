@@ -1640,15 +1640,7 @@ impl Store {
 
     /// Merges a peer's small document (checked strictly first).
     pub fn merge_small(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        automerge::Automerge::load_with_options(
-            bytes,
-            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
-        )
-        .map_err(|e| DocError::Refused(format!("peer document refused: {e}")))?;
-        Ok(self
-            .inner
-            .small
-            .change(name, |doc| doc.load_incremental(bytes).map(|_| ()))?)
+        Ok(self.inner.small.merge(name, bytes)?)
     }
 
     // ----- maintenance and retention -----

@@ -8,14 +8,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
+use automerge::sync::SyncDoc;
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ReadDoc, ScalarValue, ROOT};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tsunagi_sync::replica::{Host, Message, Session, SessionError};
-use tsunagi_sync::store::StoreConfig;
+use tsunagi_sync::store::{DocError, StoreConfig, SyncState};
 use tsunagi_sync::vfs::sim::SimFs;
 use tsunagi_sync::vfs::Vfs;
-use tsunagi_sync::{DeviceId, DeviceKey, Event, Month, SignedEvent, Store, StoreError};
+use tsunagi_sync::{DeviceId, DeviceKey, Event, Month, SharedDoc, SignedEvent, Store, StoreError};
 
 /// Ends a month when a peer did (what tsunagid's host does once it checked the month's
 /// retention).
@@ -34,7 +37,25 @@ fn month(m: u32) -> Month {
 
 struct Device {
     store: Store,
+    config: StoreConfig,
     _index: tempfile::TempDir,
+}
+
+impl Device {
+    /// The store closed and opened again (as after a restart).
+    fn reopen(self) -> Self {
+        let Device {
+            store,
+            config,
+            _index,
+        } = self;
+        drop(store);
+        Device {
+            store: Store::open(&config).unwrap(),
+            config,
+            _index,
+        }
+    }
 }
 
 fn device() -> Device {
@@ -48,6 +69,7 @@ fn device() -> Device {
     c.compact_bytes = 8 * 1024;
     Device {
         store: Store::open(&c).unwrap(),
+        config: c,
         _index: index,
     }
 }
@@ -655,4 +677,257 @@ fn a_record_asked_for_again_and_again_is_sent_once() {
     }
     assert_eq!(sent, 1);
     assert_eq!(s.stats().records_out, 1);
+}
+
+/// Runs automerge's sync protocol between `peer` (a paired device's copy of a document,
+/// edited by hand) and `store`'s document `doc` until neither has more to say; the first
+/// refusal ends it.
+fn sync_into(store: &Store, doc: SharedDoc, peer: &mut AutoCommit) -> Result<(), StoreError> {
+    let (mut theirs, mut ours) = (SyncState::new(), SyncState::new());
+    for _ in 0..50 {
+        let from_peer = peer.sync().generate_sync_message(&mut theirs);
+        if let Some(m) = &from_peer {
+            store.receive_sync_message(doc, &mut ours, &m.clone().encode())?;
+        }
+        let (reply, _) = store.sync_message(doc, &mut ours)?;
+        if let Some(r) = &reply {
+            let r = automerge::sync::Message::decode(r).unwrap();
+            peer.sync().receive_sync_message(&mut theirs, r).unwrap();
+        }
+        if from_peer.is_none() && reply.is_none() {
+            return Ok(());
+        }
+    }
+    panic!("sync did not settle");
+}
+
+fn refused(outcome: &Result<(), StoreError>) -> bool {
+    matches!(outcome, Err(StoreError::Document(DocError::Refused(_))))
+}
+
+/// A paired device can write anything into its copy of a shared document; automerge would
+/// apply any well-formed change, and honest devices would relay it. Each change that
+/// breaks a document's shape is refused and kept neither in memory nor on disk; a good
+/// change from the same device is then taken.
+#[test]
+fn document_changes_that_break_a_documents_shape_are_refused_and_not_kept() {
+    let target = device();
+    let other = device();
+    let m = month(11);
+    target
+        .store
+        .capture_blocking("mine", m, json!({"captured": {}}))
+        .unwrap();
+    other
+        .store
+        .capture_blocking("theirs", m, json!({"captured": {}}))
+        .unwrap();
+    let entries = target.store.month_entries(m).unwrap();
+    let own = entries[0].0.to_string();
+    let (theirs, their_digest) = other.store.month_entries(m).unwrap()[0];
+    let theirs = theirs.to_string();
+    let key = |k: &str| k.to_string();
+    type Edit = Box<dyn Fn(&mut AutoCommit)>;
+    let month_edits: Vec<(&str, Edit)> = vec![
+        (
+            "a key that is not an event id",
+            Box::new(|d| {
+                d.put(ROOT, "hello", ScalarValue::Bytes(vec![0; 8]))
+                    .unwrap()
+            }),
+        ),
+        (
+            "an entry deleted",
+            Box::new({
+                let own = key(&own);
+                move |d| d.delete(ROOT, own.as_str()).unwrap()
+            }),
+        ),
+        (
+            "a digest changed",
+            Box::new({
+                let own = key(&own);
+                move |d| {
+                    d.put(ROOT, own.as_str(), ScalarValue::Bytes(vec![1; 8]))
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "a digest of 3 bytes",
+            Box::new({
+                let theirs = key(&theirs);
+                move |d| {
+                    d.put(ROOT, theirs.as_str(), ScalarValue::Bytes(vec![0; 3]))
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "text instead of a digest",
+            Box::new({
+                let theirs = key(&theirs);
+                move |d| d.put(ROOT, theirs.as_str(), "text").unwrap()
+            }),
+        ),
+        (
+            "an object",
+            Box::new({
+                let theirs = key(&theirs);
+                move |d| {
+                    d.put_object(ROOT, theirs.as_str(), ObjType::Map).unwrap();
+                }
+            }),
+        ),
+    ];
+    let doc = SharedDoc::Month(m);
+    for (what, edit) in &month_edits {
+        let mut peer = AutoCommit::load(&target.store.month_document(m).unwrap()).unwrap();
+        edit(&mut peer);
+        let outcome = sync_into(&target.store, doc, &mut peer);
+        assert!(refused(&outcome), "{what}: {outcome:?}");
+        assert_eq!(target.store.month_entries(m).unwrap(), entries, "{what}");
+        let kept = AutoCommit::load(&target.store.month_document(m).unwrap()).unwrap();
+        assert_eq!(
+            kept.keys(ROOT).collect::<Vec<_>>(),
+            vec![own.clone()],
+            "{what}"
+        );
+    }
+    // The same after a restart: nothing of the refused changes reached the disk.
+    let target = target.reopen();
+    assert_eq!(target.store.month_entries(m).unwrap(), entries);
+    // A good change is taken: the other device's event, with its digest.
+    let mut peer = AutoCommit::load(&target.store.month_document(m).unwrap()).unwrap();
+    peer.put(
+        ROOT,
+        theirs.as_str(),
+        ScalarValue::Bytes(their_digest.to_vec()),
+    )
+    .unwrap();
+    sync_into(&target.store, doc, &mut peer).unwrap();
+    assert_eq!(target.store.month_entries(m).unwrap().len(), 2);
+
+    // The devices document: an entry names its own device's key, and never goes.
+    let devices = target.store.devices().unwrap();
+    let me = target.store.device().id().to_string();
+    let stranger = DeviceKey::generate();
+    let entry_for = |key: &ed25519_dalek::VerifyingKey| {
+        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        json!({"public_key": hex, "added_at": "2026-12-01T00:00:00Z"}).to_string()
+    };
+    let device_edits: Vec<(&str, Edit)> = vec![
+        (
+            "this device deleted",
+            Box::new({
+                let me = me.clone();
+                move |d| d.delete(ROOT, me.as_str()).unwrap()
+            }),
+        ),
+        (
+            "a device named with another's key",
+            Box::new({
+                let (id, wrong) = (stranger.id().clone(), target.store.device().verifying_key());
+                move |d| d.put(ROOT, id.to_string(), entry_for(&wrong)).unwrap()
+            }),
+        ),
+        (
+            "a key that is not a device id",
+            Box::new(move |d| d.put(ROOT, "reception", "{}").unwrap()),
+        ),
+    ];
+    for (what, edit) in &device_edits {
+        let mut peer = AutoCommit::load(&target.store.export_small("devices").unwrap()).unwrap();
+        edit(&mut peer);
+        let outcome = sync_into(&target.store, SharedDoc::Devices, &mut peer);
+        assert!(refused(&outcome), "{what}: {outcome:?}");
+        assert_eq!(target.store.devices().unwrap(), devices, "{what}");
+    }
+    let mut peer = AutoCommit::load(&target.store.export_small("devices").unwrap()).unwrap();
+    let id = stranger.id().clone();
+    peer.put(ROOT, id.to_string(), entry_for(&stranger.verifying_key()))
+        .unwrap();
+    sync_into(&target.store, SharedDoc::Devices, &mut peer).unwrap();
+    assert!(target
+        .store
+        .devices()
+        .unwrap()
+        .contains_key(&id.to_string()));
+}
+
+/// A session that refused a peer's change to a document reports it with the peer, stops
+/// syncing that document with it (it would resend the same change forever) and counts
+/// it as behind; the peer's other messages are still taken.
+#[test]
+fn a_session_stops_syncing_a_document_whose_change_it_refused() {
+    let target = device();
+    let peer_store = device();
+    let m = month(11);
+    target
+        .store
+        .capture_blocking("mine", m, json!({"captured": {}}))
+        .unwrap();
+    let mut session = Session::new(peer_store.store.device().id().clone(), Arc::new(PurgeToo));
+    let hello = Message::Hello {
+        protocol: tsunagi_sync::replica::PROTOCOL,
+        months: vec![m],
+        purged: vec![],
+    };
+    session.receive(&target.store, &hello.encode()).unwrap();
+    let doc = SharedDoc::Month(m);
+    let mut peer = AutoCommit::load(&target.store.month_document(m).unwrap()).unwrap();
+    peer.put(ROOT, "hello", ScalarValue::Bytes(vec![0; 8]))
+        .unwrap();
+    // The peer's side of the automerge protocol, until its change is sent and refused.
+    let mut theirs = SyncState::new();
+    let mut bad = None;
+    for _ in 0..10 {
+        let Some(sync) = peer.sync().generate_sync_message(&mut theirs) else {
+            break;
+        };
+        let message = Message::Doc {
+            doc,
+            sync: sync.encode(),
+        }
+        .encode();
+        let (send, refusals) = session.receive(&target.store, &message).unwrap();
+        if !refusals.is_empty() {
+            assert_eq!(refusals.len(), 1, "{refusals:?}");
+            assert!(refusals[0].what.contains("hello"), "{refusals:?}");
+            assert!(send.is_empty(), "{send:?}");
+            bad = Some(message);
+            break;
+        }
+        for m in send {
+            if let Message::Doc { sync, .. } = m {
+                let sync = automerge::sync::Message::decode(&sync).unwrap();
+                peer.sync().receive_sync_message(&mut theirs, sync).unwrap();
+            }
+        }
+    }
+    let bad = bad.expect("the change was sent and refused");
+    assert_eq!(session.stats().refused, 1);
+    assert_eq!(session.behind_docs(), vec![doc]);
+    // Sent again: ignored, not refused again.
+    let (send, refusals) = session.receive(&target.store, &bad).unwrap();
+    assert!(send.is_empty() && refusals.is_empty());
+    // Nothing more of that document goes to this peer, even after a local write.
+    target
+        .store
+        .capture_blocking("later", m, json!({"captured": {}}))
+        .unwrap();
+    let out = session.local_change(&target.store).unwrap();
+    assert!(
+        !out.iter()
+            .any(|m| matches!(m, Message::Doc { doc: d, .. } if *d == doc)),
+        "{out:?}"
+    );
+    // The devices document still syncs.
+    assert!(out.iter().any(|m| matches!(
+        m,
+        Message::Doc {
+            doc: SharedDoc::Devices,
+            ..
+        }
+    )));
 }

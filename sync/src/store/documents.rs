@@ -9,6 +9,11 @@
 //! - The **small documents** (`docs/devices`, `docs/settings`): whole automerge documents,
 //!   rewritten atomically on each change.
 //!
+//! A peer's changes are applied only if they keep the document's shape ([`Shape`]):
+//! automerge takes any well-formed change, and a paired device that is compromised or
+//! broken could otherwise delete entries, name non-events or change a record's digest, and
+//! every honest device would relay that on.
+//!
 //! Files are framed with a checksum. A damaged month document is rebuilt from the segments
 //! (a document is never the only copy of a record); a damaged small document is set aside
 //! in `quarantine/` and started again (this device registers itself again; peers send the
@@ -18,7 +23,7 @@
 //! directory fsync) before removing the changes it replaces: a power cut in between leaves
 //! both, and loading a change twice is harmless.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -28,6 +33,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{legacy, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
 
+use crate::device::DeviceId;
 use crate::event::{EventId, Month};
 use crate::vfs::{self, OpenMode, Vfs};
 
@@ -144,6 +150,126 @@ fn entry_of(doc: &AutoCommit, key: &str) -> Option<Entry> {
         },
         _ => None,
     }
+}
+
+/// What a shared document may hold (形): the rule every peer's change to it must keep.
+/// Every document is a map at its root from a key to a scalar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Event id → the 8-byte digest of its record; an entry never changes or goes.
+    Month,
+    /// Device id → JSON naming that device's public key; an entry never goes (there is no
+    /// revocation yet) and never names another key.
+    Devices,
+    /// Setting name → text; settings change and go.
+    Settings,
+}
+
+/// The longest setting name and value a peer may write.
+const SETTING_NAME_MAX: usize = 64;
+const SETTING_VALUE_MAX: usize = 4096;
+
+impl Shape {
+    fn of_small(name: &str) -> Self {
+        if name == "devices" {
+            Shape::Devices
+        } else {
+            Shape::Settings
+        }
+    }
+
+    /// Whether `value` may be put under `key`.
+    fn allows(self, key: &str, value: &ScalarValue) -> Result<(), String> {
+        match (self, value) {
+            (Shape::Month, ScalarValue::Bytes(b)) => {
+                key.parse::<EventId>()
+                    .map_err(|_| format!("key {key:?} is not an event id"))?;
+                if b.len() != 8 {
+                    return Err(format!("the digest of {key} is {} bytes, not 8", b.len()));
+                }
+                Ok(())
+            }
+            (Shape::Devices, ScalarValue::Str(text)) => {
+                let id = key
+                    .parse::<DeviceId>()
+                    .map_err(|_| format!("key {key:?} is not a device id"))?;
+                let named = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| {
+                        let hex = v.get("public_key")?.as_str()?.as_bytes().to_vec();
+                        data_encoding::HEXLOWER_PERMISSIVE.decode(&hex).ok()
+                    })
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .and_then(|bytes| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok());
+                if named.map(|key| DeviceId::of(&key)) != Some(id) {
+                    return Err(format!(
+                        "the entry of device {key} does not name its own key"
+                    ));
+                }
+                Ok(())
+            }
+            (Shape::Settings, ScalarValue::Str(text)) => {
+                let name_ok = !key.is_empty()
+                    && key.len() <= SETTING_NAME_MAX
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !name_ok {
+                    return Err(format!("setting name {key:?} is not allowed"));
+                }
+                if text.len() > SETTING_VALUE_MAX {
+                    return Err(format!("setting {key} is {} bytes long", text.len()));
+                }
+                Ok(())
+            }
+            (_, other) => Err(format!(
+                "{key} holds a {other:?}, not what the document keeps"
+            )),
+        }
+    }
+}
+
+/// Checks what `doc` gained since `before` (a peer's changes, applied, not yet saved):
+/// every operation puts a scalar at the root that `shape` allows, or deletes a setting;
+/// none creates an object, and no entry now holds anything but what it held before (if
+/// it existed) — also not as one side of a conflict.
+fn check_gained(doc: &mut AutoCommit, before: &[ChangeHash], shape: Shape) -> Result<(), String> {
+    let mut touched = BTreeSet::new();
+    for change in doc.get_changes(before) {
+        for op in change.decode().operations {
+            let legacy::Key::Map(key) = op.key else {
+                return Err("a list operation".into());
+            };
+            if op.obj != legacy::ObjectId::Root {
+                return Err(format!("an entry {key:?} inside an object"));
+            }
+            match op.action {
+                legacy::OpType::Put(value) => shape.allows(&key, &value)?,
+                legacy::OpType::Delete if shape == Shape::Settings => {}
+                legacy::OpType::Delete => return Err(format!("the entry {key} deleted")),
+                legacy::OpType::Make(_) => return Err(format!("an object made at {key}")),
+                _ => return Err(format!("an operation on {key} the document never uses")),
+            }
+            touched.insert(key);
+        }
+    }
+    if shape != Shape::Month {
+        return Ok(());
+    }
+    for key in touched {
+        let key = key.as_str();
+        let was = doc
+            .get_at(ROOT, key, before)
+            .map_err(|e| e.to_string())?
+            .map(|(v, _)| v.into_owned());
+        let now = doc.get_all(ROOT, key).map_err(|e| e.to_string())?;
+        let first = now.first().map(|(v, _)| v.clone().into_owned());
+        let agree = now.iter().all(|(v, _)| Some(v) == first.as_ref());
+        if !agree || (was.is_some() && was != first) {
+            return Err(format!("the digest of {key} changed"));
+        }
+    }
+    Ok(())
 }
 
 impl MonthDocs {
@@ -339,9 +465,15 @@ impl MonthDocs {
         .map_err(|e| DocError::Refused(e.to_string()))?;
         let doc = self.get(month)?;
         let mut d = lock(&doc);
-        d.doc
-            .load_incremental(bytes)
-            .map_err(|e| DocError::Refused(e.to_string()))?;
+        let before = d.doc.get_heads();
+        let merged = match d.doc.load_incremental(bytes) {
+            Ok(_) => check_gained(&mut d.doc, &before, Shape::Month),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = merged {
+            *d = self.load(month)?;
+            return Err(DocError::Refused(why));
+        }
         self.save(month, &mut d)
     }
 
@@ -373,10 +505,16 @@ impl MonthDocs {
         let doc = self.get(month)?;
         let mut d = lock(&doc);
         let before = d.doc.get_heads();
-        d.doc
-            .sync()
-            .receive_sync_message(state, message)
-            .map_err(|e| DocError::Refused(e.to_string()))?;
+        let received = d.doc.sync().receive_sync_message(state, message);
+        let applied = match received {
+            Ok(()) => check_gained(&mut d.doc, &before, Shape::Month),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = applied {
+            // What the message brought is only in memory: go back to what is saved.
+            *d = self.load(month)?;
+            return Err(DocError::Refused(why));
+        }
         let after = d.doc.get_heads();
         if after != d.saved {
             self.save(month, &mut d)?;
@@ -537,12 +675,35 @@ impl SmallDocs {
         let _one = lock(&self.one_writer);
         let mut doc = self.get_locked(name)?;
         let before = doc.get_heads();
-        doc.sync()
-            .receive_sync_message(state, message)
-            .map_err(|e| DocError::Refused(e.to_string()))?;
+        // Refused, the document is dropped unwritten: the file still holds what it held.
+        let received = doc.sync().receive_sync_message(state, message);
+        match received {
+            Ok(()) => check_gained(&mut doc, &before, Shape::of_small(name)),
+            Err(e) => Err(e.to_string()),
+        }
+        .map_err(DocError::Refused)?;
         if doc.get_heads() == before {
             return Ok(());
         }
+        self.write(name, &mut doc)
+    }
+
+    /// Merges a peer's whole document `name` (checked strictly first: automerge skips
+    /// damaged parts silently otherwise) if its changes keep the document's shape.
+    pub(crate) fn merge(&self, name: &str, bytes: &[u8]) -> Result<(), DocError> {
+        automerge::Automerge::load_with_options(
+            bytes,
+            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
+        )
+        .map_err(|e| DocError::Refused(format!("peer document refused: {e}")))?;
+        let _one = lock(&self.one_writer);
+        let mut doc = self.get_locked(name)?;
+        let before = doc.get_heads();
+        match doc.load_incremental(bytes) {
+            Ok(_) => check_gained(&mut doc, &before, Shape::of_small(name)),
+            Err(e) => Err(e.to_string()),
+        }
+        .map_err(DocError::Refused)?;
         self.write(name, &mut doc)
     }
 
