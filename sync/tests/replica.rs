@@ -593,15 +593,17 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
         let b_ep = Endpoint::bind(any, b.store.device(), Allowlist::new()).unwrap();
         b_ep.allowlist().add(a_id.clone());
         let addr = a_ep.local_addr().unwrap();
+        // Only `a` is told to stop: `b` learns it from `a`'s orderly close.
         let (stop, stopping) = watch::channel(false);
-        let link = |store: &Store| Link {
+        let (_never, not_stopping) = watch::channel(false);
+        let link = |store: &Store, stopping: &watch::Receiver<bool>| Link {
             store: store.clone(),
             changed: watch::channel(0u64).0,
             stopping: stopping.clone(),
             observe: Arc::new(|_: &Session| {}),
             on_received: Arc::new(|| {}),
         };
-        let (a_link, b_link) = (link(&a.store), link(&b.store));
+        let (a_link, b_link) = (link(&a.store, &stopping), link(&b.store, &not_stopping));
         let (accepted, dialled) = tokio::join!(a_ep.accept(), b_ep.connect(addr, &a_id));
         let (a_conn, b_conn) = (accepted.unwrap().unwrap(), dialled.unwrap());
         let host: Arc<dyn Host> = Arc::new(PurgeToo);
@@ -632,8 +634,11 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let _ = stop.send(true);
-        assert!(a_task.await.unwrap().is_ok());
-        assert!(b_task.await.unwrap().is_ok());
+        // An orderly close, on either side, reports what the session did.
+        let a_stats = a_task.await.unwrap().unwrap();
+        let b_stats = b_task.await.unwrap().unwrap();
+        assert_eq!((a_stats.records_in, b_stats.records_in), (2500, 2500));
+        assert_eq!((a_stats.records_out, b_stats.records_out), (2500, 2500));
         a_ep.close().await;
         b_ep.close().await;
     });

@@ -96,8 +96,12 @@ impl Link {
         let mut seen = *local.borrow();
         let mut own: Option<u64> = None;
         let mut stopping = self.stopping.clone();
+        // The session's counters after its last step: what an orderly close reports (the
+        // session itself is inside the step that a closed connection interrupts).
+        let mut last = SessionStats::default();
         let result = async {
             let (mut session, first) = self.step(session, |s, st| s.start(st)).await?;
+            last = session.stats();
             queue(&out, first)?;
             loop {
                 tokio::select! {
@@ -112,6 +116,7 @@ impl Link {
                             .step(session, move |s, st| s.receive(st, &bytes).map(|(m, _)| m))
                             .await?;
                         session = s;
+                        last = session.stats();
                         queue(&out, reply)?;
                         if session.stats().records_in > before {
                             let mut bumped = 0;
@@ -139,6 +144,7 @@ impl Link {
                         }
                         let (s, reply) = self.step(session, |s, st| s.local_change(st)).await?;
                         session = s;
+                        last = session.stats();
                         queue(&out, reply)?;
                     }
                     written = &mut writer => {
@@ -168,9 +174,9 @@ impl Link {
                     if c.error_code == quinn::VarInt::from_u32(net::CLOSE_SHUTDOWN)
                         || c.error_code == quinn::VarInt::from_u32(CLOSE_DUPLICATE) =>
                 {
-                    Ok(SessionStats::default())
+                    Ok(last)
                 }
-                Some(quinn::ConnectionError::LocallyClosed) => Ok(SessionStats::default()),
+                Some(quinn::ConnectionError::LocallyClosed) => Ok(last),
                 _ => Err(LinkError::Connection(e)),
             },
             other => other,
