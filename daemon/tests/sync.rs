@@ -500,3 +500,56 @@ fn paired_devices_without_addresses_find_each_other_on_the_local_network() {
             || b.log_text().contains("found on the local network")
     );
 }
+
+/// A paired device whose every session fails at once (here: it closes each connection with
+/// an error as the session starts; in the field, a device whose disk is full) is dialled
+/// again with a growing wait, not every quarter second.
+#[test]
+fn a_peer_whose_sessions_fail_at_once_is_dialled_with_a_growing_wait() {
+    use tsunagi_sync::net::Endpoint;
+    use tsunagi_sync::{DeviceId, DeviceKey};
+    let port = udp_port();
+    let pc = Tsunagid::start(
+        &no_signal(),
+        &scenario().institution_code,
+        &sync_toml(port, 3600),
+    );
+    let pc_id: DeviceId = device_id(&pc).parse().unwrap();
+    let key = DeviceKey::generate();
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let ep = {
+        let _rt = runtime().enter();
+        Endpoint::bind(any, &key, [pc_id].into_iter().collect()).unwrap()
+    };
+    let broken_port = ep.local_addr().unwrap().port();
+    pair(&pc, &key.id().to_string(), "壊れた端末", Some(broken_port));
+    let accepted = runtime().block_on(async {
+        let mut accepted = 0;
+        let count = async {
+            while let Some(conn) = ep.accept().await {
+                if let Ok(conn) = conn {
+                    accepted += 1;
+                    // The session starts (the dialler opens its stream and says hello),
+                    // then fails.
+                    let _ = conn.connection.accept_bi().await;
+                    conn.connection.close(99u32.into(), b"broken");
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(8), count).await;
+        ep.close().await;
+        accepted
+    });
+    // Waits of 1, 2 and 4 s: dials at about 0, 1, 3 and 7 s. Redialled every 250 ms, it
+    // would be more than twenty.
+    assert!(
+        (2..=5).contains(&accepted),
+        "{accepted} connections in 8 s\n{}",
+        pc.log_text()
+    );
+    let (_, peers) = pc.get("/v1/peers");
+    assert!(
+        peers["peers"][0]["last_error"].is_string(),
+        "the failure is shown: {peers}"
+    );
+}

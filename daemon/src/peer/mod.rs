@@ -36,6 +36,10 @@ use book::Peer;
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A session that fails sooner than this after its connection was made counts as a
+/// failed dial (the backoff keeps growing): a session that ends on a local error (a full
+/// disk) would otherwise be dialled again at once, over and over.
+const STEADY: Duration = MAX_BACKOFF;
 /// How often the month documents are compacted and let go of in memory.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 /// QUIC application close codes (beside the transport's own, [`net::CLOSE_SHUTDOWN`] and
@@ -151,6 +155,8 @@ struct Inner {
     discovered: Mutex<HashMap<DeviceId, SocketAddr>>,
     /// The connection kept per peer, and who dialled it.
     live: Mutex<HashMap<DeviceId, (quinn::Connection, DeviceId)>>,
+    /// Peers not to be dialled before a time, and the wait that set it (doubling).
+    backoff: Mutex<HashMap<DeviceId, (Instant, Duration)>>,
     host: Arc<dyn Host>,
     /// Bumped by every local write and every batch of records received.
     changed: watch::Sender<u64>,
@@ -194,6 +200,7 @@ impl SyncService {
                 states: Mutex::default(),
                 discovered: Mutex::default(),
                 live: Mutex::default(),
+                backoff: Mutex::default(),
                 host,
                 changed,
                 on_received,
@@ -384,11 +391,11 @@ impl SyncService {
     /// cannot be reached.
     async fn dial(&self) {
         let mut stopping = self.inner.stopping.clone();
-        let mut next: HashMap<DeviceId, (Instant, Duration)> = HashMap::new();
         loop {
             let due: Vec<(DeviceId, String)> = {
                 let live = lock(&self.inner.live);
                 let discovered = lock(&self.inner.discovered);
+                let next = lock(&self.inner.backoff);
                 lock(&self.inner.peers)
                     .iter()
                     .filter(|p| !live.contains_key(&p.id))
@@ -408,15 +415,11 @@ impl SyncService {
                 };
                 match outcome {
                     Ok(conn) => {
-                        next.remove(&id);
                         let me = self.inner.me.clone();
                         self.connected(conn, me);
                     }
                     Err(e) => {
-                        let backoff = next
-                            .get(&id)
-                            .map_or(FIRST_BACKOFF, |(_, b)| (*b * 2).min(MAX_BACKOFF));
-                        next.insert(id.clone(), (Instant::now() + backoff, backoff));
+                        let backoff = self.back_off(&id);
                         tracing::debug!(peer = %id, %addr, error = %e, retry_in = ?backoff, "peer not reached");
                         self.note_error(&id, e.to_string());
                     }
@@ -427,6 +430,17 @@ impl SyncService {
                 _ = stopping.changed() => return,
             }
         }
+    }
+
+    /// `id` is not to be dialled for a while (twice as long as last time, up to
+    /// [`MAX_BACKOFF`]); returns how long.
+    fn back_off(&self, id: &DeviceId) -> Duration {
+        let mut next = lock(&self.inner.backoff);
+        let backoff = next
+            .get(id)
+            .map_or(FIRST_BACKOFF, |(_, b)| (*b * 2).min(MAX_BACKOFF));
+        next.insert(id.clone(), (Instant::now() + backoff, backoff));
+        backoff
     }
 
     async fn connect(&self, id: &DeviceId, addr: &str) -> Result<PeerConnection, String> {
@@ -479,7 +493,16 @@ impl SyncService {
                 on_received: this.inner.on_received.clone(),
             };
             let session = Session::new(peer.clone(), this.inner.host.clone());
+            let began = Instant::now();
             let outcome = link.run(&conn, initiator, session).await;
+            // A session that lasted resets the backoff; one that failed soon after its
+            // connection was made extends it, like a dial that failed.
+            let failed_soon = outcome.is_err() && began.elapsed() < STEADY;
+            if failed_soon {
+                this.back_off(&peer);
+            } else {
+                lock(&this.inner.backoff).remove(&peer);
+            }
             {
                 let mut live = lock(&this.inner.live);
                 if live
