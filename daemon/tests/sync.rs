@@ -254,7 +254,24 @@ fn a_device_that_was_away_catches_up_when_it_comes_back() {
         &[&pc, &tablet],
         || check_of(&tablet, &doc_id).is_some(),
     );
-    assert!(check_of(&tablet, &first).is_some());
+    // The catch-up came over the session the tablet's status shows: connected, nothing
+    // behind, one record in (the PC's check; the tablet's own first check was already
+    // there), and the tablet's first check is not sent back to the PC as new.
+    wait_until(
+        Duration::from_secs(20),
+        "the tablet's status shows the catch-up",
+        &[&pc, &tablet],
+        || {
+            let (_, s) = tablet.get("/v1/peers");
+            let p = &s["peers"][0];
+            p["connected"] == true
+                && p["behind"] == 0
+                && p["last_sync"].is_string()
+                && p["records_in"] == 1
+                && p["records_out"] == 0
+        },
+    );
+    assert!(check_of(&pc, &first).is_some());
 }
 
 #[test]
