@@ -51,6 +51,7 @@ mod documents;
 pub mod index;
 mod indexer;
 pub mod keys;
+mod known;
 mod recovery;
 pub mod retention;
 mod segment;
@@ -433,6 +434,8 @@ struct Inner {
     purging: RwLock<()>,
     /// What is durable but not yet indexed; see [`indexer`].
     pending: Mutex<indexer::Pending>,
+    /// The check ids of months, so a new capture's idempotency check reads no index.
+    known: known::Known,
     /// Serialises index writers: the indexer, a reader draining, a catch-up, a purge.
     index_lock: Mutex<()>,
     /// An index update failed: the next drain indexes the segments again from their
@@ -949,6 +952,9 @@ impl Store {
                             }
                         })
                         .collect();
+                    for &i in &members {
+                        self.inner.known.add(month, &group[i].event.check_id);
+                    }
                     let captures = members
                         .iter()
                         .filter(|&&i| group[i].kind == Kind::Capture)
@@ -1011,12 +1017,46 @@ impl Store {
         month: Month,
         check_id: &str,
     ) -> Result<Option<EventId>, StoreError> {
-        if let Some(id) = lock(&self.inner.pending)
-            .checks
-            .get(&(month, check_id.to_string()))
-        {
-            return Ok(Some(*id));
+        let key = (month, check_id.to_string());
+        let received = {
+            let p = lock(&self.inner.pending);
+            if let Some(id) = p.checks.get(&key) {
+                return Ok(Some(*id));
+            }
+            p.held.contains_key(&key)
+        };
+        if received {
+            // A peer's record of this check is durable but not indexed yet: index it, so
+            // the check's first record is known.
+            self.drain_index()?;
+            return self.indexed_capture(month, check_id);
         }
+        let known = match self.inner.known.may_hold(month, check_id) {
+            None if !self.inner.stale.load(Ordering::SeqCst) => {
+                // Pending first, then the index: a record leaves pending only once it is
+                // in the index, and only the leader (who is here) adds to pending.
+                let pending: Vec<String> = lock(&self.inner.pending)
+                    .held
+                    .keys()
+                    .filter(|(m, _)| *m == month)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                let indexed = self.inner.index.check_ids(month)?;
+                self.inner
+                    .known
+                    .load(month, indexed.iter().chain(&pending).map(String::as_str));
+                self.inner.known.may_hold(month, check_id)
+            }
+            known => known,
+        };
+        if known == Some(false) {
+            return Ok(None);
+        }
+        self.indexed_capture(month, check_id)
+    }
+
+    /// The first record of check `check_id` as the index knows it.
+    fn indexed_capture(&self, month: Month, check_id: &str) -> Result<Option<EventId>, StoreError> {
         let Some(entry) = self.inner.index.check(month, check_id)? else {
             return Ok(None);
         };
@@ -1051,8 +1091,28 @@ impl Store {
     /// first indexes the segments again from their watermarks. Serialised with every other
     /// index writer.
     fn drain_index(&self) -> Result<(), StoreError> {
+        self.drain_index_up_to(usize::MAX).map(|_| ())
+    }
+
+    /// Indexes the oldest pending groups, about `limit` records of them (whole groups, at
+    /// least one); returns whether any are left.
+    fn drain_index_up_to(&self, limit: usize) -> Result<bool, StoreError> {
         let _ix = lock(&self.inner.index_lock);
-        let work = std::mem::take(&mut lock(&self.inner.pending).work);
+        let (work, left) = {
+            let mut p = lock(&self.inner.pending);
+            let mut records = 0;
+            let take = p
+                .work
+                .iter()
+                .take_while(|w| {
+                    let first = records == 0;
+                    records += w.records.len();
+                    first || records <= limit
+                })
+                .count();
+            let work: Vec<indexer::Work> = p.work.drain(..take).collect();
+            (work, !p.work.is_empty())
+        };
         let mut result = Ok(());
         if self.inner.stale.load(Ordering::SeqCst) {
             match recovery::catch_up(self) {
@@ -1067,10 +1127,8 @@ impl Store {
         for (month, works) in by_month {
             let mut records = Vec::new();
             let mut ends = BTreeMap::new();
-            let mut ids = Vec::new();
             let mut captures = Vec::new();
             for w in &works {
-                ids.extend(w.records.iter().map(|r| r.id));
                 captures.extend(w.captures.iter().cloned());
                 for (seg, end) in &w.ends {
                     let e = ends.entry(*seg).or_insert(0);
@@ -1085,7 +1143,12 @@ impl Store {
                 }));
             }
             match self.index_add(month, records, &ends) {
-                Ok(_) => lock(&self.inner.pending).indexed(month, &ids, &captures),
+                Ok(_) => {
+                    let mut p = lock(&self.inner.pending);
+                    for w in &works {
+                        p.indexed(month, &w.records, &captures);
+                    }
+                }
                 Err(e) => {
                     // Put it back, ahead of anything newer, and index from the watermarks
                     // next time.
@@ -1098,7 +1161,7 @@ impl Store {
                 }
             }
         }
-        result
+        result.map(|()| left)
     }
 
     /// Before a read: whatever is durable is indexed.

@@ -131,6 +131,12 @@ fn a_capture_made_twice_is_one_check() {
     assert!(answers.iter().all(|a| a.id == answers[0].id));
     drop(store);
     let store = open(dir.path());
+    // A retry in a fresh process (which learns the month's checks from its index) is
+    // still the same check.
+    let later = store
+        .capture_blocking("c1", nov(), json!({"kind": "captured", "retry": 2}))
+        .unwrap();
+    assert_eq!((later.new, later.id), (false, first.id));
     assert_eq!(store.check_events(nov(), "c1").unwrap().events.len(), 1);
     assert_eq!(store.check_events(nov(), "c2").unwrap().events.len(), 1);
     assert_eq!(store.counts(nov()).unwrap().checks, 2);
@@ -164,6 +170,10 @@ fn two_devices_start_a_month_apart_and_converge() {
             "the same record twice"
         );
     }
+    // A check received from a peer is the same check when captured here (a retry that
+    // reached the other device first).
+    let again = b.capture_blocking("a1", nov(), json!({"n": 1})).unwrap();
+    assert!(!again.new, "a received check captured again");
     let missing = a
         .merge_month_document(nov(), &b.month_document(nov()).unwrap())
         .unwrap();

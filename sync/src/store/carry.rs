@@ -205,6 +205,9 @@ pub(crate) fn finish(store: &Store, month: Month) -> Result<bool, StoreError> {
         )?;
         inner.segments.forget_below(month, pending.segment);
     }
+    // Fewer checks now: let the month's known ids be loaded again (too many would only
+    // cost index reads).
+    inner.known.forget(month);
     inner.docs.forget(month);
     // 5. The older segments, the documents, temporary files.
     let dir = inner.segments.month_dir(month);

@@ -38,6 +38,10 @@ const URGENT: usize = 1024;
 /// a batch that starts in the middle of a burst of captures takes one of the two cores
 /// from them. Bounded, so a store that is never idle is still indexed.
 const YIELD_MAX: Duration = Duration::from_millis(20);
+/// Records per index batch. sled 0.34 holds a global lock against every read for the
+/// whole of a batch and writes its log synchronously after it; batches of this size take
+/// about a millisecond, and the indexer gives way to captures between them.
+const CHUNK: usize = 128;
 /// How often it looks again while holding back.
 const YIELD_POLL: Duration = Duration::from_micros(500);
 
@@ -61,6 +65,9 @@ pub(crate) struct Pending {
     pub checks: HashMap<(Month, String), EventId>,
     /// Every event id among them.
     pub ids: HashSet<(Month, EventId)>,
+    /// The checks of every record among them (this device's and peers'), with how many
+    /// records of each: a check here exists even if the index does not know it yet.
+    pub held: HashMap<(Month, String), usize>,
 }
 
 impl Pending {
@@ -68,6 +75,10 @@ impl Pending {
     pub(crate) fn push(&mut self, work: Work) {
         for r in &work.records {
             self.ids.insert((work.month, r.id));
+            *self
+                .held
+                .entry((work.month, r.event.check_id.clone()))
+                .or_default() += 1;
         }
         for (check, id) in &work.captures {
             self.checks.insert((work.month, check.clone()), *id);
@@ -79,11 +90,18 @@ impl Pending {
     pub(crate) fn indexed(
         &mut self,
         month: Month,
-        ids: &[EventId],
+        records: &[NewRecord],
         captures: &[(String, EventId)],
     ) {
-        for id in ids {
-            self.ids.remove(&(month, *id));
+        for r in records {
+            self.ids.remove(&(month, r.id));
+            let key = (month, r.event.check_id.clone());
+            if let Some(n) = self.held.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&key);
+                }
+            }
         }
         for (check, _) in captures {
             self.checks.remove(&(month, check.clone()));
@@ -95,6 +113,7 @@ impl Pending {
         self.work.retain(|w| w.month != month);
         self.checks.retain(|(m, _), _| *m != month);
         self.ids.retain(|(m, _)| *m != month);
+        self.held.retain(|(m, _), _| *m != month);
     }
 }
 
@@ -185,12 +204,19 @@ fn run(store: &Weak<Inner>, signal: &Signal) {
             return;
         };
         let store = Store { inner };
-        let held = std::time::Instant::now();
-        while store.inner.committer.busy() && held.elapsed() < YIELD_MAX {
-            std::thread::sleep(YIELD_POLL);
-        }
-        if let Err(e) = store.drain_index() {
-            tracing::error!(error = %e, "index update failed; the segments will be indexed again");
+        loop {
+            let held = std::time::Instant::now();
+            while store.inner.committer.busy() && held.elapsed() < YIELD_MAX {
+                std::thread::sleep(YIELD_POLL);
+            }
+            match store.drain_index_up_to(CHUNK) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "index update failed; the segments will be indexed again");
+                    break;
+                }
+            }
         }
     }
 }

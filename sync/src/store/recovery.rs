@@ -245,6 +245,7 @@ fn recover(
             gate: Mutex::new(()),
             purging: Default::default(),
             pending: Mutex::new(Default::default()),
+            known: Default::default(),
             index_lock: Mutex::new(()),
             stale: AtomicBool::new(false),
             health: Mutex::new(Vec::new()),
@@ -579,6 +580,7 @@ pub(crate) fn erase_month(store: &Store, month: Month) -> Result<(), StoreError>
         // No indexer or reader applies this month's pending records after this.
         let _ix = lock(&inner.index_lock);
         lock(&inner.pending).forget(month);
+        inner.known.forget(month);
         inner.index.remove_month(month)?;
     }
     inner.segments.forget(month);
