@@ -1143,12 +1143,11 @@ impl Store {
                 }));
             }
             match self.index_add(month, records, &ends) {
-                Ok(_) => {
-                    let mut p = lock(&self.inner.pending);
-                    for w in &works {
-                        p.indexed(month, &w.records, &captures);
-                    }
-                }
+                Ok(_) => lock(&self.inner.pending).indexed(
+                    month,
+                    works.iter().flat_map(|w| &w.records),
+                    &captures,
+                ),
                 Err(e) => {
                     // Put it back, ahead of anything newer, and index from the watermarks
                     // next time.

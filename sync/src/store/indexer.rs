@@ -87,10 +87,10 @@ impl Pending {
     }
 
     /// Forgets what is indexed now.
-    pub(crate) fn indexed(
+    pub(crate) fn indexed<'a>(
         &mut self,
         month: Month,
-        records: &[NewRecord],
+        records: impl IntoIterator<Item = &'a NewRecord>,
         captures: &[(String, EventId)],
     ) {
         for r in records {
