@@ -936,3 +936,55 @@ fn a_session_stops_syncing_a_document_whose_change_it_refused() {
         }
     )));
 }
+
+/// A change that arrives before the change it depends on waits in the document (automerge
+/// queues it) and is applied when that one comes: the queue lives in the document this
+/// device holds in memory, not only in a file read again for each message.
+#[test]
+fn a_change_that_arrives_before_the_one_it_depends_on_is_applied_when_that_one_comes() {
+    let target = device();
+    let mut peer = AutoCommit::load(&target.store.export_small("devices").unwrap()).unwrap();
+    let entry_for = |key: &DeviceKey| {
+        let hex: String = key
+            .verifying_key()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        json!({"public_key": hex, "added_at": "2026-12-01T00:00:00Z"}).to_string()
+    };
+    let (x, y) = (DeviceKey::generate(), DeviceKey::generate());
+    peer.put(ROOT, x.id().to_string(), entry_for(&x)).unwrap();
+    peer.commit();
+    let first = peer.get_last_local_change().unwrap().raw_bytes().to_vec();
+    peer.put(ROOT, y.id().to_string(), entry_for(&y)).unwrap();
+    peer.commit();
+    let second = peer.get_last_local_change().unwrap().raw_bytes().to_vec();
+    // Each change in a sync message of its own, the second first: nothing to apply yet.
+    let heads = peer.get_heads();
+    let message = |change: &[u8]| {
+        automerge::sync::Message {
+            heads: heads.clone(),
+            need: vec![],
+            have: vec![],
+            changes: vec![change.to_vec()].into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode()
+    };
+    let mut state = SyncState::new();
+    let devices = SharedDoc::Devices;
+    let store = &target.store;
+    store
+        .receive_sync_message(devices, &mut state, &message(&second))
+        .unwrap();
+    assert!(!store.devices().unwrap().contains_key(&y.id().to_string()));
+    // Then the first: both are applied.
+    store
+        .receive_sync_message(devices, &mut state, &message(&first))
+        .unwrap();
+    let devices = target.store.devices().unwrap();
+    assert!(devices.contains_key(&x.id().to_string()), "{devices:?}");
+    assert!(devices.contains_key(&y.id().to_string()), "{devices:?}");
+}

@@ -583,12 +583,17 @@ impl MonthDocs {
     }
 }
 
-/// The small shared documents (`devices`, `settings`), one file each in `docs/`.
+/// The small shared documents (`devices`, `settings`), one file each in `docs/`, held in
+/// memory once read: sync asks for them on every local change of every connection, and a
+/// document read again from its file would lose automerge's queue of changes still waiting
+/// for the changes they depend on.
 pub(crate) struct SmallDocs {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     quarantine: PathBuf,
-    one_writer: Mutex<()>,
+    /// The documents read so far, as their files hold them (a change replaces one only
+    /// once its file is written). One lock: a reader never sees a writer's half.
+    held: Mutex<HashMap<String, AutoCommit>>,
 }
 
 impl fmt::Debug for SmallDocs {
@@ -598,6 +603,8 @@ impl fmt::Debug for SmallDocs {
             .finish_non_exhaustive()
     }
 }
+
+type Held = HashMap<String, AutoCommit>;
 
 impl SmallDocs {
     pub(crate) fn new(
@@ -609,7 +616,7 @@ impl SmallDocs {
             vfs,
             dir: dir.to_path_buf(),
             quarantine: quarantine.to_path_buf(),
-            one_writer: Mutex::new(()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -619,13 +626,21 @@ impl SmallDocs {
 
     /// The document `name` (empty if none; a damaged one is set aside and started again).
     pub(crate) fn get(&self, name: &str) -> Result<AutoCommit, DocError> {
-        let _one = lock(&self.one_writer);
-        self.get_locked(name)
+        let mut held = lock(&self.held);
+        Ok(self.held_doc(&mut held, name)?.clone())
     }
 
-    /// [`SmallDocs::get`], with the writer lock held by the caller: setting a damaged
-    /// document aside never races a writer replacing it.
-    fn get_locked(&self, name: &str) -> Result<AutoCommit, DocError> {
+    /// Document `name` as held, read from its file the first time.
+    fn held_doc<'a>(&self, held: &'a mut Held, name: &str) -> Result<&'a mut AutoCommit, DocError> {
+        Ok(match held.entry(name.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(self.read(name)?),
+        })
+    }
+
+    /// Reads document `name` from its file; called with the lock held, so setting a
+    /// damaged document aside never races a writer replacing it.
+    fn read(&self, name: &str) -> Result<AutoCommit, DocError> {
         let path = self.path(name);
         let bytes = match vfs::read_file(self.vfs.as_ref(), &path) {
             Ok(b) => b,
@@ -658,7 +673,8 @@ impl SmallDocs {
         name: &str,
         state: &mut sync::State,
     ) -> Result<(Option<Vec<u8>>, Vec<ChangeHash>), DocError> {
-        let mut doc = self.get(name)?;
+        let mut held = lock(&self.held);
+        let doc = self.held_doc(&mut held, name)?;
         let message = doc.sync().generate_sync_message(state);
         Ok((message.map(|m| m.encode()), doc.get_heads()))
     }
@@ -672,20 +688,10 @@ impl SmallDocs {
     ) -> Result<(), DocError> {
         let message =
             sync::Message::decode(message).map_err(|e| DocError::Refused(e.to_string()))?;
-        let _one = lock(&self.one_writer);
-        let mut doc = self.get_locked(name)?;
-        let before = doc.get_heads();
-        // Refused, the document is dropped unwritten: the file still holds what it held.
-        let received = doc.sync().receive_sync_message(state, message);
-        match received {
-            Ok(()) => check_gained(&mut doc, &before, Shape::of_small(name)),
-            Err(e) => Err(e.to_string()),
-        }
-        .map_err(DocError::Refused)?;
-        if doc.get_heads() == before {
-            return Ok(());
-        }
-        self.write(name, &mut doc)
+        self.update(name, |doc| {
+            let received = doc.sync().receive_sync_message(state, message);
+            received.map_err(|e| e.to_string())
+        })
     }
 
     /// Merges a peer's whole document `name` (checked strictly first: automerge skips
@@ -696,15 +702,35 @@ impl SmallDocs {
             automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
         )
         .map_err(|e| DocError::Refused(format!("peer document refused: {e}")))?;
-        let _one = lock(&self.one_writer);
-        let mut doc = self.get_locked(name)?;
-        let before = doc.get_heads();
-        match doc.load_incremental(bytes) {
-            Ok(_) => check_gained(&mut doc, &before, Shape::of_small(name)),
-            Err(e) => Err(e.to_string()),
+        self.update(name, |doc| {
+            doc.load_incremental(bytes)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Applies a peer's `apply` to a copy of document `name`; if its changes keep the
+    /// document's shape, writes the copy (when its heads moved) and holds it. Refused or
+    /// not written, the document stays as it was, in memory and on disk.
+    fn update(
+        &self,
+        name: &str,
+        apply: impl FnOnce(&mut AutoCommit) -> Result<(), String>,
+    ) -> Result<(), DocError> {
+        let mut held = lock(&self.held);
+        let doc = self.held_doc(&mut held, name)?;
+        let mut copy = doc.clone();
+        let before = copy.get_heads();
+        apply(&mut copy)
+            .and_then(|()| check_gained(&mut copy, &before, Shape::of_small(name)))
+            .map_err(DocError::Refused)?;
+        if copy.get_heads() != before {
+            self.write(name, &mut copy)?;
         }
-        .map_err(DocError::Refused)?;
-        self.write(name, &mut doc)
+        // Also when nothing moved: the copy may hold changes queued for their
+        // dependencies.
+        *doc = copy;
+        Ok(())
     }
 
     fn write(&self, name: &str, doc: &mut AutoCommit) -> Result<(), DocError> {
@@ -723,9 +749,12 @@ impl SmallDocs {
         name: &str,
         change: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
     ) -> Result<(), DocError> {
-        let _one = lock(&self.one_writer);
-        let mut doc = self.get_locked(name)?;
-        change(&mut doc).map_err(|e| DocError::Refused(e.to_string()))?;
-        self.write(name, &mut doc)
+        let mut held = lock(&self.held);
+        let doc = self.held_doc(&mut held, name)?;
+        let mut copy = doc.clone();
+        change(&mut copy).map_err(|e| DocError::Refused(e.to_string()))?;
+        self.write(name, &mut copy)?;
+        *doc = copy;
+        Ok(())
     }
 }
