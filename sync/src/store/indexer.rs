@@ -205,8 +205,11 @@ fn run(store: &Weak<Inner>, signal: &Signal) {
         };
         let store = Store { inner };
         loop {
+            // Giving way is bounded per batch; with a backlog it is skipped, so a store
+            // that is never idle does not pile up pending records in memory.
+            let backlog = lock(&store.inner.pending).ids.len() >= URGENT;
             let held = std::time::Instant::now();
-            while store.inner.committer.busy() && held.elapsed() < YIELD_MAX {
+            while !backlog && store.inner.committer.busy() && held.elapsed() < YIELD_MAX {
                 std::thread::sleep(YIELD_POLL);
             }
             match store.drain_index_up_to(CHUNK) {
