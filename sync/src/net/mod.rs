@@ -118,6 +118,25 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The UDP receive buffer asked for (the kernel caps it at `net.core.rmem_max`;
+/// `packaging/60-tsunagi-sync.conf` raises that cap). A month
+/// sent to a new device arrives faster than the receiver, busy verifying and writing, reads
+/// it; with the default buffer (about 200 KiB) datagrams overflowing it are dropped and sent
+/// again, and a third more bytes crossed the wire than the month holds.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with the larger receive buffer.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer only costs resends.
+    if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!(error = %e, "cannot enlarge the UDP receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// What went wrong on the transport.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -354,7 +373,15 @@ impl Endpoint {
             &provider, &presented, verifier,
         )?));
         server.transport_config(transport.clone());
-        let inner = quinn::Endpoint::server(server, addr)
+        let inner = udp_socket(addr)
+            .and_then(|socket| {
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(server),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            })
             .map_err(|source| NetError::Bind { addr, source })?;
         Ok(Self {
             inner,
