@@ -232,8 +232,13 @@ impl Shape {
 /// Checks what `doc` gained since `before` (a peer's changes, applied, not yet saved):
 /// every operation puts a scalar at the root that `shape` allows, or deletes a setting;
 /// none creates an object, and no entry now holds anything but what it held before (if
-/// it existed) — also not as one side of a conflict.
-fn check_gained(doc: &mut AutoCommit, before: &[ChangeHash], shape: Shape) -> Result<(), String> {
+/// it existed) — also not as one side of a conflict. Returns the root keys the changes
+/// touched.
+fn check_gained(
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+    shape: Shape,
+) -> Result<BTreeSet<String>, String> {
     let mut touched = BTreeSet::new();
     for change in doc.get_changes(before) {
         for op in change.decode().operations {
@@ -250,13 +255,13 @@ fn check_gained(doc: &mut AutoCommit, before: &[ChangeHash], shape: Shape) -> Re
                 legacy::OpType::Make(_) => return Err(format!("an object made at {key}")),
                 _ => return Err(format!("an operation on {key} the document never uses")),
             }
-            touched.insert(key);
+            touched.insert(key.to_string());
         }
     }
     if shape != Shape::Month {
-        return Ok(());
+        return Ok(touched);
     }
-    for key in touched {
+    for key in &touched {
         let key = key.as_str();
         let was = doc
             .get_at(ROOT, key, before)
@@ -269,7 +274,18 @@ fn check_gained(doc: &mut AutoCommit, before: &[ChangeHash], shape: Shape) -> Re
             return Err(format!("the digest of {key} changed"));
         }
     }
-    Ok(())
+    Ok(touched)
+}
+
+/// Loads `bytes` as a whole document, strictly: automerge skips damaged parts of a
+/// document silently otherwise. Checked before a peer's document is merged.
+fn load_strictly(bytes: &[u8]) -> Result<(), DocError> {
+    automerge::Automerge::load_with_options(
+        bytes,
+        automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
+    )
+    .map(|_| ())
+    .map_err(|e| DocError::Refused(e.to_string()))
 }
 
 impl MonthDocs {
@@ -458,16 +474,12 @@ impl MonthDocs {
     /// Merges a peer's month document (checked strictly first: automerge skips damaged
     /// parts silently otherwise).
     pub(crate) fn merge(&self, month: Month, bytes: &[u8]) -> Result<(), DocError> {
-        automerge::Automerge::load_with_options(
-            bytes,
-            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
-        )
-        .map_err(|e| DocError::Refused(e.to_string()))?;
+        load_strictly(bytes)?;
         let doc = self.get(month)?;
         let mut d = lock(&doc);
         let before = d.doc.get_heads();
         let merged = match d.doc.load_incremental(bytes) {
-            Ok(_) => check_gained(&mut d.doc, &before, Shape::Month),
+            Ok(_) => check_gained(&mut d.doc, &before, Shape::Month).map(|_| ()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(why) = merged {
@@ -510,25 +522,16 @@ impl MonthDocs {
             Ok(()) => check_gained(&mut d.doc, &before, Shape::Month),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(why) = applied {
-            // What the message brought is only in memory: go back to what is saved.
-            *d = self.load(month)?;
-            return Err(DocError::Refused(why));
-        }
-        let after = d.doc.get_heads();
-        if after != d.saved {
-            self.save(month, &mut d)?;
-        }
-        if after == before {
-            return Ok(Vec::new());
-        }
-        let mut keys = std::collections::BTreeSet::new();
-        for change in d.doc.get_changes(&before) {
-            for op in change.decode().operations {
-                if let (legacy::ObjectId::Root, legacy::Key::Map(key)) = (op.obj, op.key) {
-                    keys.insert(key);
-                }
+        let keys = match applied {
+            Ok(keys) => keys,
+            Err(why) => {
+                // What the message brought is only in memory: go back to what is saved.
+                *d = self.load(month)?;
+                return Err(DocError::Refused(why));
             }
+        };
+        if d.doc.get_heads() != d.saved {
+            self.save(month, &mut d)?;
         }
         Ok(keys
             .iter()
@@ -697,11 +700,7 @@ impl SmallDocs {
     /// Merges a peer's whole document `name` (checked strictly first: automerge skips
     /// damaged parts silently otherwise) if its changes keep the document's shape.
     pub(crate) fn merge(&self, name: &str, bytes: &[u8]) -> Result<(), DocError> {
-        automerge::Automerge::load_with_options(
-            bytes,
-            automerge::LoadOptions::new().on_partial_load(automerge::OnPartialLoad::Error),
-        )
-        .map_err(|e| DocError::Refused(format!("peer document refused: {e}")))?;
+        load_strictly(bytes)?;
         self.update(name, |doc| {
             doc.load_incremental(bytes)
                 .map(|_| ())
@@ -722,7 +721,7 @@ impl SmallDocs {
         let mut copy = doc.clone();
         let before = copy.get_heads();
         apply(&mut copy)
-            .and_then(|()| check_gained(&mut copy, &before, Shape::of_small(name)))
+            .and_then(|()| check_gained(&mut copy, &before, Shape::of_small(name)).map(|_| ()))
             .map_err(DocError::Refused)?;
         if copy.get_heads() != before {
             self.write(name, &mut copy)?;
