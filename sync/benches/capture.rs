@@ -444,8 +444,8 @@ async fn paired(
     Ok((caps, base))
 }
 
-/// Case (a): a fresh store, a short warm-up, then the timed captures into its month.
-async fn into_empty(dir: &Path, tasks: u64, n: u64) -> BenchResult<Case> {
+/// A fresh store and its empty month, after a short warm-up.
+async fn warmed_up(dir: &Path) -> BenchResult<(Store, Month)> {
     let month = empty_month()?;
     let store = Store::open(&StoreConfig::new(dir))?;
     for i in 0..WARMUP {
@@ -453,6 +453,12 @@ async fn into_empty(dir: &Path, tasks: u64, n: u64) -> BenchResult<Case> {
             .capture(&format!("w{i}"), month, captured_payload(8_000_000 + i))
             .await?;
     }
+    Ok((store, month))
+}
+
+/// Case (a): a fresh store, a short warm-up, then the timed captures into its month.
+async fn into_empty(dir: &Path, tasks: u64, n: u64) -> BenchResult<Case> {
+    let (store, month) = warmed_up(dir).await?;
     let io = Io::now()?;
     let (latencies, wall) = captures(&store, month, tasks, 0, n).await?;
     Ok(Case {
@@ -466,13 +472,7 @@ async fn into_empty(dir: &Path, tasks: u64, n: u64) -> BenchResult<Case> {
 
 /// Case (a) in bursts: a fresh store, a short warm-up, then bursts of `tasks` captures.
 async fn bursts_into_empty(dir: &Path, tasks: u64, n: u64) -> BenchResult<Case> {
-    let month = empty_month()?;
-    let store = Store::open(&StoreConfig::new(dir))?;
-    for i in 0..WARMUP {
-        store
-            .capture(&format!("w{i}"), month, captured_payload(8_000_000 + i))
-            .await?;
-    }
+    let (store, month) = warmed_up(dir).await?;
     let io = Io::now()?;
     let (latencies, wall) = bursts(&store, month, tasks, 0, n).await?;
     Ok(Case {

@@ -710,6 +710,12 @@ fn refused(outcome: &Result<(), StoreError>) -> bool {
     matches!(outcome, Err(StoreError::Document(DocError::Refused(_))))
 }
 
+/// A devices-document entry naming `key`, as a device registers itself.
+fn device_entry(key: &ed25519_dalek::VerifyingKey) -> String {
+    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    json!({"public_key": hex, "added_at": "2026-12-01T00:00:00Z"}).to_string()
+}
+
 /// A paired device can write anything into its copy of a shared document; automerge would
 /// apply any well-formed change, and honest devices would relay it. Each change that
 /// breaks a document's shape is refused and kept neither in memory nor on disk; a good
@@ -817,10 +823,6 @@ fn document_changes_that_break_a_documents_shape_are_refused_and_not_kept() {
     let devices = target.store.devices().unwrap();
     let me = target.store.device().id().to_string();
     let stranger = DeviceKey::generate();
-    let entry_for = |key: &ed25519_dalek::VerifyingKey| {
-        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        json!({"public_key": hex, "added_at": "2026-12-01T00:00:00Z"}).to_string()
-    };
     let device_edits: Vec<(&str, Edit)> = vec![
         (
             "this device deleted",
@@ -833,7 +835,7 @@ fn document_changes_that_break_a_documents_shape_are_refused_and_not_kept() {
             "a device named with another's key",
             Box::new({
                 let (id, wrong) = (stranger.id().clone(), target.store.device().verifying_key());
-                move |d| d.put(ROOT, id.to_string(), entry_for(&wrong)).unwrap()
+                move |d| d.put(ROOT, id.to_string(), device_entry(&wrong)).unwrap()
             }),
         ),
         (
@@ -850,8 +852,12 @@ fn document_changes_that_break_a_documents_shape_are_refused_and_not_kept() {
     }
     let mut peer = AutoCommit::load(&target.store.export_small("devices").unwrap()).unwrap();
     let id = stranger.id().clone();
-    peer.put(ROOT, id.to_string(), entry_for(&stranger.verifying_key()))
-        .unwrap();
+    peer.put(
+        ROOT,
+        id.to_string(),
+        device_entry(&stranger.verifying_key()),
+    )
+    .unwrap();
     sync_into(&target.store, SharedDoc::Devices, &mut peer).unwrap();
     assert!(target
         .store
@@ -944,20 +950,13 @@ fn a_session_stops_syncing_a_document_whose_change_it_refused() {
 fn a_change_that_arrives_before_the_one_it_depends_on_is_applied_when_that_one_comes() {
     let target = device();
     let mut peer = AutoCommit::load(&target.store.export_small("devices").unwrap()).unwrap();
-    let entry_for = |key: &DeviceKey| {
-        let hex: String = key
-            .verifying_key()
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        json!({"public_key": hex, "added_at": "2026-12-01T00:00:00Z"}).to_string()
-    };
     let (x, y) = (DeviceKey::generate(), DeviceKey::generate());
-    peer.put(ROOT, x.id().to_string(), entry_for(&x)).unwrap();
+    peer.put(ROOT, x.id().to_string(), device_entry(&x.verifying_key()))
+        .unwrap();
     peer.commit();
     let first = peer.get_last_local_change().unwrap().raw_bytes().to_vec();
-    peer.put(ROOT, y.id().to_string(), entry_for(&y)).unwrap();
+    peer.put(ROOT, y.id().to_string(), device_entry(&y.verifying_key()))
+        .unwrap();
     peer.commit();
     let second = peer.get_last_local_change().unwrap().raw_bytes().to_vec();
     // Each change in a sync message of its own, the second first: nothing to apply yet.
