@@ -101,7 +101,35 @@ struct Inner {
     /// at once instead of at its next planned renewal.
     token_lost: Notify,
     last_micros: AtomicU64,
+    /// Every answer read, for whoever follows them (the folder interface's result files).
+    observed: tokio::sync::broadcast::Sender<Arc<Observed>>,
 }
+
+/// An answer the system gave (照会結果), as followers of [`OqsClient::observe`] see it. Holds
+/// personal data: kept in memory only, never logged (`Debug` names no person).
+#[derive(Clone)]
+pub struct Observed {
+    /// The caller's correlation id the query carried (`ArbitraryFileIdentifier`).
+    pub file_id: String,
+    /// Asked with the My Number card (else with insurance data).
+    pub by_card: bool,
+    /// The visit date asked about.
+    pub visit_date: chrono::NaiveDate,
+    /// The answer.
+    pub answer: Answer,
+}
+
+impl fmt::Debug for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observed")
+            .field("file_id", &self.file_id)
+            .field("by_card", &self.by_card)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answers a slow follower may fall behind by before it misses some (it is told how many).
+const OBSERVED_BACKLOG: usize = 1024;
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,6 +193,7 @@ impl OqsClient {
                 token: Mutex::new(None),
                 token_lost: Notify::new(),
                 last_micros: AtomicU64::new(NO_MICROS),
+                observed: tokio::sync::broadcast::channel(OBSERVED_BACKLOG).0,
             }),
             lanes: Arc::new(Lanes::new(DEFAULT_BACKGROUND_LIMIT)),
             lane: Lane::Reception,
@@ -343,7 +372,9 @@ impl OqsClient {
         let asked = Asked::Card {
             visit_date: q.visit_date,
         };
-        self.search(CARD_SEARCH_PATH, encode(&body)?, asked).await
+        let answer = self.search(CARD_SEARCH_PATH, encode(&body)?, asked).await?;
+        self.tell(&q.file_id, true, q.visit_date, &answer);
+        Ok(answer)
     }
 
     /// Looks the person up with insurance card data.
@@ -375,8 +406,28 @@ impl OqsClient {
                 },
             },
         };
-        self.search(SEARCH_PATH, encode(&body)?, Asked::Insurance(q))
-            .await
+        let answer = self
+            .search(SEARCH_PATH, encode(&body)?, Asked::Insurance(q))
+            .await?;
+        self.tell(&q.file_id, false, q.visit_date, &answer);
+        Ok(answer)
+    }
+
+    /// Follows every answer this client (and each of its clones and lanes) reads from now on.
+    pub fn observe(&self) -> tokio::sync::broadcast::Receiver<Arc<Observed>> {
+        self.inner.observed.subscribe()
+    }
+
+    fn tell(&self, file_id: &str, by_card: bool, visit_date: chrono::NaiveDate, answer: &Answer) {
+        // Cloning a person's answer costs only when someone follows.
+        if self.inner.observed.receiver_count() > 0 {
+            let _ = self.inner.observed.send(Arc::new(Observed {
+                file_id: file_id.to_string(),
+                by_card,
+                visit_date,
+                answer: answer.clone(),
+            }));
+        }
     }
 
     /// Cheap health check: a fresh login within the budget (also refreshes the token cache).

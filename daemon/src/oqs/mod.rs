@@ -40,7 +40,8 @@ use crate::rules::documents::{
 use crate::rules::RuleSettings;
 
 pub use client::{
-    OqsClient, OqsConfig, DEFAULT_ANSWER_LIMIT, DEFAULT_BACKGROUND_LIMIT, DEFAULT_SESSION_RENEWAL,
+    Observed, OqsClient, OqsConfig, DEFAULT_ANSWER_LIMIT, DEFAULT_BACKGROUND_LIMIT,
+    DEFAULT_SESSION_RENEWAL,
 };
 pub use codes::{CodeMeaning, ResultCodes};
 
