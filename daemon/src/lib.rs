@@ -19,6 +19,7 @@ pub mod check;
 pub mod cli;
 pub mod domain;
 pub mod facility;
+pub mod folders;
 pub mod ledger;
 pub mod ops;
 pub mod oqs;

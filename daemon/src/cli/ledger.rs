@@ -598,6 +598,7 @@ pub async fn status(
                     pid: std::process::id(),
                     plugins: Vec::new(),
                     sync: None,
+                    folders: None,
                 },
                 false,
             )
@@ -616,6 +617,7 @@ pub async fn status(
                 "readers_problem": status.readers_problem,
                 "store_repairs": status.store_repairs,
                 "sync": status.sync,
+                "folders": status.folders,
             })
         )
         .map_err(io_error)?;
@@ -648,6 +650,11 @@ pub async fn status(
         }
         if let Some(sync) = &status.sync {
             for line in crate::cli::peer::status_lines_ja(sync) {
+                writeln!(out, "{line}").map_err(io_error)?;
+            }
+        }
+        if let Some(folders) = &status.folders {
+            for line in folders.lines_ja() {
                 writeln!(out, "{line}").map_err(io_error)?;
             }
         }

@@ -48,6 +48,9 @@ pub struct ServiceConfig {
     /// `[sync]`: sync with the clinic's other devices.
     #[serde(default)]
     pub sync: SyncSection,
+    /// `[folders]`: the ministry terminal's folder interface for a receipt computer.
+    #[serde(default)]
+    pub folders: FoldersSection,
     /// Run without card readers (`tsunagid --no-reader`): an always-on device that syncs and
     /// reconciles for the others (a clinic server, a group's hub). Not in the file.
     #[serde(skip)]
@@ -180,6 +183,42 @@ impl Default for ApiSection {
             token_file: None,
             max_body_bytes: 64 * 1024,
             reads_per_second: 5000,
+        }
+    }
+}
+
+/// `[folders]`: the ministry terminal's folder interface (フォルダ連携) for a receipt
+/// computer that reads and writes `req`, `res` and `face` files. Off unless `root` is set.
+///
+/// ```toml
+/// [folders]
+/// root = "/srv/oqs"          # holds req, res and face
+/// encoding = "shift_jis"     # of the result files; default "utf-8"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FoldersSection {
+    /// The folder holding `req`, `res` and `face`.
+    pub root: Option<PathBuf>,
+    /// Encoding of the result and face files written: `utf-8` or `shift_jis`.
+    pub encoding: crate::folders::xml::Encoding,
+    /// Milliseconds between looks into `req`.
+    pub poll_ms: u64,
+    /// Write a face file for every answer to a card check.
+    pub face: bool,
+    /// Seconds after which a result or face file still in its folder counts as not
+    /// collected (in the status).
+    pub uncollected_secs: u64,
+}
+
+impl Default for FoldersSection {
+    fn default() -> Self {
+        Self {
+            root: None,
+            encoding: crate::folders::xml::Encoding::Utf8,
+            poll_ms: 200,
+            face: true,
+            uncollected_secs: 300,
         }
     }
 }

@@ -208,6 +208,7 @@ impl Daemon {
             pid: std::process::id(),
             plugins: plugins.as_ref().map(|p| p.statuses()).unwrap_or_default(),
             sync: None,
+            folders: None,
         };
         let this = Self {
             inner: Arc::new(Inner {
@@ -621,6 +622,22 @@ impl Daemon {
 
     fn on_line_success(&self) {
         self.update_health(Health::on_success);
+    }
+
+    /// A query made for a receipt computer's request could not reach the system: the line's
+    /// health learns from it as from reception's own.
+    pub(crate) fn line_failed(&self) {
+        self.on_line_failure();
+    }
+
+    /// A query made for a receipt computer's request was answered.
+    pub(crate) fn line_answered(&self) {
+        self.on_line_success();
+    }
+
+    /// What the folder interface says of itself, for the status.
+    pub(crate) fn set_folder_status(&self, folders: crate::folders::FolderStatus) {
+        lock(&self.inner.status).folders = Some(folders);
     }
 
     /// Applies `f` to the breaker and tells followers when the line's state changed.

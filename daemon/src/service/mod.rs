@@ -62,6 +62,10 @@ pub struct Status {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub sync: Option<crate::peer::SyncStatus>,
+    /// The folder interface for the receipt computer, when configured.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub folders: Option<crate::folders::FolderStatus>,
 }
 
 /// The status file in a data directory.
@@ -369,12 +373,16 @@ pub async fn run(
     // check made before its plugin is loaded shows no facility output.
     daemon.load_plugins_in_background();
     let sync = start_sync(&daemon, shutdown.clone());
+    let folders = tokio::spawn(crate::folders::run(daemon.clone(), shutdown.clone()));
     maintain(&daemon, shutdown).await;
     if let Err(e) = serving.await {
         tracing::error!(error = %e, "API task failed");
     }
     if let Some(sync) = sync {
         sync.stop().await;
+    }
+    if let Err(e) = folders.await {
+        tracing::error!(error = %e, "folder interface task failed");
     }
     // Checks on cards and passes started by requests finish before the store is let go.
     daemon.finish_tasks().await;
