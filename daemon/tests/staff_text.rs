@@ -1826,7 +1826,60 @@ fn render() -> (String, Vec<String>) {
     questions(&mut g);
     input_errors(&mut g);
     records_and_api(&mut g);
+    folders(&mut g);
     g.finish()
+}
+
+/// What the receipt computer's operator reads in a result file, and staff in the status.
+fn folders(g: &mut Golden) {
+    use tsunagi::folders::xml::RequestError;
+    use tsunagi::folders::FolderStatus;
+    g.section("フォルダ連携（レセコン）");
+    let errors = [
+        ("request-too-large", RequestError::TooLarge(2_097_152)),
+        (
+            "request-encoding",
+            RequestError::Encoding("宣言された文字コード「EUC-JP」".into()),
+        ),
+        ("request-cut", RequestError::Incomplete),
+        (
+            "request-not-xml",
+            RequestError::NotXml("XML の書式が正しくありません（120バイト目付近）".into()),
+        ),
+        (
+            "request-field",
+            RequestError::Field {
+                field: "Birthdate",
+                problem: "必須の項目がありません。".into(),
+            },
+        ),
+        ("request-other-institution", RequestError::OtherInstitution),
+    ];
+    for (tag, e) in errors {
+        g.say(tag, &e.message_ja());
+    }
+    let status = FolderStatus {
+        root: "/srv/oqs".into(),
+        problem: Some(
+            "フォルダ /srv/oqs が見つかりません。共有フォルダの接続と設定（[folders] root）を確認してください。"
+                .into(),
+        ),
+        waiting: 2,
+        held: 1,
+        uncollected: 3,
+        answered: 40,
+        refused: 1,
+        faces: 25,
+    };
+    g.block_on(
+        "folder-status",
+        today_for_golden(),
+        &status.lines_ja().join("\n"),
+    );
+}
+
+fn today_for_golden() -> NaiveDate {
+    d("2026-04-01")
 }
 
 fn golden_path() -> PathBuf {
