@@ -12,6 +12,7 @@ packages=(
   opensc-pkcs11
   fonts-ipafont-gothic # Japanese glyphs for the usage report's PNG chart
   e2fsprogs            # mkfs.ext4 for the real power-cut test (ext4 on a loop device)
+  dbus-daemon          # a private session bus for the tray tests (tray/tests)
 )
 if [ "${1:-}" = "--build-only" ]; then
   packages=(pkg-config libpcsclite-dev fonts-ipafont-gothic)
