@@ -667,3 +667,89 @@ pub async fn record_document(
     report.check_id = Some(id);
     Ok(report)
 }
+
+/// A check by the numbers on an insurance document, asked at once (被保険者番号等による資格確認):
+/// how a receipt computer asks, through the API or the folder interface. When the
+/// qualification system cannot be reached the check is captured for 事後確認.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersCheckRequest {
+    /// 保険者番号 (6 or 8 digits).
+    pub insurer: String,
+    /// 記号.
+    pub symbol: Option<String>,
+    /// 番号.
+    pub number: String,
+    /// 枝番.
+    pub branch: Option<String>,
+    /// 生年月日.
+    pub birth_date: NaiveDate,
+    /// The visit date; default today in Japan.
+    pub visit_date: Option<NaiveDate>,
+    /// The patient agreed to share 限度額適用認定証 information.
+    #[serde(default)]
+    pub limit_consent: bool,
+}
+
+impl NumbersCheckRequest {
+    /// The query, checked field by field (`file_id` is the caller's correlation id).
+    pub fn query(
+        &self,
+        now: DateTime<FixedOffset>,
+        file_id: String,
+    ) -> Result<crate::oqs::InsuranceQuery, OpError> {
+        let visit = self.visit_date.unwrap_or_else(|| now.date_naive());
+        Month::of(visit)
+            .map_err(|_| OpError::invalid("visit_date", crate::ledger::visit_date_message_ja()))?;
+        if self.birth_date > visit {
+            return Err(OpError::invalid(
+                "birth_date",
+                "生年月日が受診日より後になっています。",
+            ));
+        }
+        let numbers = numbers_record(
+            &self.insurer,
+            self.symbol.as_deref(),
+            &self.number,
+            self.branch.as_deref(),
+        )?;
+        Ok(crate::oqs::InsuranceQuery {
+            visit_date: visit,
+            insurer: numbers.insurer,
+            symbol: numbers.symbol,
+            number: numbers.number,
+            branch: numbers.branch,
+            birth_date: self.birth_date,
+            limit_consent: self.limit_consent,
+            file_id,
+        })
+    }
+}
+
+/// What a check by numbers gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NumbersCheckReport {
+    /// How it ended: `confirmed`, `invalid`, `not-found`, `multiple`, `captured` (no answer:
+    /// recorded for 事後確認) or `error`.
+    pub status: crate::view::ReportStatus,
+    /// The check recorded for 事後確認, when captured.
+    pub check_id: Option<String>,
+    /// The visit date asked about.
+    pub visit_date: NaiveDate,
+    /// The qualification found (confirmed or invalid).
+    #[schema(value_type = Option<Object>)]
+    pub qualification: Option<crate::oqs::Qualification>,
+    /// Every candidate, when several matched.
+    #[schema(value_type = Vec<Object>)]
+    pub candidates: Vec<crate::oqs::Qualification>,
+    /// 資格（無効）・新しい資格あり.
+    pub newer_exists: bool,
+    /// Notices from the qualification system.
+    pub notices: Vec<crate::view::NoticeView>,
+    /// The co-payment in tenths (割), when the answer gives it.
+    pub copay_tenths: Option<u8>,
+    /// The error's stable name, when the system refused the request.
+    pub error: Option<String>,
+    /// For staff.
+    pub message_ja: String,
+}

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         super::routes::resolve,
         super::routes::claimed,
         super::routes::record_document,
+        super::routes::check_by_numbers,
         super::routes::reconcile,
         super::routes::status,
         super::routes::events,

@@ -23,8 +23,8 @@ use crate::card::Pin;
 use crate::check::now_jst;
 use crate::domain::{FacilityType, IdentityMethod};
 use crate::ops::{
-    self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest, NumbersRequest,
-    ResolveRequest,
+    self, DeclarationReport, DeclarationRequest, DocumentReport, DocumentRequest,
+    NumbersCheckReport, NumbersCheckRequest, NumbersRequest, ResolveRequest,
 };
 use crate::reconcile::PassReport;
 use crate::service::daemon::{DaemonEvent, StartCheck, StartError};
@@ -59,6 +59,7 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
         .route("/v1/checks/{id}/resolution", post(resolve))
         .route("/v1/checks/{id}/claimed", post(claimed))
         .route("/v1/documents", post(record_document))
+        .route("/v1/insurance-checks", post(check_by_numbers))
         .route("/v1/reconcile", post(reconcile))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(list_peers).post(add_peer))
@@ -705,6 +706,42 @@ async fn record_document(
         )
         .await?,
     ))
+}
+
+/// Checks a patient's qualification by the numbers on their insurance document, at once (the
+/// receipt computer's way). When the qualification system cannot be reached the check is
+/// recorded for 事後確認 (`status` `captured`) and its answer comes through the event stream.
+#[utoipa::path(post, path = "/v1/insurance-checks", tag = "checks",
+    request_body = NumbersCheckRequest,
+    responses(
+        (status = 200, description = "Answered, captured or refused (see `status`)", body = NumbersCheckReport),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The capture could not be saved", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn check_by_numbers(
+    State(app): State<App>,
+    Body(request): Body<NumbersCheckRequest>,
+) -> Result<Json<NumbersCheckReport>, Problem> {
+    let query = request.query(
+        now_jst(),
+        format!("tsunagi-api-{}", crate::ledger::new_check_id()),
+    )?;
+    match app.daemon.check_by_numbers(&query).await {
+        Ok(report) => Ok(Json(report)),
+        Err(e) => {
+            tracing::error!(error = %e, "capture not saved");
+            Err(Problem::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "not-saved",
+                "The check could not be saved",
+                e.message_ja(),
+            ))
+        }
+    }
 }
 
 /// Asking for a reconcile pass now.

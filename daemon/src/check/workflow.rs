@@ -253,47 +253,16 @@ fn report_of(
         earlier: request.visit.last_known.as_ref().map(EarlierView::of),
         facility_output: None,
     };
-    let notices = |n: &[crate::oqs::Notice]| -> Vec<NoticeView> {
-        n.iter()
-            .map(|n| NoticeView {
-                code: n.code().to_string(),
-                message_ja: n.message_ja(),
-            })
-            .collect()
-    };
     match &outcome.answer {
         Ok(answer) => {
             r.message_ja = answer.message_ja_on(visit, settings);
-            match answer {
-                Answer::Confirmed {
-                    qualification,
-                    notices: n,
-                } => {
-                    r.status = ReportStatus::Confirmed;
-                    r.copay_tenths = qualification
-                        .ratio_percent
-                        .and_then(CopayRatio::from_percent)
-                        .map(|r| r.tenths());
-                    r.qualification = Some(qualification.clone());
-                    r.notices = notices(n);
-                }
-                Answer::Invalid {
-                    qualification,
-                    newer_exists,
-                } => {
-                    r.status = ReportStatus::Invalid;
-                    r.qualification = Some(qualification.clone());
-                    r.newer_exists = *newer_exists;
-                }
-                Answer::NotFound { notices: n } => {
-                    r.status = ReportStatus::NotFound;
-                    r.notices = notices(n);
-                }
-                Answer::MultipleMatches(all) => {
-                    r.status = ReportStatus::Multiple;
-                    r.candidates = all.clone();
-                }
-            }
+            let parts = AnswerParts::of(answer);
+            r.status = parts.status;
+            r.copay_tenths = parts.copay_tenths;
+            r.qualification = parts.qualification;
+            r.candidates = parts.candidates;
+            r.newer_exists = parts.newer_exists;
+            r.notices = parts.notices;
         }
         Err(e) => {
             r.status = query_error_status(e);
@@ -315,9 +284,72 @@ fn report_of(
     r
 }
 
+/// What an answer puts in a report (the parts every report of an answer shares).
+#[derive(Debug)]
+pub(crate) struct AnswerParts {
+    pub status: ReportStatus,
+    pub qualification: Option<crate::oqs::Qualification>,
+    pub candidates: Vec<crate::oqs::Qualification>,
+    pub newer_exists: bool,
+    pub notices: Vec<NoticeView>,
+    pub copay_tenths: Option<u8>,
+}
+
+impl AnswerParts {
+    pub(crate) fn of(answer: &Answer) -> Self {
+        let notices = |n: &[crate::oqs::Notice]| -> Vec<NoticeView> {
+            n.iter()
+                .map(|n| NoticeView {
+                    code: n.code().to_string(),
+                    message_ja: n.message_ja(),
+                })
+                .collect()
+        };
+        let mut parts = Self {
+            status: ReportStatus::Error,
+            qualification: None,
+            candidates: Vec::new(),
+            newer_exists: false,
+            notices: Vec::new(),
+            copay_tenths: None,
+        };
+        match answer {
+            Answer::Confirmed {
+                qualification,
+                notices: n,
+            } => {
+                parts.status = ReportStatus::Confirmed;
+                parts.copay_tenths = qualification
+                    .ratio_percent
+                    .and_then(CopayRatio::from_percent)
+                    .map(|r| r.tenths());
+                parts.qualification = Some(qualification.clone());
+                parts.notices = notices(n);
+            }
+            Answer::Invalid {
+                qualification,
+                newer_exists,
+            } => {
+                parts.status = ReportStatus::Invalid;
+                parts.qualification = Some(qualification.clone());
+                parts.newer_exists = *newer_exists;
+            }
+            Answer::NotFound { notices: n } => {
+                parts.status = ReportStatus::NotFound;
+                parts.notices = notices(n);
+            }
+            Answer::MultipleMatches(all) => {
+                parts.status = ReportStatus::Multiple;
+                parts.candidates = all.clone();
+            }
+        }
+        parts
+    }
+}
+
 /// A query error that the card or the patient caused is a refusal (not confirmed); the rest
 /// are failures of the check itself.
-fn query_error_status(e: &QueryError) -> ReportStatus {
+pub(crate) fn query_error_status(e: &QueryError) -> ReportStatus {
     match e {
         QueryError::CertificateExpired
         | QueryError::CertificateRevoked

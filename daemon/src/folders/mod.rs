@@ -35,7 +35,6 @@ use tokio::task::JoinSet;
 
 use crate::check::health::LineState;
 use crate::check::now_jst;
-use crate::ledger::event::{Captured, CheckEvent, KnownInsurance, KnownSource, NumbersRecord};
 use crate::oqs::{Answer, InsuranceQuery, Observed, QueryError};
 use crate::service::config::FoldersSection;
 use crate::service::Daemon;
@@ -125,6 +124,8 @@ struct PendingEntry {
     check_id: String,
     /// The request file's bytes, base64: re-read to write the result.
     request: String,
+    /// Why it was captured (the query error's kind).
+    reason: String,
 }
 
 #[derive(Debug)]
@@ -612,35 +613,31 @@ impl Job {
                 return self.answer(&xml::result_file(&header, None, None), true);
             }
         };
-        if self.daemon.line() != LineState::Offline {
-            let file_id = request
-                .file_id
-                .clone()
-                .unwrap_or_else(|| format!("tsunagi-folder-{}", self.id));
-            match self
-                .daemon
-                .client()
-                .query_by_insurance(&query_of(&request, &file_id))
-                .await
-            {
-                Ok(answer) => {
-                    self.daemon.line_answered();
-                    let bytes = result_bytes(&self.daemon, &request, self.encoding, Ok(&answer));
-                    return self.answer(&bytes, false);
-                }
-                Err(e) if e.is_transient() => {
-                    self.daemon.line_failed();
-                    tracing::info!(request = %self.id, error = e.kind(), "qualification system unreachable; request captured");
-                }
-                Err(e) => {
-                    // The system refused this request, or its answer is unusable: asking
-                    // again will not help; the receipt computer is told why.
-                    let bytes = result_bytes(&self.daemon, &request, self.encoding, Err(&e));
-                    return self.answer(&bytes, true);
-                }
+        let file_id = request
+            .file_id
+            .clone()
+            .unwrap_or_else(|| format!("tsunagi-folder-{}", self.id));
+        let reason = match self
+            .daemon
+            .ask_by_numbers(&query_of(&request, &file_id))
+            .await
+        {
+            Ok(answer) => {
+                let bytes = result_bytes(&self.daemon, &request, self.encoding, Ok(&answer));
+                return self.answer(&bytes, false);
             }
-        }
-        self.capture(raw, request).await
+            Err(e) if e.is_transient() => {
+                tracing::info!(request = %self.id, error = e.kind(), "qualification system unreachable; request captured");
+                e.kind()
+            }
+            Err(e) => {
+                // The system refused this request, or its answer is unusable: asking again
+                // will not help; the receipt computer is told why.
+                let bytes = result_bytes(&self.daemon, &request, self.encoding, Err(&e));
+                return self.answer(&bytes, true);
+            }
+        };
+        self.capture(raw, request, reason).await
     }
 
     fn answer(&self, bytes: &[u8], refused: bool) -> Outcome {
@@ -661,11 +658,12 @@ impl Job {
 
     /// Journal entry, then the capture, then the request file goes: a crash anywhere leaves
     /// the request answerable.
-    async fn capture(self, raw: Vec<u8>, request: FolderRequest) -> Outcome {
+    async fn capture(self, raw: Vec<u8>, request: FolderRequest, reason: &str) -> Outcome {
         let entry = PendingEntry {
             id: self.id.clone(),
             check_id: crate::ledger::new_check_id(),
             request: base64::engine::general_purpose::STANDARD.encode(&raw),
+            reason: reason.to_string(),
         };
         let journal = self.pending_dir.join(format!("{}.json", self.id));
         let written = serde_json::to_vec(&entry)
@@ -697,36 +695,9 @@ impl Job {
 /// Records a captured request as a check to confirm by its numbers (idempotent: the same
 /// check id records nothing twice).
 async fn capture(daemon: &Daemon, p: &Pending) -> Result<(), crate::ledger::LedgerError> {
-    let r = &p.request;
-    let mut known = KnownInsurance::new(
-        NumbersRecord {
-            insurer: r.insurer.clone(),
-            symbol: r.symbol.clone(),
-            number: r.number.clone(),
-            branch: r.branch.clone(),
-        },
-        r.birth_date,
-        None,
-    );
-    known.source = Some(KnownSource::Request);
-    let captured = Captured {
-        visit_date: r.visit_date,
-        facility: daemon.config().facility,
-        first_visit: false,
-        next_visit: None,
-        card: None,
-        document: None,
-        reason: Some("folder-request".into()),
-        last_known: Some(known),
-        captured_at: now_jst(),
-    };
+    let query = query_of(&p.request, "");
     daemon
-        .ledger()
-        .record(
-            &p.entry.check_id,
-            r.visit_date,
-            &CheckEvent::Captured(captured),
-        )
+        .capture_by_numbers(&p.entry.check_id, &query, &p.entry.reason)
         .await
 }
 

@@ -29,7 +29,7 @@ use crate::check::CheckError;
 use crate::domain::{FacilityType, IdentityMethod};
 use crate::ledger::fold::CheckState;
 use crate::ledger::{Change, Ledger, LedgerError};
-use crate::oqs::OqsClient;
+use crate::oqs::{Answer, InsuranceQuery, OqsClient, QueryError};
 use crate::plugin::PluginHost;
 use crate::reconcile::{PassReport, Reconciler};
 use crate::rules::settings::RuleSettings;
@@ -624,15 +624,106 @@ impl Daemon {
         self.update_health(Health::on_success);
     }
 
-    /// A query made for a receipt computer's request could not reach the system: the line's
-    /// health learns from it as from reception's own.
-    pub(crate) fn line_failed(&self) {
-        self.on_line_failure();
+    /// Asks the qualification system by insurance data on reception's lane (被保険者番号等に
+    /// よる照会), as a receipt computer's request; at once an `Unreachable` error while the line
+    /// is known to be down. The line's health learns from the outcome as from reception's own.
+    pub async fn ask_by_numbers(&self, query: &InsuranceQuery) -> Result<Answer, QueryError> {
+        if self.line() == LineState::Offline {
+            return Err(QueryError::Unreachable);
+        }
+        let result = self.inner.client.query_by_insurance(query).await;
+        match &result {
+            Ok(_) => self.on_line_success(),
+            Err(e) if e.is_transient() => self.on_line_failure(),
+            Err(_) => {}
+        }
+        result
     }
 
-    /// A query made for a receipt computer's request was answered.
-    pub(crate) fn line_answered(&self) {
-        self.on_line_success();
+    /// Records a check by insurance data that got no answer, under `check_id`, for 事後確認
+    /// to ask by its numbers (the same id records nothing twice).
+    pub async fn capture_by_numbers(
+        &self,
+        check_id: &str,
+        query: &InsuranceQuery,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        use crate::ledger::event::{
+            Captured, CheckEvent, KnownInsurance, KnownSource, NumbersRecord,
+        };
+        let mut known = KnownInsurance::new(
+            NumbersRecord {
+                insurer: query.insurer.clone(),
+                symbol: query.symbol.clone(),
+                number: query.number.clone(),
+                branch: query.branch.clone(),
+            },
+            query.birth_date,
+            None,
+        );
+        known.source = Some(KnownSource::Request);
+        let captured = Captured {
+            visit_date: query.visit_date,
+            facility: self.inner.config.facility,
+            first_visit: false,
+            next_visit: None,
+            card: None,
+            document: None,
+            reason: Some(reason.to_string()),
+            last_known: Some(known),
+            captured_at: now_jst(),
+        };
+        self.inner
+            .ledger
+            .record(check_id, query.visit_date, &CheckEvent::Captured(captured))
+            .await
+    }
+
+    /// A check by insurance data (the API's `POST /v1/insurance-checks`): asked at once,
+    /// captured for 事後確認 when the system cannot be reached.
+    pub async fn check_by_numbers(
+        &self,
+        query: &InsuranceQuery,
+    ) -> Result<crate::ops::NumbersCheckReport, LedgerError> {
+        let visit = query.visit_date;
+        let mut report = crate::ops::NumbersCheckReport {
+            status: ReportStatus::Error,
+            check_id: None,
+            visit_date: visit,
+            qualification: None,
+            candidates: Vec::new(),
+            newer_exists: false,
+            notices: Vec::new(),
+            copay_tenths: None,
+            error: None,
+            message_ja: String::new(),
+        };
+        match self.ask_by_numbers(query).await {
+            Ok(answer) => {
+                let parts = workflow::AnswerParts::of(&answer);
+                report.status = parts.status;
+                report.qualification = parts.qualification;
+                report.candidates = parts.candidates;
+                report.newer_exists = parts.newer_exists;
+                report.notices = parts.notices;
+                report.copay_tenths = parts.copay_tenths;
+                report.message_ja = answer.message_ja_on(visit, &self.inner.settings);
+            }
+            Err(e) if e.is_transient() => {
+                let id = crate::ledger::new_check_id();
+                self.capture_by_numbers(&id, query, e.kind()).await?;
+                report.status = ReportStatus::Captured;
+                report.check_id = Some(id);
+                report.error = Some(e.kind().to_string());
+                report.message_ja = "資格確認システムにつながらないため、この確認を記録しました。つながりしだい、記載の番号で確認します（事後確認）。".into();
+            }
+            Err(e) => {
+                report.status = workflow::query_error_status(&e);
+                report.error = Some(e.kind().to_string());
+                report.message_ja = e.message_ja_on(visit, &self.inner.settings);
+            }
+        }
+        Ok(report)
     }
 
     /// What the folder interface says of itself, for the status.
