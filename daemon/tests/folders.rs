@@ -624,3 +624,47 @@ fn every_card_check_writes_a_face_file_online_at_once_and_offline_when_reconcile
         folders_status(&d)["faces"] == 2
     });
 }
+
+#[test]
+fn the_api_asks_by_numbers_as_the_folder_does_and_captures_when_offline() {
+    let sim = sim();
+    let root = tempfile::tempdir().unwrap();
+    let d = daemon_on(&sim.base_url(), root.path(), "utf-8");
+    let (req, person) = request_of("valid-employee", "api");
+    let body = serde_json::json!({
+        "insurer": req.insurer.trim(),
+        "symbol": req.symbol,
+        "number": req.number,
+        "branch": req.branch,
+        "birth_date": scenario().insurance_of("valid-employee").unwrap().birthdate,
+    });
+    let (status, report) = d.post("/v1/insurance-checks", &body);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "confirmed", "{report}");
+    assert_eq!(report["qualification"]["name"], person.name.as_str(), "{report}");
+    assert!(report["check_id"].is_null(), "{report}");
+    // The folder answers the same request with the same person.
+    drop_request(root.path(), "same-as-api", request_xml(&req, "UTF-8").as_bytes());
+    let r = Parsed::of(&wait_file(&res_path(root.path(), "same-as-api"), WAIT));
+    assert_eq!(r.qualification("Name"), Some(person.name.as_str()));
+    // A bad field is named.
+    let mut bad = body.clone();
+    bad["branch"] = Value::String("0".into());
+    let (status, problem) = d.post("/v1/insurance-checks", &bad);
+    assert_eq!(status, 400, "{problem}");
+    // Offline: captured for 事後確認, with its id.
+    sim.faults().set_mode(FaultMode::Refuse);
+    let (status, report) = d.post("/v1/insurance-checks", &body);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "captured", "{report}");
+    let id = report["check_id"].as_str().expect("a check id").to_string();
+    let (_, pending) = d.get("/v1/checks?state=pending");
+    assert!(
+        pending["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == id.as_str()),
+        "{pending}"
+    );
+}
