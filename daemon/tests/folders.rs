@@ -641,10 +641,18 @@ fn the_api_asks_by_numbers_as_the_folder_does_and_captures_when_offline() {
     let (status, report) = d.post("/v1/insurance-checks", &body);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["status"], "confirmed", "{report}");
-    assert_eq!(report["qualification"]["name"], person.name.as_str(), "{report}");
+    assert_eq!(
+        report["qualification"]["name"],
+        person.name.as_str(),
+        "{report}"
+    );
     assert!(report["check_id"].is_null(), "{report}");
     // The folder answers the same request with the same person.
-    drop_request(root.path(), "same-as-api", request_xml(&req, "UTF-8").as_bytes());
+    drop_request(
+        root.path(),
+        "same-as-api",
+        request_xml(&req, "UTF-8").as_bytes(),
+    );
     let r = Parsed::of(&wait_file(&res_path(root.path(), "same-as-api"), WAIT));
     assert_eq!(r.qualification("Name"), Some(person.name.as_str()));
     // A bad field is named.
