@@ -536,13 +536,27 @@ fn a_folder_that_disappears_is_reported_and_served_again_when_back() {
             .as_str()
             .is_some_and(|p| p.contains("見つかりません"))
     });
+    // The mount point comes back empty (the share not mounted yet): the folders are not
+    // made on the local disk, where the receipt computer would never look.
     std::fs::create_dir(&root).unwrap();
-    wait_for("the folders made again", WAIT, || root.join("req").is_dir());
+    wait_for("the missing folders reported", WAIT, || {
+        folders_status(&d)["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("共有フォルダが外れていないか"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!root.join("req").exists(), "never made again");
+    // The share is back with its folders.
+    for name in ["req", "res", "face"] {
+        std::fs::create_dir(root.join(name)).unwrap();
+    }
     let (req, _) = request_of("valid-employee", "back");
     drop_request(&root, "back", request_xml(&req, "UTF-8").as_bytes());
     let r = Parsed::of(&wait_file(&res_path(&root, "back"), WAIT));
     assert_eq!(r.get("MessageBody/QualificationValidity"), Some("1"));
-    assert!(folders_status(&d)["problem"].is_null());
+    wait_for("no problem left", WAIT, || {
+        folders_status(&d)["problem"].is_null()
+    });
 }
 
 fn face_files(root: &Path) -> Vec<PathBuf> {

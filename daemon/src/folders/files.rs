@@ -75,22 +75,32 @@ pub fn remove(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Reads at most `limit` bytes of `path`: `Ok(None)` when the file is gone, `Err` with its
-/// size when it is larger.
-pub fn read_limited(path: &Path, limit: u64) -> std::io::Result<Option<Result<Vec<u8>, u64>>> {
+/// Reads a request file, at most `limit` bytes: `Ok(None)` when it is gone, `Err(size)` inside
+/// when it is larger. Opened without following a link and without waiting: a FIFO or a device
+/// named like a request is refused rather than read (it could block the reader for ever).
+pub fn read_request(path: &Path, limit: u64) -> std::io::Result<Option<Result<Vec<u8>, u64>>> {
     use std::io::Read;
-    let f = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Ok(Some(Err(meta.len())));
+    }
     let mut bytes = Vec::new();
     f.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        let size = std::fs::metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(limit + 1);
-        return Ok(Some(Err(size)));
+        return Ok(Some(Err(bytes.len() as u64)));
     }
     Ok(Some(Ok(bytes)))
 }
@@ -114,12 +124,25 @@ mod tests {
     }
 
     #[test]
-    fn reads_are_bounded_and_a_vanished_file_is_none() {
+    fn reads_are_bounded_and_refuse_what_is_not_a_plain_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("r.xml");
-        assert!(read_limited(&p, 4).unwrap().is_none());
+        assert!(read_request(&p, 4).unwrap().is_none());
         std::fs::write(&p, b"12345").unwrap();
-        assert_eq!(read_limited(&p, 4).unwrap(), Some(Err(5)));
-        assert_eq!(read_limited(&p, 5).unwrap(), Some(Ok(b"12345".to_vec())));
+        assert_eq!(read_request(&p, 4).unwrap(), Some(Err(5)));
+        assert_eq!(read_request(&p, 5).unwrap(), Some(Ok(b"12345".to_vec())));
+        // A link is not followed; a FIFO is not waited on.
+        let link = dir.path().join("link.xml");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(read_request(&link, 5).is_err());
+        let fifo = dir.path().join("fifo.xml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(read_request(&fifo, 5).is_err());
+        std::fs::create_dir(dir.path().join("d.xml")).unwrap();
+        assert!(read_request(&dir.path().join("d.xml"), 5).is_err());
     }
 }

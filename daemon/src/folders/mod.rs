@@ -21,17 +21,22 @@
 //! The folders are looked at every `poll_ms` rather than watched: the terminal's folders are
 //! often a network share, where change notifications do not arrive.
 
+mod disk;
 pub mod files;
 pub mod xml;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
+
+use disk::{Candidate, Delivered, Digest, Done, JournalEntry, LookIn, Paths, Tracker};
 
 use crate::check::health::LineState;
 use crate::check::now_jst;
@@ -55,6 +60,8 @@ const CENSUS_EVERY: Duration = Duration::from_secs(1);
 const CONCURRENT: usize = 4;
 /// Face files kept in memory while the folder cannot be written.
 const FACE_BACKLOG: usize = 1000;
+/// How long one piece of disk work may take before the folders count as not answering.
+const DISK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a captured request whose answer was not seen is asked about by the interface
 /// itself.
 const PENDING_RETRY: Duration = Duration::from_secs(30);
@@ -115,36 +122,42 @@ impl FolderStatus {
     }
 }
 
-/// A request captured while offline (`<data_dir>/folders/pending/<id>.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PendingEntry {
-    /// The request's id (from its file name).
-    id: String,
-    /// The check it was captured as.
-    check_id: String,
-    /// The request file's bytes, base64: re-read to write the result.
-    request: String,
-    /// Why it was captured (the query error's kind).
-    reason: String,
-}
-
+/// A captured request, as the loop keeps it.
 #[derive(Debug)]
 struct Pending {
-    entry: PendingEntry,
+    entry: JournalEntry,
     request: FolderRequest,
-    digest: [u8; 32],
+    digest: Digest,
+    /// The capture is durable (until then its request file stays in `req`).
+    recorded: bool,
     last_try: Option<Instant>,
 }
 
-/// What one request's job ended with.
+/// What one job ended with.
 #[derive(Debug)]
 enum Outcome {
     /// A result was written.
     Answered { refused: bool },
-    /// Captured for 事後確認.
+    /// The request was captured for 事後確認 (durably, or not yet).
     Captured(Box<Pending>),
-    /// Nothing done yet (a result of this id is still there, or writing failed): tried again.
+    /// The result of a captured request was written.
+    PendingAnswered { refused: bool },
+    /// A result is ready but could not be written: kept and written at a later look, never
+    /// asked again.
+    Unwritten(Box<Unwritten>),
+    /// Nothing done (a result of this id is still there, the line did not answer, or the
+    /// disk did not): tried again at a later look.
     Later,
+}
+
+/// A result waiting to be written.
+#[derive(Debug)]
+struct Unwritten {
+    bytes: Vec<u8>,
+    digest: Digest,
+    refused: bool,
+    /// For a captured request (its journal entry goes), else its request file goes.
+    captured: bool,
 }
 
 /// Runs the folder interface until `stop` turns true. Never fails: problems are logged and
@@ -163,128 +176,186 @@ pub async fn run(daemon: Daemon, mut stop: tokio::sync::watch::Receiver<bool>) {
         tokio::select! {
             _ = tick.tick() => me.look().await,
             o = observed.recv() => match o {
-                Ok(o) => me.on_answer(&o).await,
+                Ok(o) => me.on_answer(&o),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "folder interface missed answers; captured requests are asked again");
+                    tracing::warn!(missed = n, "folder interface missed answers; captured requests are asked again, card checks missed get no face file");
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            Some(done) = me.jobs.join_next(), if !me.jobs.is_empty() => me.finished(done),
+            Some(done) = me.jobs.join_next_with_id(), if !me.jobs.is_empty() => me.finished(done),
             _ = stop.changed() => break,
         }
         if *stop.borrow() {
             break;
         }
     }
-    // Requests being asked about finish (their results are written) before the store goes.
-    while let Some(done) = me.jobs.join_next().await {
+    // Requests being answered finish (their results are written) before the store goes.
+    while let Some(done) = me.jobs.join_next_with_id().await {
         me.finished(done);
     }
     me.publish();
 }
 
+/// Runs blocking disk work off the async workers, bounded: a share that hangs costs a
+/// blocking thread, never the daemon.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::time::timeout(DISK_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "folder disk task failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 struct Folders {
     daemon: Daemon,
     config: FoldersSection,
-    root: PathBuf,
+    paths: Arc<Paths>,
     poll: Duration,
-    pending_dir: PathBuf,
     /// Captured requests by request id.
     pending: HashMap<String, Pending>,
-    /// Request ids being handled by a job now.
+    /// Results that could not be written yet, by request id.
+    unwritten: HashMap<String, Unwritten>,
+    /// Request ids a job works on now.
     busy: HashSet<String>,
     jobs: JoinSet<(String, Outcome)>,
-    faces: VecDeque<(String, Vec<u8>)>,
+    /// Which job works on which request (a job that panics frees its request).
+    job_ids: HashMap<tokio::task::Id, String>,
+    faces: Vec<(String, Vec<u8>)>,
     status: FolderStatus,
+    tracker: Arc<Mutex<Tracker>>,
+    /// A look is running on the blocking pool (one that hangs is not stacked on).
+    looking: Arc<AtomicBool>,
     last_census: Option<Instant>,
-    /// Request ids whose hold was already logged.
-    held_logged: HashSet<String>,
 }
 
 impl Folders {
     fn new(daemon: Daemon, config: FoldersSection, root: PathBuf) -> Self {
-        let pending_dir = daemon.config().data_dir.join("folders").join("pending");
+        let paths = Arc::new(Paths {
+            root: root.clone(),
+            state: daemon.config().data_dir.join("folders"),
+        });
         Self {
             poll: Duration::from_millis(config.poll_ms.max(10)),
             status: FolderStatus {
-                root: root.clone(),
+                root,
                 ..FolderStatus::default()
             },
             daemon,
             config,
-            root,
-            pending_dir,
+            paths,
             pending: HashMap::new(),
+            unwritten: HashMap::new(),
             busy: HashSet::new(),
             jobs: JoinSet::new(),
-            faces: VecDeque::new(),
+            job_ids: HashMap::new(),
+            faces: Vec::new(),
+            tracker: Arc::default(),
+            looking: Arc::default(),
             last_census: None,
-            held_logged: HashSet::new(),
         }
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-
-    /// Reads the journal of captured requests, and makes sure each one's capture is durable
-    /// (a crash may have come between the journal entry and the capture).
+    /// Reads the journal of captured requests; their captures are made durable at the looks
+    /// (a crash may have come between a journal entry and its capture).
     async fn load_pending(&mut self) {
-        if let Err(e) = std::fs::create_dir_all(&self.pending_dir) {
-            tracing::error!(dir = %self.pending_dir.display(), error = %e, "folder journal unusable");
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(&self.pending_dir) else {
+        let paths = self.paths.clone();
+        let Some(loaded) = blocking(move || disk::load_journal(&paths)).await else {
+            tracing::error!(
+                "folder journal unreadable; captured requests are not answered until it is"
+            );
             return;
         };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let loaded = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<PendingEntry>(&b).ok())
-                .and_then(|entry| {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(&entry.request)
-                        .ok()?;
-                    let request = xml::parse_request(&bytes).ok()?;
-                    Some(Pending {
-                        digest: digest(&bytes),
-                        entry,
-                        request,
-                        last_try: None,
-                    })
-                });
-            match loaded {
-                Some(p) => {
-                    if let Err(e) = capture(&self.daemon, &p).await {
-                        tracing::error!(error = %e, "captured request could not be recorded again; tried at the next look");
-                    }
-                    self.pending.insert(p.entry.id.clone(), p);
-                }
-                None => {
-                    tracing::error!(file = %path.display(), "unreadable folder journal entry set aside");
-                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
-                }
-            }
+        for (entry, request, digest) in loaded {
+            self.pending.insert(
+                entry.id.clone(),
+                Pending {
+                    entry,
+                    request,
+                    digest,
+                    recorded: false,
+                    last_try: None,
+                },
+            );
         }
     }
 
     /// One look at the folders.
     async fn look(&mut self) {
-        let problem = self.check_folders();
-        self.status.problem = problem.clone();
-        if problem.is_none() {
-            self.flush_faces();
-            self.scan_requests();
-            self.retry_pending().await;
-            if self.last_census.is_none_or(|t| t.elapsed() >= CENSUS_EVERY) {
-                self.last_census = Some(Instant::now());
-                self.status.uncollected = self.uncollected();
-            }
+        if self.looking.swap(true, Ordering::AcqRel) {
+            self.status.problem = Some(format!(
+                "フォルダ {} が応答しません。共有フォルダの接続を確認してください。",
+                self.paths.root.display()
+            ));
+            self.publish();
+            return;
         }
+        let census = self
+            .last_census
+            .is_none_or(|t| t.elapsed() >= CENSUS_EVERY)
+            .then(|| Duration::from_secs(self.config.uncollected_secs));
+        if census.is_some() {
+            self.last_census = Some(Instant::now());
+        }
+        let mut busy = self.busy.clone();
+        busy.extend(self.unwritten.keys().cloned());
+        let input = LookIn {
+            busy,
+            pending: self
+                .pending
+                .iter()
+                .map(|(id, p)| (id.clone(), (p.digest, p.recorded)))
+                .collect(),
+            slots: CONCURRENT.saturating_sub(self.jobs.len()),
+            faces: std::mem::take(&mut self.faces),
+            census,
+        };
+        let (paths, tracker, looking) = (
+            self.paths.clone(),
+            self.tracker.clone(),
+            self.looking.clone(),
+        );
+        let out = tokio::time::timeout(
+            DISK_TIMEOUT,
+            tokio::task::spawn_blocking(move || {
+                let out = {
+                    let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                    disk::look(&paths, input, &mut t)
+                };
+                looking.store(false, Ordering::Release);
+                out
+            }),
+        )
+        .await;
+        let out = match out {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "folder look failed");
+                self.looking.store(false, Ordering::Release);
+                return;
+            }
+            Err(_) => {
+                // Still running (the share hangs): the next looks wait for it to come back.
+                return;
+            }
+        };
+        self.status.problem = out.problem;
+        self.status.held = out.held;
+        self.status.faces += out.faces_written;
+        self.faces = out.faces_left;
+        if let Some(n) = out.uncollected {
+            self.status.uncollected = n;
+        }
+        for id in out.cleaned {
+            tracing::debug!(request = %id, "captured request's file removed");
+        }
+        for c in out.candidates {
+            self.start(c);
+        }
+        self.retry_unwritten();
+        self.retry_pending().await;
         self.publish();
     }
 
@@ -293,154 +364,109 @@ impl Folders {
         self.daemon.set_folder_status(self.status.clone());
     }
 
-    /// Whether the three folders are there (made when the root is); the problem for staff if
-    /// not.
-    fn check_folders(&self) -> Option<String> {
-        if !self.root.is_dir() {
-            return Some(format!(
-                "フォルダ {} が見つかりません。共有フォルダの接続と設定（[folders] root）を確認してください。",
-                self.root.display()
-            ));
-        }
-        for name in ["req", "res", "face"] {
-            let d = self.dir(name);
-            if let Err(e) = std::fs::create_dir_all(&d) {
-                return Some(format!(
-                    "フォルダ {} を作れません（{}）。",
-                    d.display(),
-                    crate::domain::io_error_ja(&e)
-                ));
-            }
-        }
-        None
+    fn spawn(
+        &mut self,
+        id: String,
+        job: impl std::future::Future<Output = Outcome> + Send + 'static,
+    ) {
+        self.busy.insert(id.clone());
+        let key = id.clone();
+        let handle = self.jobs.spawn(async move { (key, job.await) });
+        self.job_ids.insert(handle.id(), id);
     }
 
-    fn flush_faces(&mut self) {
-        let dir = self.dir("face");
-        while let Some((name, bytes)) = self.faces.front() {
-            match files::write_new(&dir, name, bytes) {
-                Ok(written) => {
-                    if written {
-                        self.status.faces += 1;
-                    } else {
-                        tracing::warn!(file = %name, "a face file of this name exists; left as it is");
-                    }
-                    self.faces.pop_front();
-                }
-                Err(e) => {
-                    self.status.problem = Some(format!(
-                        "結果ファイルをフォルダ {} に書けません（{}）。書けるようになりしだい書きます。",
-                        dir.display(),
-                        crate::domain::io_error_ja(&e)
-                    ));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Starts a job for each whole request file not being handled.
-    fn scan_requests(&mut self) {
-        let req = self.dir("req");
-        let Ok(entries) = std::fs::read_dir(&req) else {
-            return;
+    /// Starts a job answering a request read whole (or answering why it cannot be).
+    fn start(&mut self, c: Candidate) {
+        let job = Job {
+            daemon: self.daemon.clone(),
+            paths: self.paths.clone(),
+            encoding: self.config.encoding,
         };
-        let mut held = 0;
-        for e in entries.flatten() {
-            if self.busy.len() >= CONCURRENT {
-                break;
-            }
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = request_id(&name) else {
-                continue;
-            };
-            if self.busy.contains(&id) {
-                continue;
-            }
-            let path = req.join(&name);
-            let bytes = match files::read_limited(&path, xml::REQUEST_LIMIT) {
-                Ok(Some(b)) => b,
-                // Moved away by another program meanwhile.
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(file = %name, error = %e, "request file unreadable; tried again");
-                    continue;
-                }
-            };
-            let parsed = match &bytes {
-                Ok(b) => xml::parse_request(b),
-                Err(size) => Err(RequestError::TooLarge(*size)),
-            };
-            // Perhaps still being written (cut anywhere, even inside a tag or a character):
-            // left alone until it reads whole, or until it stops changing.
-            if parsed.is_err() && changed_within(&path, SETTLE) {
-                continue;
-            }
-            // The same request captured before a crash removed its file: done, remove it.
-            if let (Some(p), Ok(b)) = (self.pending.get(&id), &bytes) {
-                if p.digest == digest(b) {
-                    let _ = files::remove(&path);
-                    continue;
-                }
-            }
-            // Another request of this id still waits for its answer, or its result was not
-            // collected: never overwritten, so this one waits.
-            if self.pending.contains_key(&id) || self.dir("res").join(result_name(&id)).exists() {
-                held += 1;
-                if self.held_logged.insert(id.clone()) {
-                    tracing::warn!(request = %id, "a result of this request id is not collected yet; the request waits");
-                }
-                continue;
-            }
-            self.held_logged.remove(&id);
-            self.busy.insert(id.clone());
-            let job = Job {
-                daemon: self.daemon.clone(),
-                res: self.dir("res"),
-                pending_dir: self.pending_dir.clone(),
-                encoding: self.config.encoding,
-                path,
-                id: id.clone(),
-            };
-            let raw = bytes.unwrap_or_default();
-            self.jobs
-                .spawn(async move { (id, job.run(raw, parsed).await) });
-        }
-        self.status.held = held;
+        self.spawn(c.id.clone(), job.run(c));
     }
 
-    fn finished(&mut self, done: Result<(String, Outcome), tokio::task::JoinError>) {
-        let (id, outcome) = match done {
+    fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, (String, Outcome)), tokio::task::JoinError>,
+    ) {
+        let (task, (id, outcome)) = match done {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "folder request job failed");
+                if let Some(id) = self.job_ids.remove(&e.id()) {
+                    self.busy.remove(&id);
+                }
                 return;
             }
         };
+        self.job_ids.remove(&task);
         self.busy.remove(&id);
         match outcome {
-            Outcome::Answered { refused } => {
-                self.status.answered += 1;
-                if refused {
-                    self.status.refused += 1;
-                }
+            Outcome::Answered { refused } => self.count(refused),
+            Outcome::PendingAnswered { refused } => {
+                self.count(refused);
+                self.pending.remove(&id);
+                tracing::info!(request = %id, "captured folder request answered");
             }
             Outcome::Captured(p) => {
                 self.pending.insert(id, *p);
+            }
+            Outcome::Unwritten(u) => {
+                self.unwritten.insert(id, *u);
             }
             Outcome::Later => {}
         }
     }
 
-    /// An answer read by any part of the daemon: a card check's is written to `face`; the
+    fn count(&mut self, refused: bool) {
+        self.status.answered += 1;
+        if refused {
+            self.status.refused += 1;
+        }
+    }
+
+    /// Results that could not be written are written now (never asked again).
+    fn retry_unwritten(&mut self) {
+        let ids: Vec<String> = self
+            .unwritten
+            .keys()
+            .filter(|id| !self.busy.contains(*id))
+            .cloned()
+            .collect();
+        for id in ids {
+            let Some(u) = self.unwritten.remove(&id) else {
+                continue;
+            };
+            let paths = self.paths.clone();
+            let key = id.clone();
+            self.spawn(id, async move {
+                let (bytes, d, captured) = (u.bytes.clone(), u.digest, u.captured);
+                let written = blocking(move || {
+                    let done = if captured {
+                        Done::Journal(&d)
+                    } else {
+                        Done::Request(&d)
+                    };
+                    disk::deliver(&paths, &key, &bytes, done)
+                })
+                .await;
+                match written {
+                    Some(Ok(Delivered::Written)) if u.captured => {
+                        Outcome::PendingAnswered { refused: u.refused }
+                    }
+                    Some(Ok(Delivered::Written)) => Outcome::Answered { refused: u.refused },
+                    _ => Outcome::Unwritten(Box::new(u)),
+                }
+            });
+        }
+    }
+
+    /// An answer read by any part of the daemon: a card check's is queued for `face`; the
     /// answer 事後確認 got for a captured request is written to `res`.
-    async fn on_answer(&mut self, o: &Observed) {
+    fn on_answer(&mut self, o: &Observed) {
         if o.by_card {
             if self.config.face {
                 self.queue_face(o);
-                if self.check_folders().is_none() {
-                    self.flush_faces();
-                }
             }
             return;
         }
@@ -459,7 +485,10 @@ impl Folders {
         else {
             return;
         };
-        self.answer_pending(&id, &o.answer);
+        if self.busy.contains(&id) {
+            return;
+        }
+        self.answer_pending(id, Ok(o.answer.clone()));
     }
 
     fn queue_face(&mut self, o: &Observed) {
@@ -482,50 +511,68 @@ impl Folders {
         );
         if self.faces.len() >= FACE_BACKLOG {
             tracing::error!("face folder unwritable for long; the oldest face file is dropped");
-            self.faces.pop_front();
+            self.faces.remove(0);
         }
-        self.faces.push_back((name, bytes));
+        self.faces.push((name, bytes));
     }
 
-    /// Writes the result of a captured request and forgets it.
-    fn answer_pending(&mut self, id: &str, answer: &Answer) {
-        let Some(p) = self.pending.get(id) else {
+    /// Writes the result of a captured request (an answer, or the system's refusal) in a job.
+    fn answer_pending(&mut self, id: String, answer: Result<Answer, QueryError>) {
+        let Some(p) = self.pending.get(&id) else {
             return;
         };
-        let bytes = result_bytes(&self.daemon, &p.request, self.config.encoding, Ok(answer));
-        match files::write_new(&self.dir("res"), &result_name(id), &bytes) {
-            Ok(true) => {
-                self.status.answered += 1;
-                let _ = files::remove(&self.pending_dir.join(format!("{id}.json")));
-                self.pending.remove(id);
-                tracing::info!(request = %id, "captured folder request answered");
+        let refused = answer.is_err();
+        let bytes = result_bytes(
+            &self.daemon,
+            &p.request,
+            self.config.encoding,
+            answer.as_ref(),
+        );
+        let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
+        self.spawn(id, async move {
+            let b = bytes.clone();
+            match blocking(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
+                Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
+                // A result of this id is still there (not collected): written once it goes.
+                Some(Ok(Delivered::Occupied)) | Some(Err(_)) | None => {
+                    Outcome::Unwritten(Box::new(Unwritten {
+                        bytes,
+                        digest: d,
+                        refused,
+                        captured: true,
+                    }))
+                }
             }
-            Ok(false) => {
-                tracing::warn!(request = %id, "a result of this id is not collected yet; answered later");
-            }
-            Err(e) => {
-                tracing::warn!(request = %id, error = %e, "result of a captured request not written; tried again");
-            }
-        }
+        });
     }
 
-    /// Captured requests whose check was answered (or decided) without this interface seeing
-    /// the answer — it missed it, or the daemon restarted — are asked about here, once the
-    /// line is up.
+    /// Makes captures durable that are not yet (a failed capture, or a crash after the journal
+    /// entry), and asks about captured requests whose check was answered or decided without
+    /// this interface seeing the answer (it missed it, or the daemon restarted), once the
+    /// line is up. Each runs as a job.
     async fn retry_pending(&mut self) {
-        if self.daemon.line() == LineState::Offline || self.pending.is_empty() {
-            return;
-        }
-        let due: Vec<String> = self
+        let ids: Vec<String> = self
             .pending
-            .iter()
-            .filter(|(_, p)| p.last_try.is_none_or(|t| t.elapsed() >= PENDING_RETRY))
-            .map(|(id, _)| id.clone())
+            .keys()
+            .filter(|id| !self.busy.contains(*id) && !self.unwritten.contains_key(*id))
+            .cloned()
             .collect();
-        for id in due {
+        let online = self.daemon.line() != LineState::Offline;
+        for id in ids {
             let Some(p) = self.pending.get_mut(&id) else {
                 continue;
             };
+            if !p.recorded {
+                let (daemon, paths) = (self.daemon.clone(), self.paths.clone());
+                let (entry, request, digest) = (p.entry.clone(), p.request.clone(), p.digest);
+                self.spawn(id, async move {
+                    record(&daemon, &paths, entry, request, digest).await
+                });
+                continue;
+            }
+            if !online || p.last_try.is_some_and(|t| t.elapsed() < PENDING_RETRY) {
+                continue;
+            }
             p.last_try = Some(Instant::now());
             let ledger = self.daemon.ledger().clone();
             let check_id = p.entry.check_id.clone();
@@ -533,74 +580,101 @@ impl Folders {
                 .await
                 .ok()
                 .and_then(Result::ok);
+            // 事後確認 asked (and this interface missed the answer), decided, or gave up on
+            // an answer it cannot use: the interface asks for the result itself.
             let asked = state.as_ref().is_some_and(|c| {
                 c.answers
                     .iter()
                     .any(|a| a.via == crate::ledger::event::Via::Insurance)
                     || c.resolution.is_some()
+                    || c.gave_up()
             });
             if !asked {
-                // 事後確認 has not asked yet; it will, and its answer comes to `on_answer`.
                 continue;
             }
+            let client = self.daemon.client().background();
             let query = query_of(&p.request, &format!("tsunagi-folder-{id}"));
-            match self
-                .daemon
-                .client()
-                .background()
-                .query_by_insurance(&query)
-                .await
-            {
-                Ok(answer) => self.answer_pending(&id, &answer),
-                Err(e) => {
-                    tracing::info!(request = %id, error = e.kind(), "captured request not answered yet")
+            let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
+            let (daemon, encoding, request) =
+                (self.daemon.clone(), self.config.encoding, p.request.clone());
+            self.spawn(id, async move {
+                let answer = match client.query_by_insurance(&query).await {
+                    Ok(a) => Ok(a),
+                    Err(e) if e.is_transient() => return Outcome::Later,
+                    Err(e) => Err(e),
+                };
+                let refused = answer.is_err();
+                let bytes = result_bytes(&daemon, &request, encoding, answer.as_ref());
+                let b = bytes.clone();
+                match blocking(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
+                    Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
+                    _ => Outcome::Unwritten(Box::new(Unwritten {
+                        bytes,
+                        digest: d,
+                        refused,
+                        captured: true,
+                    })),
                 }
-            }
+            });
         }
-    }
-
-    /// Result and face files older than `uncollected_secs`.
-    fn uncollected(&self) -> usize {
-        let mut n = 0;
-        for (dir, prefix) in [("res", RESULT_PREFIX), ("face", FACE_PREFIX)] {
-            let Ok(entries) = std::fs::read_dir(self.dir(dir)) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if !name.to_string_lossy().starts_with(prefix) {
-                    continue;
-                }
-                if !changed_within(&e.path(), Duration::from_secs(self.config.uncollected_secs)) {
-                    n += 1;
-                }
-            }
-        }
-        n
     }
 }
 
-/// One request's handling, in its own task.
+/// Makes a captured request's capture durable, then removes its file.
+async fn record(
+    daemon: &Daemon,
+    paths: &Arc<Paths>,
+    entry: JournalEntry,
+    request: FolderRequest,
+    digest: Digest,
+) -> Outcome {
+    let query = query_of(&request, "");
+    let recorded = match daemon
+        .capture_by_numbers(&entry.check_id, &query, &entry.reason)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            // The journal names it: a later look records it under the same check id.
+            tracing::error!(request = %entry.id, error = %e, "folder request not captured yet");
+            false
+        }
+    };
+    if recorded {
+        let (paths, id) = (paths.clone(), entry.id.clone());
+        match blocking(move || disk::captured(&paths, &id, &digest)).await {
+            Some(Ok(())) => {}
+            _ => tracing::warn!(request = %entry.id, "captured request's file not removed yet"),
+        }
+    }
+    Outcome::Captured(Box::new(Pending {
+        entry,
+        request,
+        digest,
+        recorded,
+        last_try: None,
+    }))
+}
+
+/// One request's answer, in its own task.
 struct Job {
     daemon: Daemon,
-    res: PathBuf,
-    pending_dir: PathBuf,
+    paths: Arc<Paths>,
     encoding: Encoding,
-    path: PathBuf,
-    id: String,
 }
 
 impl Job {
-    async fn run(self, raw: Vec<u8>, parsed: Result<FolderRequest, RequestError>) -> Outcome {
+    async fn run(self, c: Candidate) -> Outcome {
         let institution = &self.daemon.config().institution_code;
-        let request = match parsed {
+        let request = match c.parsed {
             Ok(r) if r.institution_code != *institution => Err(RequestError::OtherInstitution),
             other => other,
         };
         let request = match request {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(request = %self.id, error = %e, "unreadable folder request refused");
+                // The code only: a field's message may hold the patient's data.
+                tracing::warn!(request = %c.id, code = e.code(), "unreadable folder request refused");
                 let header = ResultHeader {
                     processed: now_jst().naive_local(),
                     visit_date: None,
@@ -610,13 +684,14 @@ impl Job {
                     error: Some((e.code(), e.message_ja())),
                     encoding: self.encoding,
                 };
-                return self.answer(&xml::result_file(&header, None, None), true);
+                let bytes = xml::result_file(&header, None, None);
+                return self.deliver(&c.id, bytes, c.digest, true).await;
             }
         };
         let file_id = request
             .file_id
             .clone()
-            .unwrap_or_else(|| format!("tsunagi-folder-{}", self.id));
+            .unwrap_or_else(|| format!("tsunagi-folder-{}", c.id));
         let reason = match self
             .daemon
             .ask_by_numbers(&query_of(&request, &file_id))
@@ -624,81 +699,55 @@ impl Job {
         {
             Ok(answer) => {
                 let bytes = result_bytes(&self.daemon, &request, self.encoding, Ok(&answer));
-                return self.answer(&bytes, false);
+                return self.deliver(&c.id, bytes, c.digest, false).await;
             }
             Err(e) if e.is_transient() => {
-                tracing::info!(request = %self.id, error = e.kind(), "qualification system unreachable; request captured");
+                tracing::info!(request = %c.id, error = e.kind(), "qualification system unreachable; request captured");
                 e.kind()
             }
             Err(e) => {
                 // The system refused this request, or its answer is unusable: asking again
                 // will not help; the receipt computer is told why.
                 let bytes = result_bytes(&self.daemon, &request, self.encoding, Err(&e));
-                return self.answer(&bytes, true);
+                return self.deliver(&c.id, bytes, c.digest, true).await;
             }
         };
-        self.capture(raw, request, reason).await
-    }
-
-    fn answer(&self, bytes: &[u8], refused: bool) -> Outcome {
-        match files::write_new(&self.res, &result_name(&self.id), bytes) {
-            Ok(true) => {
-                if let Err(e) = files::remove(&self.path) {
-                    tracing::warn!(request = %self.id, error = %e, "answered request file could not be removed");
-                }
-                Outcome::Answered { refused }
-            }
-            Ok(false) => Outcome::Later,
-            Err(e) => {
-                tracing::warn!(request = %self.id, error = %e, "result file not written; tried again");
-                Outcome::Later
-            }
-        }
-    }
-
-    /// Journal entry, then the capture, then the request file goes: a crash anywhere leaves
-    /// the request answerable.
-    async fn capture(self, raw: Vec<u8>, request: FolderRequest, reason: &str) -> Outcome {
-        let entry = PendingEntry {
-            id: self.id.clone(),
+        // Journal entry, then the capture, then the request file goes: a crash anywhere
+        // leaves the request answerable.
+        let entry = JournalEntry {
+            id: c.id.clone(),
             check_id: crate::ledger::new_check_id(),
-            request: base64::engine::general_purpose::STANDARD.encode(&raw),
+            request: base64::engine::general_purpose::STANDARD.encode(&c.raw),
             reason: reason.to_string(),
         };
-        let journal = self.pending_dir.join(format!("{}.json", self.id));
-        let written = serde_json::to_vec(&entry)
-            .map_err(std::io::Error::other)
-            .and_then(|b| files::replace(&journal, &b));
-        if let Err(e) = written {
-            tracing::error!(request = %self.id, error = %e, "folder journal not written; the request is tried again");
-            return Outcome::Later;
+        let (paths, e) = (self.paths.clone(), entry.clone());
+        match blocking(move || disk::journal(&paths, &e)).await {
+            Some(Ok(())) => {}
+            _ => {
+                tracing::error!(request = %c.id, "folder journal not written; the request is tried again");
+                return Outcome::Later;
+            }
         }
-        let pending = Pending {
-            digest: digest(&raw),
-            entry,
-            request,
-            last_try: None,
-        };
-        if let Err(e) = capture(&self.daemon, &pending).await {
-            // The journal names it: the next look finds the same request and records it
-            // under the same check id.
-            tracing::error!(request = %self.id, error = %e, "folder request not captured yet");
-            return Outcome::Captured(Box::new(pending));
-        }
-        if let Err(e) = files::remove(&self.path) {
-            tracing::warn!(request = %self.id, error = %e, "captured request file could not be removed");
-        }
-        Outcome::Captured(Box::new(pending))
+        record(&self.daemon, &self.paths, entry, request, c.digest).await
     }
-}
 
-/// Records a captured request as a check to confirm by its numbers (idempotent: the same
-/// check id records nothing twice).
-async fn capture(daemon: &Daemon, p: &Pending) -> Result<(), crate::ledger::LedgerError> {
-    let query = query_of(&p.request, "");
-    daemon
-        .capture_by_numbers(&p.entry.check_id, &query, &p.entry.reason)
-        .await
+    async fn deliver(&self, id: &str, bytes: Vec<u8>, digest: Digest, refused: bool) -> Outcome {
+        let (paths, key, b) = (self.paths.clone(), id.to_string(), bytes.clone());
+        match blocking(move || disk::deliver(&paths, &key, &b, Done::Request(&digest))).await {
+            Some(Ok(Delivered::Written)) => Outcome::Answered { refused },
+            // A result of this id appeared meanwhile: the request waits for it to be collected.
+            Some(Ok(Delivered::Occupied)) => Outcome::Later,
+            _ => {
+                tracing::warn!(request = %id, "result file not written yet; kept and written later");
+                Outcome::Unwritten(Box::new(Unwritten {
+                    bytes,
+                    digest,
+                    refused,
+                    captured: false,
+                }))
+            }
+        }
+    }
 }
 
 fn query_of(r: &FolderRequest, file_id: &str) -> InsuranceQuery {
@@ -752,23 +801,6 @@ pub fn request_id(name: &str) -> Option<String> {
 /// The result file's name for a request id.
 pub fn result_name(id: &str) -> String {
     format!("{RESULT_PREFIX}{id}.xml")
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
-fn changed_within(path: &Path, span: Duration) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map(|t| {
-            SystemTime::now()
-                .duration_since(t)
-                .map(|age| age < span)
-                .unwrap_or(true)
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

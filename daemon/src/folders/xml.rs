@@ -220,6 +220,21 @@ fn declared_encoding(bytes: &[u8]) -> Option<String> {
     Some(value[..value.find(quote)?].to_string())
 }
 
+/// The search fields of a request, in the reference's order (§1.3), echoed in its result.
+const ECHOED: [&str; 6] = [
+    "InsurerNumber",
+    "InsuredCardSymbol",
+    "InsuredIdentificationNumber",
+    "InsuredBranchNumber",
+    "Birthdate",
+    "LimitApplicationCertificateRelatedConsFlg",
+];
+
+/// Whether `c` may appear in an XML 1.0 document (a request's text is copied into results).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
 /// Reads a request (`XmlMsg` with `MessageHeader` and `MessageBody/QualificationConfirmSearchInfo`).
 pub fn parse_request(bytes: &[u8]) -> Result<FolderRequest, RequestError> {
     let (text, encoding) = decode(bytes)?;
@@ -263,6 +278,12 @@ pub fn parse_request(bytes: &[u8]) -> Result<FolderRequest, RequestError> {
             format!("{HEADER}QualificationConfirmationDate"),
         )?,
     )?;
+    if tsunagi_sync::Month::of(visit_date).is_err() {
+        return Err(RequestError::Field {
+            field: "QualificationConfirmationDate",
+            problem: crate::ledger::visit_date_message_ja(),
+        });
+    }
     let institution_code = required(
         "MedicalInstitutionCode",
         format!("{HEADER}MedicalInstitutionCode"),
@@ -335,9 +356,16 @@ pub fn parse_request(bytes: &[u8]) -> Result<FolderRequest, RequestError> {
             })
         }
     };
-    let echo = fields
+    // Only the search fields the reference names are echoed, in its order: a request's own
+    // element names never reach a result.
+    let echo = ECHOED
         .iter()
-        .filter_map(|(p, v)| Some((p.strip_prefix(SEARCH)?.to_string(), v.clone())))
+        .filter_map(|name| {
+            Some((
+                name.to_string(),
+                get(&format!("{SEARCH}{name}"))?.to_string(),
+            ))
+        })
         .collect();
     Ok(FolderRequest {
         visit_date,
@@ -397,6 +425,9 @@ fn leaf_fields(text: &str) -> Result<Vec<(String, String)>, RequestError> {
                 let Some((name, value)) = open.pop() else {
                     return Err(syntax(reader.buffer_position()));
                 };
+                if !value.chars().all(xml_char) {
+                    return Err(bad(format!("項目 {name} に使えない制御文字があります")));
+                }
                 if value.trim().is_empty() {
                     continue;
                 }
@@ -769,6 +800,11 @@ mod tests {
         assert_eq!(r.birth_date, NaiveDate::from_ymd_opt(1970, 2, 2).unwrap());
         assert_eq!(r.file_id.as_deref(), Some("rq-0007"));
         assert_eq!(r.echo[0], ("InsurerNumber".into(), "  139917".into()));
+        // Unknown elements in the search block are never echoed into a result.
+        let odd = request("UTF-8", "06139917", "<Extra><Inner>x</Inner></Extra>");
+        let r = parse_request(odd.as_bytes()).expect("request");
+        assert_eq!(r.echo.len(), 6);
+        assert!(r.echo.iter().all(|(n, _)| ECHOED.contains(&n.as_str())));
     }
 
     #[test]
@@ -862,6 +898,18 @@ mod tests {
             field(text.replace("1319900017", "131990001")),
             "MedicalInstitutionCode"
         );
+        assert_eq!(
+            field(
+                text.replace("20250415", "19991231")
+                    .replace("19700202", "19700101")
+            ),
+            "QualificationConfirmationDate",
+            "a visit date the store cannot hold is refused, not captured"
+        );
+        assert!(matches!(
+            parse_request(text.replace("ひ１", "ひ&#1;").as_bytes()).unwrap_err(),
+            RequestError::NotXml(_)
+        ));
         let huge = vec![b' '; REQUEST_LIMIT as usize + 1];
         assert!(matches!(
             parse_request(&huge).unwrap_err(),
