@@ -690,3 +690,32 @@ fn the_api_asks_by_numbers_as_the_folder_does_and_captures_when_offline() {
         "{pending}"
     );
 }
+
+#[test]
+fn a_request_renamed_in_is_picked_up_at_once_where_the_folder_sends_events() {
+    let sim = sim();
+    let root = tempfile::tempdir().unwrap();
+    // Looks every minute: only the watch can answer within seconds.
+    let d = Tsunagid::start(
+        &sim.base_url(),
+        institution(),
+        &format!(
+            "[folders]\nroot = \"{}\"\npoll_ms = 60000\n",
+            root.path().display()
+        ),
+    );
+    wait_for("req made", WAIT, || root.path().join("req").is_dir());
+    // The watch is made within a second of the folder being there.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (req, _) = request_of("valid-employee", "watched");
+    for i in 0..3 {
+        let id = format!("watched{i}");
+        drop_request(root.path(), &id, request_xml(&req, "UTF-8").as_bytes());
+        let r = Parsed::of(&wait_file(
+            &res_path(root.path(), &id),
+            Duration::from_secs(10),
+        ));
+        assert_eq!(r.get("MessageBody/QualificationValidity"), Some("1"));
+    }
+    drop(d);
+}

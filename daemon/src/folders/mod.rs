@@ -18,7 +18,8 @@
 //! collected, and counted in the status. Results are written to a temporary name and linked
 //! into place, so the receipt computer never reads half a file.
 //!
-//! The folders are looked at every `poll_ms` rather than watched: the terminal's folders are
+//! `req` is watched (inotify) where its file system sends events, so a request is picked up
+//! as it is renamed in, and looked into every `poll_ms` besides: the terminal's folders are
 //! often a network share, where change notifications do not arrive.
 
 mod disk;
@@ -60,6 +61,8 @@ const CENSUS_EVERY: Duration = Duration::from_secs(1);
 const CONCURRENT: usize = 4;
 /// Face files kept in memory while the folder cannot be written.
 const FACE_BACKLOG: usize = 1000;
+/// How often a watch of `req` is tried again when there is none.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 /// How long one piece of disk work may take before the folders count as not answering.
 const DISK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a captured request whose answer was not seen is asked about by the interface
@@ -172,9 +175,25 @@ pub async fn run(daemon: Daemon, mut stop: tokio::sync::watch::Receiver<bool>) {
     me.load_pending().await;
     let mut tick = tokio::time::interval(me.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch: Option<Watch> = None;
+    let mut next_watch = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => me.look().await,
+            _ = tokio::time::sleep_until(next_watch.into()), if watch.is_none() => {
+                next_watch = Instant::now() + WATCH_RETRY;
+                watch = watch_requests(&me.paths).await;
+                if watch.is_some() {
+                    // Requests renamed in before the watch began.
+                    me.look().await;
+                }
+            }
+            event = next_event(&mut watch) => match event {
+                Some(Ok(e)) if !e.mask.contains(inotify::EventMask::IGNORED) => me.look().await,
+                // The folder went (an unmounted share) or the watch failed: the looks every
+                // poll_ms go on, and the watch is made again when the folder is back.
+                _ => watch = None,
+            },
             o = observed.recv() => match o {
                 Ok(o) => me.on_answer(&o),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -194,6 +213,45 @@ pub async fn run(daemon: Daemon, mut stop: tokio::sync::watch::Receiver<bool>) {
         me.finished(done);
     }
     me.publish();
+}
+
+/// Events of the `req` folder (inotify).
+type Watch = inotify::EventStream<[u8; 4096]>;
+
+/// Watches `req` for requests renamed in or written, when the folder is there and its file
+/// system sends events (a local disk does; many network shares do not, and are looked into
+/// every poll_ms either way).
+async fn watch_requests(paths: &Arc<Paths>) -> Option<Watch> {
+    let req = paths.dir("req");
+    let made = blocking(move || {
+        if !req.is_dir() {
+            return None;
+        }
+        let inotify = inotify::Inotify::init().ok()?;
+        inotify
+            .watches()
+            .add(
+                &req,
+                inotify::WatchMask::MOVED_TO
+                    | inotify::WatchMask::CLOSE_WRITE
+                    | inotify::WatchMask::ONLYDIR,
+            )
+            .ok()?;
+        Some(inotify)
+    })
+    .await
+    .flatten()?;
+    made.into_event_stream([0u8; 4096]).ok()
+}
+
+async fn next_event(
+    watch: &mut Option<Watch>,
+) -> Option<std::io::Result<inotify::Event<std::ffi::OsString>>> {
+    use tokio_stream::StreamExt as _;
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs blocking disk work off the async workers, bounded: a share that hangs costs a
