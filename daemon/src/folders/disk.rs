@@ -7,8 +7,9 @@
 //!   only once the capture is durable.
 //! - `folders/answered/<id>.json`: the digest of a request whose result was just linked into
 //!   `res`, kept until the request file (or the journal entry) is gone. A request file found
-//!   with that digest is removed, never asked again, so a failed removal or a crash after the
-//!   result never makes a second result.
+//!   with that digest is removed, never asked again, so a failed removal or a crash of the
+//!   process after the result never makes a second result (a power cut in the moment between
+//!   the two can: the note is not synced).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -394,7 +395,11 @@ pub fn deliver(
     })
     .map_err(std::io::Error::other)?;
     std::fs::create_dir_all(paths.markers())?;
-    files::replace(&paths.marker(id), &marker)?;
+    // Not synced: the note must outlive a crash of this process (the page cache does), and
+    // covers only the moment between the result and the request's removal; a power cut in
+    // that moment can cost a second result, never a lost one, and syncing it would double the
+    // time a receipt computer waits.
+    std::fs::write(paths.marker(id), &marker)?;
     match done {
         Done::Request(d) => remove_request_if(paths, id, d)?,
         Done::Journal(_) => files::remove(&paths.journal_entry(id))?,
