@@ -13,6 +13,8 @@ packages=(
   fonts-ipafont-gothic # Japanese glyphs for the usage report's PNG chart
   e2fsprogs            # mkfs.ext4 for the real power-cut test (ext4 on a loop device)
   dbus-daemon          # a private session bus for the tray tests (tray/tests)
+  chromium             # headless browser for the reception page's tests (daemon/tests/reception_page.rs)
+  chromium-driver      # chromedriver: the WebDriver those tests drive it through
 )
 if [ "${1:-}" = "--build-only" ]; then
   packages=(pkg-config libpcsclite-dev fonts-ipafont-gothic)

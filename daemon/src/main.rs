@@ -51,6 +51,9 @@ fn run(cli: Cli) -> Result<i32, String> {
         Command::Status(args) => runtime()?
             .block_on(cli::ledger::status(&args, config, &mut out))
             .map_err(|e| e.message),
+        Command::Open(args) => runtime()?
+            .block_on(cli::open::open(&args, config, &mut out))
+            .map_err(|e| e.message),
         Command::Readers(args) => cli::check::readers(&args, &mut out).map_err(|e| e.message),
         #[cfg(feature = "demo")]
         Command::Demo(args) => runtime()?

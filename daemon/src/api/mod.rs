@@ -11,9 +11,13 @@
 //! - Reads are paced ([`pace`]); reception requests never are.
 //! - `GET /openapi.json` describes all of it ([`openapi`]); the test suite runs schemathesis
 //!   against it.
+//! - The reception page (`/page/…`, [`page`]) is served beside it with its own sign-in: a
+//!   one-time code (`POST /v1/page/codes`, with the token) becomes a session cookie, so the
+//!   token never reaches the browser.
 
 pub mod openapi;
 pub mod pace;
+pub mod page;
 pub mod problem;
 mod routes;
 pub mod token;
@@ -109,8 +113,11 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ApiStartError::Bind { addr, source })?;
-        let router =
-            routes::router(daemon, token).layer(DefaultBodyLimit::max(config.api.max_body_bytes));
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ApiStartError::Bind { addr, source })?;
+        let router = routes::router(daemon, token, bound)
+            .layer(DefaultBodyLimit::max(config.api.max_body_bytes));
         Ok(Self { listener, router })
     }
 

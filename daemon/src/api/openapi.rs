@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         super::routes::list_peers,
         super::routes::add_peer,
         super::routes::remove_peer,
+        super::page::make_code,
     ),
     modifiers(&Bearer),
     tags(
@@ -34,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         (name = "records", description = "What staff record about a check"),
         (name = "status", description = "The daemon's state and its changes"),
         (name = "sync", description = "This device's id and the devices it syncs with"),
+        (name = "page", description = "Signing in to the reception page"),
     )
 )]
 struct Document;

@@ -41,8 +41,12 @@ struct App {
     reception: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// The router, with authentication on every route but the OpenAPI document.
-pub(super) fn router(daemon: Daemon, token: String) -> Router {
+/// The router, with authentication on every route but the OpenAPI document; the reception
+/// page's routes (`/page/…`, their own sign-in) beside it. `bound` is the address actually
+/// listened on: the page's origin checks need its port.
+pub(super) fn router(daemon: Daemon, token: String, bound: std::net::SocketAddr) -> Router {
+    let pages = Arc::new(super::page::Pages::new(bound));
+    let page_router = super::page::router(daemon.clone(), pages.clone());
     let rate = daemon.config().api.reads_per_second;
     let app = App {
         daemon,
@@ -65,6 +69,10 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
         .route("/v1/peers", get(list_peers).post(add_peer))
         .route("/v1/peers/{id}", delete(remove_peer))
         .route("/v1/events", get(events))
+        .route(
+            "/v1/page/codes",
+            post(super::page::make_code).with_state(pages),
+        )
         .route_layer(middleware::from_fn_with_state(app.clone(), pace_reads))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
@@ -81,6 +89,7 @@ pub(super) fn router(daemon: Daemon, token: String) -> Router {
             )
         })
         .with_state(app)
+        .merge(page_router)
 }
 
 /// Bearer token check. A refused request is logged with its path, never with what it sent.
@@ -148,7 +157,7 @@ async fn pace_reads(State(app): State<App>, request: Request, next: Next) -> Res
 }
 
 /// A JSON body whose rejection is a problem document naming the field.
-struct Body<T>(T);
+pub(super) struct Body<T>(pub(super) T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where
@@ -433,18 +442,25 @@ async fn start_check(
     State(app): State<App>,
     Body(request): Body<CheckStartRequest>,
 ) -> Result<Json<CheckReport>, Problem> {
+    run_check(&app.daemon, request).await.map(Json)
+}
+
+/// One reception check as both the token API and the reception page run it.
+pub(super) async fn run_check(
+    daemon: &Daemon,
+    request: CheckStartRequest,
+) -> Result<CheckReport, Problem> {
     let start = request.parse()?;
-    match app.daemon.check(start).await {
+    match daemon.check(start).await {
         Ok(mut report) => {
             // The facility's plugin on the recorded check, beside the report.
             if let Some(id) = &report.check_id {
                 let today = now_jst().date_naive();
-                if let Ok((view, state)) = ops::view_and_fold(app.daemon.ledger(), id, today).await
-                {
-                    report.facility_output = app.daemon.facility_output(state, &view).await;
+                if let Ok((view, state)) = ops::view_and_fold(daemon.ledger(), id, today).await {
+                    report.facility_output = daemon.facility_output(state, &view).await;
                 }
             }
-            Ok(Json(report))
+            Ok(report)
         }
         Err(e @ StartError::ReaderBusy(_)) => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -947,7 +963,15 @@ impl StreamEvent {
     ),
     security(("bearer" = [])))]
 async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let changes = BroadcastStream::new(app.daemon.subscribe()).map(|item| {
+    let stream = changes(&app.daemon).map(|e| Ok(sse_event(&e)));
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The daemon's changes as stream entries (a missed stretch becomes `resync`), ending when
+/// the daemon stops so a graceful shutdown is not held open by a listener. The token API's
+/// stream and the reception page's are both made of it.
+pub(super) fn changes(daemon: &Daemon) -> impl Stream<Item = StreamEvent> + Send + 'static {
+    let changes = BroadcastStream::new(daemon.subscribe()).map(|item| {
         let e = match item {
             Ok(e) => StreamEvent::of(&e),
             Err(_) => StreamEvent {
@@ -958,19 +982,19 @@ async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, 
         };
         Some(e)
     });
-    // Ends with the daemon, so a graceful shutdown is not held open by a listener.
-    let stop = WatchStream::new(app.daemon.stopping()).filter_map(|s| s.then_some(None));
-    let stream = changes
+    let stop = WatchStream::new(daemon.stopping()).filter_map(|s| s.then_some(None));
+    changes
         .merge(stop)
         .take_while(Option::is_some)
         .filter_map(|e| e)
-        .map(|e| {
-            Ok(Event::default()
-                .event(e.kind.clone())
-                .json_data(&e)
-                .unwrap_or_else(|_| Event::default().event("resync")))
-        });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// One entry as an SSE event named by its kind.
+pub(super) fn sse_event(e: &StreamEvent) -> Event {
+    Event::default()
+        .event(e.kind.clone())
+        .json_data(e)
+        .unwrap_or_else(|_| Event::default().event("resync"))
 }
 
 /// A client's challenge to the daemon (本人確認): a random nonce, hex.

@@ -9,6 +9,7 @@ pub mod client;
 pub mod demo;
 pub mod exit;
 pub mod ledger;
+pub mod open;
 pub mod peer;
 pub mod plugin;
 pub mod render;
@@ -59,6 +60,8 @@ pub enum Command {
     Claimed(ledger::ClaimedArgs),
     /// Online / degraded / offline, queue size, overdue count.
     Status(ledger::StatusArgs),
+    /// Open the reception page (受付画面) in the browser, signed in with a one-time code.
+    Open(open::OpenArgs),
     /// Staff helpers that answer rule questions (資格確認書, 免除, 書類).
     #[command(subcommand)]
     Rules(rules::RulesCommand),

@@ -1,0 +1,871 @@
+//! The reception page (issue 14) in a real browser: headless Chromium from Debian driven over
+//! WebDriver (chromedriver), against a live `tsunagid`, the simulator from `tests/oqs-sim` and
+//! the virtual card on the machine's pcscd.
+//!
+//! - Sign-in: `tsunagi open --print` (the CLI's way to the daemon, identity proof included)
+//!   gives a one-time address; the browser gets an `HttpOnly; SameSite=Strict` cookie and the
+//!   page; the same address a second time is refused.
+//! - Without the session nothing under `/page/` answers; a write from another origin is
+//!   refused with 403 and makes no check.
+//! - A visual check shows 有効 and the 負担割合; the line dropping shows the offline banner
+//!   with the co-payment; reconciled later, the pending list empties by itself (no reload).
+//!
+//! The WebDriver client is a few JSON calls over the workspace's `reqwest` (no extra TLS
+//! stack, nothing more to build on a two-core machine). Every wait has a deadline and says
+//! what it waited for; nothing is asserted after a fixed sleep.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "support/tsunagid.rs"]
+mod tsunagid;
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{runtime, scenario};
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oqs_sim::{FaultMode, SimHandle, Simulator};
+use serde_json::{json, Value};
+use tsunagi_vcard::card::VirtualCard;
+use tsunagi_vcard::harness::{self, PcscdSession};
+use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
+
+use tsunagid::{Reply, Tsunagid};
+
+/// What a page may take to show something after it was asked (a loaded two-core machine
+/// running a debug daemon and a browser).
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+fn institution() -> &'static str {
+    &scenario().institution_code
+}
+
+// ----- the world: pcscd, the simulator, a card, tsunagid -----
+
+/// pcscd held, a simulator, a valid card on slot 0, and tsunagid (its own reconcile timer
+/// off: only the test's explicit pass asks about a capture).
+struct World {
+    d: Tsunagid,
+    sim: SimHandle,
+    _card: AttachedCard,
+    _pcscd: PcscdSession,
+}
+
+impl World {
+    fn new() -> Self {
+        let pcscd = harness::pcscd().expect("pcscd harness");
+        let sim = runtime()
+            .block_on(Simulator::start(scenario().sim_config()))
+            .expect("simulator");
+        let profile = scenario()
+            .card("valid-employee")
+            .expect("card in scenario")
+            .clone();
+        let card = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
+            .expect("insert card into vpcd slot 0");
+        let d = Tsunagid::start(
+            &sim.base_url(),
+            institution(),
+            "[reconcile]\ninterval_secs = 3600\n",
+        );
+        Self {
+            d,
+            sim,
+            _card: card,
+            _pcscd: pcscd,
+        }
+    }
+
+    /// `tsunagi open --print` through the daemon's configuration: the sign-in address.
+    fn open_url(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+            .args(["open", "--print"])
+            .env("TSUNAGI_CONFIG", &self.d.config)
+            .env_remove("TSUNAGI_DATA_DIR")
+            .env_remove("TSUNAGI_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tsunagi open");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "tsunagi open --print failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = stdout.trim().to_string();
+        let prefix = format!("http://{}/page/signin?code=", self.d.addr);
+        assert!(url.starts_with(&prefix), "sign-in address: {url}");
+        assert!(
+            !url.contains(&self.d.token),
+            "the token never goes to the browser"
+        );
+        url
+    }
+
+    fn checks(&self, state: &str) -> Vec<Value> {
+        let (code, list) = self.d.get(&format!("/v1/checks?state={state}"));
+        assert_eq!(code, 200, "{list}");
+        list["checks"].as_array().expect("checks").clone()
+    }
+
+    fn wait_line(&self, want: &str) {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let (code, s) = self.d.get("/v1/status");
+            assert_eq!(code, 200, "{s}");
+            if s["line"] == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the line never became {want} within {PAGE_WAIT:?}: {s}\nlog:\n{}",
+                self.d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Signs in without a browser: spends a fresh code and returns the `Cookie` header value.
+fn session_cookie(d: &Tsunagid) -> String {
+    let (code, answer) = d.post("/v1/page/codes", &json!({}));
+    assert_eq!(code, 200, "{answer}");
+    let url = answer["url"].as_str().expect("url").to_string();
+    let r = send_no_redirect(d, d.client().get(url));
+    assert_eq!(r.status, 303, "sign-in redirects: {}", r.text());
+    let set = r.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().trim().to_string()
+}
+
+/// Sends without following redirects (the harness's client follows them).
+fn send_no_redirect(d: &Tsunagid, req: reqwest::RequestBuilder) -> Reply {
+    let (client, request) = req.build_split();
+    let request = request.unwrap();
+    let plain = d.block_on(async {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    });
+    drop(client);
+    d.block_on(async move {
+        let resp = plain.execute(request).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap().to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+fn page_request(
+    d: &Tsunagid,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = d.client().request(method, d.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&b).unwrap());
+    }
+    send_no_redirect(d, req)
+}
+
+// ----- a minimal WebDriver client -----
+
+/// chromedriver on a free port, and one headless Chromium session with a fresh profile.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+/// WebDriver's key codes.
+const TAB: char = '\u{E004}';
+const ENTER: char = '\u{E007}';
+
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start() -> Self {
+        let port = tsunagid::free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian chromium-driver; scripts/setup-system.sh installs it)");
+        let http = runtime().block_on(async {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap()
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        let mut this = Self {
+            driver,
+            base,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
+        this.wait_driver();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1024",
+            "--lang=ja",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!(
+            "--user-data-dir={}",
+            this._profile.path().display()
+        )])
+        .collect::<Vec<_>>();
+        let caps = json!({
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+                }
+            }
+        });
+        let answer = this.call("POST", "/session", Some(caps));
+        this.session = answer["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
+            .to_string();
+        this
+    }
+
+    fn wait_driver(&mut self) {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            if let Some(status) = self.driver.try_wait().unwrap() {
+                panic!("chromedriver exited at start: {status}");
+            }
+            let url = format!("{}/status", self.base);
+            let http = self.http.clone();
+            let ready = runtime().block_on(async move {
+                match http.get(url).send().await {
+                    Ok(r) => r.json::<Value>().await.ok(),
+                    Err(_) => None,
+                }
+            });
+            if ready.is_some_and(|v| v["value"]["ready"] == true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver not ready within {PAGE_WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One WebDriver command; its `value`. A WebDriver error fails the test with its message.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let (status, v) = runtime().block_on(async move {
+            let r = req.send().await.expect("WebDriver request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        });
+        assert!(status < 400, "WebDriver {path} failed ({status}): {v}");
+        v["value"].clone()
+    }
+
+    fn s(&self, path: &str) -> String {
+        format!("/session/{}{path}", self.session)
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
+    }
+
+    /// Runs `script` (a function body) in the page; its return value.
+    fn js(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            &self.s("/element"),
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{id}/click")),
+            Some(json!({})),
+        );
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.call("GET", &self.s(&format!("/element/{id}/text")), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Saves a PNG of the page as `<name>.png` in `$TSUNAGI_PAGE_SHOTS`, when that is set
+    /// (to look at the page's states; nothing is asserted on pixels).
+    fn shot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("TSUNAGI_PAGE_SHOTS") else {
+            return;
+        };
+        use base64::Engine;
+        let png = self.call("GET", &self.s("/screenshot"), None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .unwrap();
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Presses one key (a WebDriver key code such as TAB or ENTER) on whatever has focus.
+    fn key(&self, key: char) {
+        let k = key.to_string();
+        self.call(
+            "POST",
+            &self.s("/actions"),
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": k}, {"type": "keyUp", "value": k}
+                ]}]}),
+            ),
+        );
+    }
+
+    /// Tabs through the page until `id` has focus (at most `max` presses).
+    fn tab_to(&self, id: &str, max: usize) {
+        let focused =
+            format!("return document.activeElement && document.activeElement.id === '{id}'");
+        for _ in 0..max {
+            if self.js(&focused) == Value::Bool(true) {
+                return;
+            }
+            self.key(TAB);
+        }
+        assert_eq!(
+            self.js(&focused),
+            Value::Bool(true),
+            "#{id} never took the focus by Tab"
+        );
+    }
+
+    fn cookies(&self) -> Vec<Value> {
+        self.call("GET", &self.s("/cookie"), None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until `script` returns `true`; fails with `what` and the page's text.
+    fn wait_until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            if self.js(script) == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let body = self.js("return document.body ? document.body.innerText : ''");
+                panic!(
+                    "the page never showed {what} within {PAGE_WAIT:?}; it shows:\n{}",
+                    body.as_str().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let url = format!("{}/session/{}", self.base, self.session);
+            let http = self.http.clone();
+            let _ = runtime().block_on(async move {
+                tokio::time::timeout(Duration::from_secs(10), http.delete(url).send()).await
+            });
+        }
+        // Only the chromedriver this test started, by its own handle.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The page signed in through `tsunagi open --print`, with the event stream open.
+fn signed_in(w: &World) -> (Browser, String) {
+    let url = w.open_url();
+    let b = Browser::start();
+    b.goto(&url);
+    b.wait_until(
+        "the reception page after sign-in",
+        "return location.pathname === '/page/' && document.getElementById('check-form') !== null",
+    );
+    (b, url)
+}
+
+/// Starts a visual check from the page with the keyboard-free path a mouse user takes and
+/// waits for the result's state to be one of `states`.
+fn visual_check(b: &Browser, states: &[&str]) -> String {
+    b.js("document.getElementById('result').dataset.state = 'none'; return true");
+    b.click("#start-button");
+    let wanted = serde_json::to_string(states).unwrap();
+    b.wait_until(
+        &format!("a result in {states:?}"),
+        &format!("return {wanted}.includes(document.getElementById('result').dataset.state)"),
+    );
+    b.js("return document.getElementById('result').dataset.state")
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+// ----- the tests -----
+
+#[test]
+fn signed_in_with_a_code_a_visual_check_shows_valid_and_the_copay() {
+    let w = World::new();
+    let (b, url) = signed_in(&w);
+
+    // The cookie: HttpOnly, SameSite=Strict, the whole site's path.
+    let cookies = b.cookies();
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == format!("tsunagi_page_{}", w.d.addr.port()))
+        .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    assert_eq!(session["path"], "/", "{session}");
+    assert_eq!(
+        b.js("return document.cookie"),
+        json!(""),
+        "the script cannot read the session"
+    );
+
+    // The readers come through the event stream: the card on slot 0 is seen.
+    let reader = harness::reader_name(0);
+    b.wait_until(
+        "the reader with its card",
+        &format!(
+            "return [...document.querySelectorAll('#readers li')].some(li => li.textContent.includes({}) && li.textContent.includes('カードあり'))",
+            serde_json::to_string(&reader).unwrap()
+        ),
+    );
+
+    // Keyboard only: Tab to the button, Enter.
+    b.tab_to("start-button", 30);
+    b.key(ENTER);
+    b.wait_until(
+        "a result after the keyboard started the check",
+        "return document.getElementById('result').dataset.state !== 'none'",
+    );
+    let state = b.js("return document.getElementById('result').dataset.state");
+    assert_eq!(state, json!("confirmed"), "{}", b.text("#result"));
+    b.shot("confirmed");
+    let result = b.text("#result");
+    assert!(result.contains("有効"), "{result}");
+    assert!(result.contains("負担割合"), "{result}");
+    assert!(result.contains('割'), "{result}");
+    // The state is told by an icon and words as well as colour.
+    assert_eq!(
+        b.js("return document.querySelector('#result .icon').textContent"),
+        json!("✓")
+    );
+    // Recorded once, by the daemon's own check.
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["method"], "visual", "{:?}", all[0]);
+    assert_eq!(all[0]["answer"]["status"], "confirmed", "{:?}", all[0]);
+    let copay = all[0]["answer"]["ratio_percent"].as_u64().unwrap() / 10;
+    assert!(result.contains(&format!("負担割合 {copay}割")), "{result}");
+
+    // At 200 % zoom (half the CSS width) the page reflows: nothing scrolls sideways.
+    b.call(
+        "POST",
+        &b.s("/window/rect"),
+        Some(json!({"width": 640, "height": 900})),
+    );
+    b.wait_until(
+        "the page reflowed into 640 px",
+        "return window.innerWidth <= 660 && document.documentElement.scrollWidth <= window.innerWidth",
+    );
+
+    // The same sign-in address again: refused, said in Japanese, no new cookie.
+    let before = b.cookies().len();
+    b.call("DELETE", &b.s("/cookie"), None);
+    b.goto(&url);
+    b.wait_until(
+        "the refusal of a used code",
+        "return document.body.innerText.includes('tsunagi open')",
+    );
+    assert!(
+        b.cookies().is_empty(),
+        "a used code set no cookie (had {before})"
+    );
+    b.goto(&w.d.url("/page/"));
+    b.wait_until(
+        "the sign-in instructions without a session",
+        "return document.body.innerText.includes('tsunagi open') && document.getElementById('check-form') === null",
+    );
+
+    // The page's headers, and its first load well under 200 KB.
+    let cookie = session_cookie(&w.d);
+    let mut total = 0;
+    for (path, kind) in [
+        ("/page/", "text/html"),
+        ("/page/app.js", "text/javascript"),
+        ("/page/style.css", "text/css"),
+    ] {
+        let r = page_request(&w.d, "GET", path, Some(&cookie), None, None);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("content-type")
+                .unwrap_or_default()
+                .starts_with(kind),
+            "{path}: {:?}",
+            r.header("content-type")
+        );
+        assert!(
+            r.header("content-security-policy")
+                .unwrap_or_default()
+                .contains("default-src 'self'"),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+        total += r.body.len();
+    }
+    assert!(total < 60_000, "first load is {total} bytes");
+    let index = page_request(&w.d, "GET", "/page/", Some(&cookie), None, None).text();
+    assert!(!index.contains("<script>"), "no inline script");
+}
+
+#[test]
+fn without_the_session_nothing_under_page_answers() {
+    // No card needed: nothing here may reach one.
+    let sim = runtime()
+        .block_on(Simulator::start(scenario().sim_config()))
+        .expect("simulator");
+    let d = Tsunagid::start(&sim.base_url(), institution(), "");
+    let origin = format!("http://{}", d.addr);
+
+    // The page itself: 401 with Japanese instructions, and the protective headers.
+    let r = page_request(&d, "GET", "/page/", None, None, None);
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("tsunagi open"), "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html"),
+        "{:?}",
+        r.header("content-type")
+    );
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    for path in ["/page/app.js", "/page/style.css"] {
+        assert_eq!(
+            page_request(&d, "GET", path, None, None, None).status,
+            401,
+            "{path}"
+        );
+    }
+    // The page's API: 401 problem documents.
+    for path in ["/page/api/status", "/page/api/pending", "/page/api/events"] {
+        let r = page_request(&d, "GET", path, None, None, None);
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.json()["type"], "urn:tsunagi:problem:no-session", "{path}");
+    }
+    // A made-up cookie, or the API token itself, is no session.
+    let fake = format!("tsunagi_page_{}={}", d.addr.port(), "ab".repeat(32));
+    assert_eq!(
+        page_request(&d, "GET", "/page/api/status", Some(&fake), None, None).status,
+        401
+    );
+    let with_token = d.request("GET", "/page/api/status", Some(&d.token), None);
+    assert_eq!(with_token.status, 401, "the token does not open the page");
+    let r = page_request(
+        &d,
+        "POST",
+        "/page/api/checks",
+        None,
+        Some(&origin),
+        Some(json!({"method": "visual"})),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // A code is spent by its first use; a made-up one never works. No cookie either time.
+    let (code, answer) = d.post("/v1/page/codes", &json!({}));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["expires_in_secs"], 60);
+    let code = answer["code"].as_str().unwrap().to_string();
+    assert!(code.len() >= 32, "at least 128 bits: {code}");
+    let path = format!("/page/signin?code={code}");
+    let first = page_request(&d, "GET", &path, None, None, None);
+    assert_eq!(first.status, 303);
+    assert_eq!(first.header("location").as_deref(), Some("/page/"));
+    let again = page_request(&d, "GET", &path, None, None, None);
+    assert_eq!(again.status, 401);
+    assert!(again.header("set-cookie").is_none());
+    assert!(again.text().contains("tsunagi open"), "{}", again.text());
+    let made_up = page_request(
+        &d,
+        "GET",
+        &format!("/page/signin?code={}", "0".repeat(64)),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(made_up.status, 401);
+    assert!(made_up.header("set-cookie").is_none());
+    // Codes need the token.
+    let r = d.request("POST", "/v1/page/codes", None, None);
+    assert_eq!(r.status, 401);
+
+    // The page under another host name (DNS rebinding) is refused even with a session.
+    let cookie = session_cookie(&d);
+    let req = d
+        .client()
+        .get(d.url("/page/api/status"))
+        .header("host", format!("evil.example:{}", d.addr.port()))
+        .header("cookie", &cookie);
+    assert_eq!(send_no_redirect(&d, req).status, 421);
+    // `tsunagi open` where no browser can be started: it says so and prints the address,
+    // which signs in.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .arg("open")
+        .env("TSUNAGI_CONFIG", &d.config)
+        .env("PATH", empty.path())
+        .env_remove("TSUNAGI_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tsunagi open");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("xdg-open がありません"), "{stdout}");
+    let printed = stdout
+        .lines()
+        .find(|l| l.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address printed: {stdout}"));
+    let r = send_no_redirect(&d, d.client().get(printed));
+    assert_eq!(r.status, 303, "the printed address signs in");
+
+    // Nothing secret was logged.
+    let log = d.log_text();
+    assert!(!log.contains(&code), "a code was logged");
+    assert!(
+        !log.contains(cookie.split('=').nth(1).unwrap()),
+        "a session was logged"
+    );
+}
+
+#[test]
+fn a_cross_origin_post_is_refused_and_makes_no_check() {
+    let w = World::new();
+    let d = &w.d;
+    let cookie = session_cookie(d);
+    let body = json!({"method": "visual", "card_wait_secs": 5});
+    // With the session but from another origin, or with none: 403, a problem document.
+    let sim_origin = w.sim.base_url().trim_end_matches('/').to_string();
+    for origin in [
+        Some(sim_origin),
+        Some("http://evil.example".to_string()),
+        Some("null".to_string()),
+        None,
+    ] {
+        let r = page_request(
+            d,
+            "POST",
+            "/page/api/checks",
+            Some(&cookie),
+            origin.as_deref(),
+            Some(body.clone()),
+        );
+        assert_eq!(r.status, 403, "origin {origin:?}: {}", r.text());
+        assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
+    }
+    assert!(w.checks("all").is_empty(), "no check was made");
+
+    // From a real page on another origin of the same site (the simulator's port): the
+    // browser sends the cookie (same site), the Origin refuses it.
+    let refusals = || {
+        d.log_text()
+            .matches("page write from another origin refused")
+            .count()
+    };
+    let refused_before = refusals();
+    let (b, _) = signed_in(&w);
+    b.goto(&format!("{}/", w.sim.base_url().trim_end_matches('/')));
+    let target = serde_json::to_string(&d.url("/page/api/checks")).unwrap();
+    let sent = b.call(
+        "POST",
+        &b.s("/execute/async"),
+        Some(json!({
+            "script": format!(
+                "const done = arguments[arguments.length - 1];\
+                 fetch({target}, {{method: 'POST', mode: 'no-cors', credentials: 'include', \
+                   headers: {{'Content-Type': 'text/plain'}}, body: '{{\"method\":\"visual\"}}'}})\
+                   .then(() => done('sent'), e => done('failed: ' + e));"
+            ),
+            "args": []
+        })),
+    );
+    assert_eq!(sent, json!("sent"), "the cross-origin request was sent");
+    let deadline = Instant::now() + PAGE_WAIT;
+    while refusals() == refused_before {
+        assert!(
+            Instant::now() < deadline,
+            "tsunagid never refused the cross-origin write; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(w.checks("all").is_empty(), "no check was made");
+
+    // The same request from the page's own origin passes: the refusal was the Origin's.
+    let r = page_request(
+        d,
+        "POST",
+        "/page/api/checks",
+        Some(&cookie),
+        Some(&format!("http://{}", d.addr)),
+        Some(body),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(w.checks("all").len(), 1);
+}
+
+#[test]
+fn the_line_drops_the_banner_shows_the_copay_and_the_pending_list_empties_by_itself() {
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    b.wait_until(
+        "an empty pending list",
+        "return !document.getElementById('pending-empty').hidden",
+    );
+    // Online first: the clinic learns the patient (and the co-payment a capture will use).
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "confirmed"
+    );
+    let copay = w.checks("all")[0]["answer"]["ratio_percent"]
+        .as_u64()
+        .unwrap()
+        / 10;
+    assert!(
+        b.js("return document.getElementById('offline').hidden") == json!(true),
+        "no banner while online"
+    );
+    // A marker a reload would lose.
+    b.js("window.__noReload = 'kept'; return true");
+
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "captured",
+        "{}",
+        b.text("#result")
+    );
+    b.wait_until(
+        "the capture in the pending list",
+        "return document.querySelectorAll('#pending-rows tr').length === 1",
+    );
+    b.shot("captured");
+    let banner = b.text("#offline");
+    assert!(banner.contains("つながっていません"), "{banner}");
+    assert!(banner.contains(&format!("{copay}割")), "{banner}");
+    let pending = w.checks("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    let row_id = b.js("return document.querySelector('#pending-rows tr').dataset.checkId");
+    assert_eq!(row_id, json!(id));
+    let row = b.text("#pending-rows tr");
+    assert!(row.contains("事後確認待ち"), "{row}");
+    // The PIN pad, for a look at it.
+    b.click("input[name='method'][value='pin']");
+    b.click(".pad [data-digit='1']");
+    b.click(".pad [data-digit='2']");
+    assert_eq!(b.text("#pin-dots"), "●●（2桁）", "the PIN is masked");
+    assert_eq!(
+        b.js("return getComputedStyle(document.getElementById('last-try')).display"),
+        json!("none"),
+        "no last-try consent before the card says so"
+    );
+    b.shot("pin-pad");
+    b.click("#pin-clear");
+    b.click("input[name='method'][value='visual']");
+
+    // The line comes back; the pass answers the capture; the page follows by itself.
+    w.sim.faults().clear();
+    w.wait_line("online");
+    let (code, report) = w.d.post("/v1/reconcile", &json!({"force": true}));
+    assert_eq!(code, 200, "{report}");
+    assert!(w.checks("pending").is_empty(), "reconciled: {report}");
+    b.wait_until(
+        "the pending list emptied",
+        "return document.querySelectorAll('#pending-rows tr').length === 0 && !document.getElementById('pending-empty').hidden",
+    );
+    b.wait_until(
+        "the banner gone with the line back",
+        "return document.getElementById('offline').hidden",
+    );
+    assert_eq!(
+        b.js("return window.__noReload"),
+        json!("kept"),
+        "the page was not reloaded"
+    );
+}
