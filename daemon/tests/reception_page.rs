@@ -20,7 +20,7 @@ mod tsunagid;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{runtime, scenario};
+use fixtures::{runtime, scenario, today};
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -847,6 +847,19 @@ fn the_line_drops_the_banner_shows_the_copay_and_the_pending_list_empties_by_its
     );
     b.shot("pin-pad");
     b.click("#pin-clear");
+    // A card without a photo is offered the PIN only (R2).
+    b.click("input[name='method'][value='visual']");
+    b.click("#photo-less");
+    assert_eq!(
+        b.js(
+            "const v = document.querySelector(\"input[name='method'][value='visual']\"); \
+              const p = document.querySelector(\"input[name='method'][value='pin']\"); \
+              return [v.disabled, p.checked, document.getElementById('pin-area').hidden]"
+        ),
+        json!([true, true, false]),
+        "photo-less: visual disabled, PIN chosen, the pad shown"
+    );
+    b.click("#photo-less");
     b.click("input[name='method'][value='visual']");
 
     // The line comes back; the pass answers the capture; the page follows by itself.
@@ -868,4 +881,47 @@ fn the_line_drops_the_banner_shows_the_copay_and_the_pending_list_empties_by_its
         json!("kept"),
         "the page was not reloaded"
     );
+}
+
+#[test]
+fn a_check_made_elsewhere_appears_in_the_list_with_its_overdue_mark() {
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    b.wait_until(
+        "an empty pending list",
+        "return !document.getElementById('pending-empty').hidden",
+    );
+    // A visit on the first of the month before last, captured through the token API (the
+    // receipt computer's way) while the line is down: its claim deadline (the 10th of the
+    // next month) has passed.
+    use chrono::Datelike;
+    let this_month = today().with_day(1).unwrap();
+    let visit = (this_month - chrono::Duration::days(32))
+        .with_day(1)
+        .unwrap();
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    let (code, report) = w.d.post(
+        "/v1/checks",
+        &json!({
+            "method": "visual",
+            "visit_date": visit,
+            "card_wait_secs": 10,
+        }),
+    );
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["status"], "captured", "{report}");
+    let pending = w.checks("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["overdue"], true, "{:?}", pending[0]);
+    // The page learns it from the event stream alone.
+    b.wait_until(
+        "the API's capture in the list, marked overdue",
+        "const r = document.querySelectorAll('#pending-rows tr'); \
+         return r.length === 1 && r[0].querySelector('.overdue') !== null \
+           && r[0].textContent.includes('期限切れ')",
+    );
+    let count = b.text("#pending-count");
+    assert!(count.contains("期限切れ 1件"), "{count}");
+    b.js("document.getElementById('pending').scrollIntoView(); return true");
+    b.shot("overdue");
 }
