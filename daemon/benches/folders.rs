@@ -47,7 +47,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn row(name: &str, xs: &mut [Duration]) -> (Duration, Duration, usize) {
+fn row(name: &str, xs: &mut [Duration]) -> (Duration, Duration) {
     xs.sort();
     let (p50, p99) = (percentile(xs, 0.50), percentile(xs, 0.99));
     println!(
