@@ -381,6 +381,22 @@ impl Session {
         self.call(request, PASS).await
     }
 
+    /// `POST /v1/page/codes`: the reception page's sign-in address with a one-time code
+    /// (valid for a minute, usable once), so the browser is signed in without the token.
+    pub async fn page_signin(&mut self) -> Result<String, RequestError> {
+        #[derive(serde::Deserialize)]
+        struct Code {
+            url: String,
+        }
+        let request = self
+            .authorized(Method::POST, "/v1/page/codes")?
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .map_err(|e| RequestError::Decode(e.to_string()))?;
+        let code: Code = self.call(request, QUICK).await?;
+        Ok(code.url)
+    }
+
     /// `GET /v1/events`: the session becomes the event stream.
     pub async fn events(mut self) -> Result<Events, RequestError> {
         let request = self

@@ -427,7 +427,7 @@ impl Follower {
                 }
             },
             Command::OpenPage => {
-                let Some(addr) = self.addr else {
+                let Some(f) = f else {
                     let n = Notice {
                         summary: "受付画面を開けません".to_string(),
                         body: format!("{}。", view::UNREACHABLE_JA),
@@ -436,10 +436,24 @@ impl Follower {
                     self.presenter.tell(&n).await;
                     return;
                 };
-                let url = format!("http://{addr}/");
-                tracing::info!(%url, "opening the reception page");
-                self.tasks
-                    .spawn(async move { Done::PageOpened(open_page(&url).await) });
+                // A one-time code signs the browser in; the token never leaves the tray.
+                let daemon = f.daemon.clone();
+                tracing::info!("opening the reception page");
+                self.tasks.spawn(async move {
+                    let url = async {
+                        let mut s = daemon.open().await.map_err(|e| e.message_ja())?;
+                        s.page_signin().await.map_err(|e| e.message_ja())
+                    }
+                    .await;
+                    match url {
+                        Ok(url) => Done::PageOpened(open_page(&url).await),
+                        Err(why) => Done::PageOpened(Err(Notice {
+                            summary: "受付画面を開けません".to_string(),
+                            body: why,
+                            indicator: Indicator::Unreachable,
+                        })),
+                    }
+                });
             }
         }
     }

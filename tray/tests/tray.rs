@@ -166,16 +166,27 @@ async fn a_tray_host_follows_the_line_the_queue_and_a_daemon_restart() {
     let n = notes.wait_for(before, "オンライン — 事後確認待ち").await;
     assert_eq!(n.app_name, "Tsunagi");
     host.click(OPEN_PAGE).await.unwrap();
-    let url = format!("http://{}/", clinic.addr);
+    // The page's sign-in address with a one-time code: the browser is signed in without the
+    // token ever leaving the tray.
+    let signin = format!("http://{}/page/signin?code=", clinic.addr);
     eventually("xdg-open given the reception page", WAIT, async || {
         let opened = std::fs::read_to_string(&tray.opened).unwrap_or_default();
-        if opened.lines().any(|l| l == url) {
+        let ok = opened.lines().any(|l| {
+            l.strip_prefix(&signin)
+                .is_some_and(|code| code.len() == 64 && code.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+        if ok {
             Ok(())
         } else {
             Err(opened)
         }
     })
     .await;
+    let opened = std::fs::read_to_string(&tray.opened).unwrap_or_default();
+    assert!(
+        !opened.contains(clinic.token().trim()),
+        "the token never reaches the browser"
+    );
 
     // tsunagid stops: not reachable, and the actions that need it are disabled.
     assert!(daemon.stop().await.success(), "{}", daemon.log_text());
@@ -260,7 +271,8 @@ async fn without_a_tray_host_changes_come_as_notifications() {
     host.click(OPEN_PAGE).await.unwrap();
     let n = notes.wait_for(before, "xdg-open が見つかりません").await;
     assert!(
-        n.body.contains(&format!("http://{}/", clinic.addr)),
+        n.body
+            .contains(&format!("http://{}/page/signin?code=", clinic.addr)),
         "{n:?}"
     );
 
