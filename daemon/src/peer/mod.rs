@@ -36,9 +36,10 @@ use book::Peer;
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A session that fails sooner than this after its connection was made counts as a
-/// failed dial (the backoff keeps growing): a session that ends on a local error (a full
-/// disk) would otherwise be dialled again at once, over and over.
+/// A session that ends sooner than this after its connection was made counts as a failed
+/// dial (the backoff keeps growing): a session that ends on a local error (a full disk), or a
+/// peer that closes every session at once, would otherwise be dialled again at once, over and
+/// over.
 const STEADY: Duration = MAX_BACKOFF;
 /// How often the month documents are compacted and let go of in memory.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
@@ -495,9 +496,12 @@ impl SyncService {
             let session = Session::new(peer.clone(), this.inner.host.clone());
             let began = Instant::now();
             let outcome = link.run(&conn, initiator, session).await;
-            // A session that lasted resets the backoff; one that failed soon after its
-            // connection was made extends it, like a dial that failed.
-            let failed_soon = outcome.is_err() && began.elapsed() < STEADY;
+            // A session that lasted resets the backoff; one that ended soon after its
+            // connection was made extends it, like a dial that failed — however it ended: a
+            // peer that closes each session at once closes some of them in order (a close
+            // that arrives between messages reads as the end of the session), and sessions
+            // are kept up while both sides run, so a short one is never the normal case.
+            let failed_soon = began.elapsed() < STEADY;
             if failed_soon {
                 this.back_off(&peer);
             } else {
