@@ -310,11 +310,16 @@ fn requests_are_answered_in_res_field_by_field_in_either_encoding() {
     assert_eq!(r.get("MessageBody/QualificationValidity"), Some("4"));
     assert!(r.qualification("Name").is_none());
 
-    let entries: Vec<String> = std::fs::read_dir(root.path().join("res"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(entries.len(), 4, "only the four results: {entries:?}");
+    // Only the four results stay: no temporary file is left behind.
+    let res_entries = || -> Vec<String> {
+        std::fs::read_dir(root.path().join("res"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    wait_for("only the four results in res", WAIT, || {
+        res_entries().len() == 4
+    });
     wait_for("four answered", WAIT, || {
         folders_status(&d)["answered"] == 4
     });
@@ -559,9 +564,21 @@ fn a_folder_that_disappears_is_reported_and_served_again_when_back() {
     });
 }
 
+/// The face files, as a receipt computer lists them: by their name (a file still being
+/// written has a hidden temporary name).
 fn face_files(root: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("face"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with("OQSsiquc01res_face_") && n.ends_with(".xml")
+                    })
+                })
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
