@@ -486,15 +486,7 @@ pub(super) async fn run_check(
             "Daemon stopping",
             e.message_ja(),
         )),
-        Err(e @ StartError::Ledger(_)) => {
-            tracing::error!(error = %e, "capture not saved");
-            Err(Problem::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "not-saved",
-                "The check could not be saved",
-                e.message_ja(),
-            ))
-        }
+        Err(e @ StartError::Ledger(_)) => Err(not_saved(&e, e.message_ja())),
     }
 }
 
@@ -724,6 +716,17 @@ async fn record_document(
     ))
 }
 
+/// 507: a check's capture could not be written (logged here, told to staff in `detail_ja`).
+fn not_saved(e: &dyn std::fmt::Display, detail_ja: String) -> Problem {
+    tracing::error!(error = %e, "capture not saved");
+    Problem::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "not-saved",
+        "The check could not be saved",
+        detail_ja,
+    )
+}
+
 /// Checks a patient's qualification by the numbers on their insurance document, at once (the
 /// receipt computer's way). When the qualification system cannot be reached the check is
 /// recorded for 事後確認 (`status` `captured`) and its answer comes through the event stream.
@@ -748,15 +751,7 @@ async fn check_by_numbers(
     )?;
     match app.daemon.check_by_numbers(&query).await {
         Ok(report) => Ok(Json(report)),
-        Err(e) => {
-            tracing::error!(error = %e, "capture not saved");
-            Err(Problem::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "not-saved",
-                "The check could not be saved",
-                e.message_ja(),
-            ))
-        }
+        Err(e) => Err(not_saved(&e, e.message_ja())),
     }
 }
 

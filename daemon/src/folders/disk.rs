@@ -134,9 +134,6 @@ pub struct LookOut {
     pub faces_written: u64,
     /// Result and face files not collected, when counted.
     pub uncollected: Option<usize>,
-    /// Captured requests whose file was still in `req` (a crash came before its removal)
-    /// and is now removed.
-    pub cleaned: Vec<String>,
 }
 
 /// What the look remembers between looks: requests that do not read whole, by id, with their
@@ -282,8 +279,8 @@ fn scan(paths: &Paths, input: &LookIn, tracker: &mut Tracker, out: &mut LookOut)
         if let Some((pending, recorded)) = input.pending.get(&id) {
             if *pending == d {
                 // Captured already; its file goes once the capture is durable.
-                if *recorded && files::remove(&path).is_ok() {
-                    out.cleaned.push(id);
+                if *recorded {
+                    let _ = files::remove(&path);
                 }
                 continue;
             }
@@ -466,11 +463,6 @@ pub fn load_journal(paths: &Paths) -> Vec<(JournalEntry, FolderRequest, Digest)>
         }
     }
     out
-}
-
-/// Removes a captured request's file once its capture is durable.
-pub fn captured(paths: &Paths, id: &str, d: &Digest) -> std::io::Result<()> {
-    remove_request_if(paths, id, d)
 }
 
 #[cfg(test)]

@@ -32,8 +32,13 @@ fn sync_dir(dir: &Path) {
 /// Writes `dir/name` whole unless it exists: `Ok(false)` when a file of that name is already
 /// there (it is left untouched).
 pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<bool> {
-    let tmp = tmp_path(dir, name);
     let target = dir.join(name);
+    // A result waiting for its predecessor to be collected is tried at every look: no
+    // temporary file is written and synced only to find the name taken.
+    if target.exists() {
+        return Ok(false);
+    }
+    let tmp = tmp_path(dir, name);
     let result = write_synced(&tmp, bytes).and_then(|()| {
         // A hard link never replaces an existing file; a share without hard links gets a
         // rename after a look (racy only against another writer of our own names).

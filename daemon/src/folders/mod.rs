@@ -26,7 +26,7 @@ mod disk;
 pub mod files;
 pub mod xml;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,6 +61,8 @@ const CENSUS_EVERY: Duration = Duration::from_secs(1);
 const CONCURRENT: usize = 4;
 /// Face files kept in memory while the folder cannot be written.
 const FACE_BACKLOG: usize = 1000;
+/// How often a capture that failed is tried again.
+const RECORD_RETRY: Duration = Duration::from_secs(1);
 /// How often a watch of `req` is tried again when there is none.
 const WATCH_RETRY: Duration = Duration::from_secs(1);
 /// How long one piece of disk work may take before the folders count as not answering.
@@ -276,10 +278,9 @@ struct Folders {
     pending: HashMap<String, Pending>,
     /// Results that could not be written yet, by request id.
     unwritten: HashMap<String, Unwritten>,
-    /// Request ids a job works on now.
-    busy: HashSet<String>,
     jobs: JoinSet<(String, Outcome)>,
-    /// Which job works on which request (a job that panics frees its request).
+    /// Which job works on which request: the requests busy now (a job that panics frees
+    /// its request).
     job_ids: HashMap<tokio::task::Id, String>,
     faces: Vec<(String, Vec<u8>)>,
     status: FolderStatus,
@@ -306,7 +307,6 @@ impl Folders {
             paths,
             pending: HashMap::new(),
             unwritten: HashMap::new(),
-            busy: HashSet::new(),
             jobs: JoinSet::new(),
             job_ids: HashMap::new(),
             faces: Vec::new(),
@@ -357,8 +357,12 @@ impl Folders {
         if census.is_some() {
             self.last_census = Some(Instant::now());
         }
-        let mut busy = self.busy.clone();
-        busy.extend(self.unwritten.keys().cloned());
+        let busy = self
+            .job_ids
+            .values()
+            .chain(self.unwritten.keys())
+            .cloned()
+            .collect();
         let input = LookIn {
             busy,
             pending: self
@@ -406,15 +410,17 @@ impl Folders {
         if let Some(n) = out.uncollected {
             self.status.uncollected = n;
         }
-        for id in out.cleaned {
-            tracing::debug!(request = %id, "captured request's file removed");
-        }
         for c in out.candidates {
             self.start(c);
         }
         self.retry_unwritten();
         self.retry_pending().await;
         self.publish();
+    }
+
+    /// Whether a job works on this request now.
+    fn is_busy(&self, id: &str) -> bool {
+        self.job_ids.values().any(|j| j == id)
     }
 
     fn publish(&mut self) {
@@ -427,7 +433,6 @@ impl Folders {
         id: String,
         job: impl std::future::Future<Output = Outcome> + Send + 'static,
     ) {
-        self.busy.insert(id.clone());
         let key = id.clone();
         let handle = self.jobs.spawn(async move { (key, job.await) });
         self.job_ids.insert(handle.id(), id);
@@ -451,14 +456,11 @@ impl Folders {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "folder request job failed");
-                if let Some(id) = self.job_ids.remove(&e.id()) {
-                    self.busy.remove(&id);
-                }
+                self.job_ids.remove(&e.id());
                 return;
             }
         };
         self.job_ids.remove(&task);
-        self.busy.remove(&id);
         match outcome {
             Outcome::Answered { refused } => self.count(refused),
             Outcome::PendingAnswered { refused } => {
@@ -488,7 +490,7 @@ impl Folders {
         let ids: Vec<String> = self
             .unwritten
             .keys()
-            .filter(|id| !self.busy.contains(*id))
+            .filter(|id| !self.is_busy(id))
             .cloned()
             .collect();
         for id in ids {
@@ -543,7 +545,7 @@ impl Folders {
         else {
             return;
         };
-        if self.busy.contains(&id) {
+        if self.is_busy(&id) {
             return;
         }
         self.answer_pending(id, Ok(o.answer.clone()));
@@ -612,7 +614,7 @@ impl Folders {
         let ids: Vec<String> = self
             .pending
             .keys()
-            .filter(|id| !self.busy.contains(*id) && !self.unwritten.contains_key(*id))
+            .filter(|id| !self.is_busy(id) && !self.unwritten.contains_key(*id))
             .cloned()
             .collect();
         let online = self.daemon.line() != LineState::Offline;
@@ -621,6 +623,10 @@ impl Folders {
                 continue;
             };
             if !p.recorded {
+                // A capture that failed (a full disk) is tried again, at most once a second.
+                if p.last_try.is_some_and(|t| t.elapsed() < RECORD_RETRY) {
+                    continue;
+                }
                 let (daemon, paths) = (self.daemon.clone(), self.paths.clone());
                 let (entry, request, digest) = (p.entry.clone(), p.request.clone(), p.digest);
                 self.spawn(id, async move {
@@ -700,7 +706,7 @@ async fn record(
     };
     if recorded {
         let (paths, id) = (paths.clone(), entry.id.clone());
-        match blocking(move || disk::captured(&paths, &id, &digest)).await {
+        match blocking(move || disk::remove_request_if(&paths, &id, &digest)).await {
             Some(Ok(())) => {}
             _ => tracing::warn!(request = %entry.id, "captured request's file not removed yet"),
         }
@@ -710,7 +716,8 @@ async fn record(
         request,
         digest,
         recorded,
-        last_try: None,
+        // A failed capture waits a moment before it is tried again.
+        last_try: (!recorded).then(Instant::now),
     }))
 }
 
