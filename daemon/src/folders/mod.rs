@@ -217,6 +217,13 @@ pub async fn run(daemon: Daemon, mut stop: tokio::sync::watch::Receiver<bool>) {
     me.publish();
 }
 
+/// A face file's name and bytes.
+type FaceFile = (String, Vec<u8>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Events of the `req` folder (inotify).
 type Watch = inotify::EventStream<[u8; 4096]>;
 
@@ -282,7 +289,9 @@ struct Folders {
     /// Which job works on which request: the requests busy now (a job that panics frees
     /// its request).
     job_ids: HashMap<tokio::task::Id, String>,
-    faces: Vec<(String, Vec<u8>)>,
+    /// Face files to write, shared with the look on the blocking pool: one that outlives its
+    /// time limit (a hung share) still puts back what it could not write.
+    faces: Arc<Mutex<Vec<FaceFile>>>,
     status: FolderStatus,
     tracker: Arc<Mutex<Tracker>>,
     /// A look is running on the blocking pool (one that hangs is not stacked on).
@@ -309,7 +318,7 @@ impl Folders {
             unwritten: HashMap::new(),
             jobs: JoinSet::new(),
             job_ids: HashMap::new(),
-            faces: Vec::new(),
+            faces: Arc::default(),
             tracker: Arc::default(),
             looking: Arc::default(),
             last_census: None,
@@ -371,21 +380,27 @@ impl Folders {
                 .map(|(id, p)| (id.clone(), (p.digest, p.recorded)))
                 .collect(),
             slots: CONCURRENT.saturating_sub(self.jobs.len()),
-            faces: std::mem::take(&mut self.faces),
+            faces: std::mem::take(&mut *lock(&self.faces)),
             census,
         };
-        let (paths, tracker, looking) = (
+        let (paths, tracker, looking, faces) = (
             self.paths.clone(),
             self.tracker.clone(),
             self.looking.clone(),
+            self.faces.clone(),
         );
         let out = tokio::time::timeout(
             DISK_TIMEOUT,
             tokio::task::spawn_blocking(move || {
-                let out = {
-                    let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                let mut out = {
+                    let mut t = lock(&tracker);
                     disk::look(&paths, input, &mut t)
                 };
+                // Ahead of any queued meanwhile, in the order they were answered.
+                let mut queue = lock(&faces);
+                let left = std::mem::take(&mut out.faces_left);
+                queue.splice(0..0, left);
+                drop(queue);
                 looking.store(false, Ordering::Release);
                 out
             }),
@@ -406,7 +421,6 @@ impl Folders {
         self.status.problem = out.problem;
         self.status.held = out.held;
         self.status.faces += out.faces_written;
-        self.faces = out.faces_left;
         if let Some(n) = out.uncollected {
             self.status.uncollected = n;
         }
@@ -569,11 +583,12 @@ impl Folders {
             rand::random::<u64>(),
             now.format("%Y%m%d%H%M%S")
         );
-        if self.faces.len() >= FACE_BACKLOG {
+        let mut faces = lock(&self.faces);
+        if faces.len() >= FACE_BACKLOG {
             tracing::error!("face folder unwritable for long; the oldest face file is dropped");
-            self.faces.remove(0);
+            faces.remove(0);
         }
-        self.faces.push((name, bytes));
+        faces.push((name, bytes));
     }
 
     /// Writes the result of a captured request (an answer, or the system's refusal) in a job.
