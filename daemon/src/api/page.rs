@@ -33,8 +33,9 @@
 //! functions as the token API (`routes::run_check`, `routes::changes`): there is no second
 //! implementation of a check.
 //!
-//! Out of scope here (issue 14, later): read-aloud, the 申立書 form, the history view and the
-//! document helper.
+//! Read-aloud (R21, [`crate::speech`]): a check's answer carries a `speech_id`; the page asks
+//! `/page/api/speech/{id}` for the WAV of what it shows. The words are the daemon's, kept under
+//! a random id for half an hour: the page never chooses what is synthesised.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -42,7 +43,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -62,6 +63,7 @@ use crate::card::reader::ReaderInfo;
 use crate::check::health::LineState;
 use crate::check::now_jst;
 use crate::service::Daemon;
+use crate::speech::{ReadAloud, ReadAloudStatus, Scripts};
 use crate::view::{CheckPhase, CheckReport, ListState};
 
 /// How long a sign-in code can be used.
@@ -274,11 +276,19 @@ pub(super) async fn make_code(State(pages): State<Arc<Pages>>) -> Json<PageCode>
 struct PageApp {
     daemon: Daemon,
     pages: Arc<Pages>,
+    speech: Arc<ReadAloud>,
+    scripts: Arc<Scripts>,
 }
 
 /// The page's routes, their session and origin checks and their headers.
 pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
-    let app = PageApp { daemon, pages };
+    let speech = Arc::new(ReadAloud::new(daemon.config().read_aloud.clone()));
+    let app = PageApp {
+        daemon,
+        pages,
+        speech,
+        scripts: Arc::default(),
+    };
     let signed_in = Router::new()
         .route("/page/", get(index))
         .route("/page/app.js", get(script))
@@ -287,6 +297,7 @@ pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
         .route("/page/api/pending", get(pending))
         .route("/page/api/checks", post(start_check))
         .route("/page/api/events", get(events))
+        .route("/page/api/speech/{id}", get(speak))
         // Added last, so it runs first: a cross-origin write is refused before anything else.
         .route_layer(middleware::from_fn_with_state(app.clone(), require_session))
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin));
@@ -476,6 +487,7 @@ struct PageStatus {
     overdue: usize,
     readers: Vec<ReaderInfo>,
     readers_problem: Option<String>,
+    read_aloud: ReadAloudStatus,
 }
 
 async fn status(State(app): State<PageApp>) -> Json<PageStatus> {
@@ -487,6 +499,7 @@ async fn status(State(app): State<PageApp>) -> Json<PageStatus> {
         overdue: s.overdue,
         readers: s.readers,
         readers_problem: s.readers_problem,
+        read_aloud: app.speech.status(),
     })
 }
 
@@ -529,11 +542,47 @@ async fn pending(State(app): State<PageApp>) -> Result<Json<PendingList>, Proble
     }))
 }
 
+/// A check's answer as the page gets it: the report, and the id its read-aloud is asked by.
+#[derive(Debug, Serialize)]
+struct PageReport {
+    #[serde(flatten)]
+    report: CheckReport,
+    speech_id: String,
+}
+
 async fn start_check(
     State(app): State<PageApp>,
     Body(request): Body<CheckStartRequest>,
-) -> Result<Json<CheckReport>, Problem> {
-    routes::run_check(&app.daemon, request).await.map(Json)
+) -> Result<Json<PageReport>, Problem> {
+    let report = routes::run_check(&app.daemon, request).await?;
+    let speech_id = app
+        .scripts
+        .keep(crate::speech::script::sentences(&report), Instant::now());
+    Ok(Json(PageReport { report, speech_id }))
+}
+
+/// The WAV of a shown result, read aloud (R21).
+async fn speak(State(app): State<PageApp>, Path(id): Path<String>) -> Response {
+    let Some(sentences) = app.scripts.get(&id, Instant::now()) else {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-such-result",
+            "No result to read aloud",
+            "読み上げる結果が見つかりません（30分を過ぎた結果は読み上げられません）。もう一度確認してください。",
+        )
+        .into_response();
+    };
+    match app.speech.speak(&sentences).await {
+        Ok(sound) => ([(header::CONTENT_TYPE, "audio/wav")], sound).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "read-aloud failed");
+            let status = match e {
+                crate::speech::SpeakError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Problem::new(status, "read-aloud", "Read-aloud failed", e.message_ja()).into_response()
+        }
+    }
 }
 
 /// What the page's stream carries: the daemon's changes, and the readers whenever a card is

@@ -51,6 +51,9 @@ pub struct ServiceConfig {
     /// `[folders]`: the ministry terminal's folder interface for a receipt computer.
     #[serde(default)]
     pub folders: FoldersSection,
+    /// `[read_aloud]`: the reception page's read-aloud (読み上げ, R21) with Open JTalk.
+    #[serde(default)]
+    pub read_aloud: ReadAloudSection,
     /// Run without card readers (`tsunagid --no-reader`): an always-on device that syncs and
     /// reconciles for the others (a clinic server, a group's hub). Not in the file.
     #[serde(skip)]
@@ -219,6 +222,43 @@ impl Default for FoldersSection {
             poll_ms: 200,
             face: true,
             uncollected_secs: 300,
+        }
+    }
+}
+
+/// `[read_aloud]`: read-aloud (読み上げ, R21) of a result on the reception page, synthesised by
+/// Open JTalk in the daemon. The defaults are where Debian's `open-jtalk` and
+/// `open-jtalk-mecab-naist-jdic` put the engine and the dictionary, and where
+/// `scripts/setup-system.sh` puts the voice.
+///
+/// ```toml
+/// [read_aloud]
+/// auto = true                  # speak every result as it is shown; default: on request
+/// voice = "/opt/voices/mei_normal.htsvoice"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadAloudSection {
+    /// Offer read-aloud at all.
+    pub enabled: bool,
+    /// Speak each result when it is shown, not only when asked.
+    pub auto: bool,
+    /// The `open_jtalk` program.
+    pub engine: PathBuf,
+    /// The MeCab dictionary Open JTalk reads (a folder holding `sys.dic`).
+    pub dictionary: PathBuf,
+    /// The HTS voice (`.htsvoice`).
+    pub voice: PathBuf,
+}
+
+impl Default for ReadAloudSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auto: false,
+            engine: PathBuf::from("/usr/bin/open_jtalk"),
+            dictionary: PathBuf::from("/var/lib/mecab/dic/open-jtalk/naist-jdic"),
+            voice: PathBuf::from("/usr/local/share/tsunagi/voice/mei_normal.htsvoice"),
         }
     }
 }
