@@ -53,7 +53,7 @@ use axum::{Json, Router};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio_stream::wrappers::{IntervalStream, WatchStream};
+use tokio_stream::wrappers::WatchStream;
 use tokio_stream::{Stream, StreamExt};
 use utoipa::ToSchema;
 
@@ -592,20 +592,10 @@ enum PageEvent {
     Readers(Vec<ReaderInfo>),
 }
 
-/// How often the stream compares the readers with what it last sent.
-const READERS_EVERY: Duration = Duration::from_millis(500);
-
 async fn events(State(app): State<PageApp>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let daemon = app.daemon.clone();
-    let mut last: Option<Vec<ReaderInfo>> = None;
-    let readers = IntervalStream::new(tokio::time::interval(READERS_EVERY)).filter_map(move |_| {
-        let now = daemon.status().readers;
-        if last.as_ref() == Some(&now) {
-            return None;
-        }
-        last = Some(now.clone());
-        Some(Some(PageEvent::Readers(now)))
-    });
+    // Told when they change (the daemon watches pcscd); the first is what they are now.
+    let readers =
+        WatchStream::new(app.daemon.watch_readers()).map(|now| Some(PageEvent::Readers(now)));
     let stop = WatchStream::new(app.daemon.stopping()).filter_map(|s| s.then_some(None));
     let stream = routes::changes(&app.daemon)
         .map(|e| Some(PageEvent::Change(e)))

@@ -131,6 +131,9 @@ struct Inner {
     status: Mutex<Status>,
     events: broadcast::Sender<DaemonEvent>,
     readers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The readers and their cards, for clients that follow them (the page's stream): sent
+    /// only when they change.
+    seen_readers: tokio::sync::watch::Sender<Vec<crate::card::reader::ReaderInfo>>,
     pass_lock: tokio::sync::Mutex<()>,
     /// Work that must finish even when its requester goes away (a check on a card, a pass);
     /// waited for at shutdown.
@@ -221,6 +224,7 @@ impl Daemon {
                 status: Mutex::new(status),
                 events,
                 readers: Mutex::default(),
+                seen_readers: tokio::sync::watch::Sender::new(Vec::new()),
                 pass_lock: tokio::sync::Mutex::new(()),
                 tasks: tokio_util::task::TaskTracker::new(),
                 in_flight: Mutex::default(),
@@ -812,8 +816,24 @@ impl Daemon {
                 _ => {}
             }
         }
-        s.readers = readers;
+        s.readers = readers.clone();
         s.readers_problem = problem;
+        drop(s);
+        self.inner.seen_readers.send_if_modified(|seen| {
+            let changed = *seen != readers;
+            if changed {
+                *seen = readers;
+            }
+            changed
+        });
+    }
+
+    /// The readers and their cards, told again whenever a card is placed or taken or a
+    /// reader comes or goes.
+    pub fn watch_readers(
+        &self,
+    ) -> tokio::sync::watch::Receiver<Vec<crate::card::reader::ReaderInfo>> {
+        self.inner.seen_readers.subscribe()
     }
 }
 
