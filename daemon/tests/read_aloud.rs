@@ -14,6 +14,10 @@ mod page;
 mod fixtures;
 use fixtures::{runtime, scenario};
 
+#[path = "support/browser.rs"]
+mod browser;
+use browser::Browser;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -60,6 +64,24 @@ impl World {
         let r = page_request(&self.d, "GET", "/page/api/status", Some(cookie), None, None);
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["read_aloud"].clone()
+    }
+
+    /// The page in a browser, signed in with a one-time code, after one visual check from it.
+    fn page_after_a_check(&self) -> Browser {
+        let (code, answer) = self.d.post("/v1/page/codes", &json!({}));
+        assert_eq!(code, 200, "{answer}");
+        let b = Browser::start();
+        b.goto(answer["url"].as_str().unwrap());
+        b.wait_until(
+            "the reception page",
+            "return location.pathname === '/page/' && document.getElementById('check-form') !== null",
+        );
+        b.click("#start-button");
+        b.wait_until(
+            "a valid result",
+            "return document.getElementById('result').dataset.state === 'confirmed'",
+        );
+        b
     }
 
     fn speech(&self, cookie: &str, id: &str) -> Reply {
@@ -231,4 +253,54 @@ fn without_open_jtalk_the_page_says_so_and_checks_still_work() {
     let (code, list) = w.d.get("/v1/checks?state=all");
     assert_eq!(code, 200);
     assert_eq!(list["checks"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// The page's button plays the daemon's sound; configured to, the page speaks by itself.
+#[test]
+fn the_page_reads_a_result_aloud_on_request_and_by_itself_when_configured() {
+    for auto in [false, true] {
+        let w = World::new(&format!("[read_aloud]\nauto = {auto}\n"));
+        let b = w.page_after_a_check();
+        b.wait_until(
+            "the read-aloud button",
+            "const s = document.getElementById('speak-button'); return !s.hidden && !s.disabled",
+        );
+        if !auto {
+            // Nothing is spoken until asked.
+            assert_eq!(
+                b.js("return document.getElementById('speech-audio').dataset.state || ''"),
+                json!("")
+            );
+            b.click("#speak-button");
+        }
+        // The browser loaded a sound of some seconds from the daemon (playing it needs no
+        // speaker: the element's duration is the file's).
+        b.wait_until(
+            "the sound loaded",
+            "const a = document.getElementById('speech-audio'); return a.readyState >= 1 && a.duration > 1.5",
+        );
+        let src = b.js("return document.getElementById('speech-audio').currentSrc");
+        assert!(src.as_str().unwrap().contains("/page/api/speech/"), "{src}");
+        assert!(
+            b.js("return document.getElementById('speech-problem').hidden") == json!(true),
+            "{}",
+            b.text("#speech-problem")
+        );
+    }
+}
+
+#[test]
+fn without_open_jtalk_the_page_shows_why_and_the_result_stands() {
+    let w = World::new("[read_aloud]\nvoice = \"/nonexistent/mei.htsvoice\"\n");
+    let b = w.page_after_a_check();
+    b.wait_until(
+        "the reason read-aloud cannot be used",
+        "const p = document.getElementById('speech-problem'); \
+         return !p.hidden && p.textContent.includes('読み上げは使えません')",
+    );
+    assert_eq!(
+        b.js("return document.getElementById('speak-button').disabled"),
+        json!(true)
+    );
+    assert!(b.text("#result").contains("有効"));
 }

@@ -23,6 +23,9 @@
   let capturedCopay = undefined;
   let pin = "";
   let busy = false;
+  // Read-aloud (R21): whether the daemon can speak, and the id of the result shown.
+  let readAloud = { available: false, auto: false, problem_ja: null };
+  let speechId = null;
 
   function clear(el) {
     while (el.firstChild) el.removeChild(el.firstChild);
@@ -116,6 +119,43 @@
     const s = await getJson("/page/api/status");
     renderLine(s.line, s.line_label_ja);
     renderReaders(s.readers, s.readers_problem);
+    if (s.read_aloud) readAloud = s.read_aloud;
+    renderSpeech();
+  }
+
+  // ----- read-aloud -----
+
+  function renderSpeech(problem) {
+    const button = $("speak-button");
+    button.hidden = !speechId;
+    button.disabled = !readAloud.available;
+    const p = $("speech-problem");
+    const text = problem || (speechId && !readAloud.available ? readAloud.problem_ja : "");
+    p.textContent = text || "";
+    p.hidden = !text;
+  }
+
+  // The daemon synthesises the sentences of the result shown (the page never sends words).
+  function speak() {
+    if (!speechId || !readAloud.available) return;
+    const audio = $("speech-audio");
+    audio.src = "/page/api/speech/" + encodeURIComponent(speechId);
+    audio.dataset.state = "loading";
+    audio.play().catch(() => {});
+  }
+
+  async function speechFailed() {
+    const audio = $("speech-audio");
+    audio.dataset.state = "failed";
+    let detail = "読み上げの音声を再生できませんでした。結果は画面で確認してください。";
+    try {
+      const r = await fetch(audio.src, { credentials: "same-origin", cache: "no-store" });
+      if (!r.ok) {
+        const problem = await r.json();
+        if (problem && problem.detail) detail = problem.detail;
+      }
+    } catch (_) {}
+    renderSpeech(detail);
   }
 
   // ----- the pending list -----
@@ -243,6 +283,8 @@
     busy = true;
     $("start-button").disabled = true;
     $("busy").hidden = false;
+    // The browser's own timing of a check, for the page's benchmark (benches/page.rs).
+    performance.mark("tsunagi:check-sent");
     try {
       const r = await fetch("/page/api/checks", {
         method: "POST",
@@ -251,6 +293,7 @@
         body: JSON.stringify(body),
       });
       const answer = await r.json().catch(() => null);
+      performance.mark("tsunagi:answer-arrived");
       if (r.status === 401) {
         signedOut();
       } else if (!r.ok) {
@@ -258,6 +301,11 @@
       } else {
         renderResult(answer);
         renderTries(answer);
+        // Marked once the frame holding the answer has been drawn.
+        requestAnimationFrame(() => setTimeout(() => performance.mark("tsunagi:answer-drawn"), 0));
+        speechId = answer.speech_id || null;
+        renderSpeech();
+        if (readAloud.auto) speak();
         if (answer.status === "captured") {
           capturedCopay = answer.copay_tenths || null;
           renderBanner();
@@ -335,6 +383,11 @@
     }
     $("photo-less").addEventListener("change", renderForm);
     $("check-form").addEventListener("submit", startCheck);
+    $("speak-button").addEventListener("click", speak);
+    $("speech-audio").addEventListener("error", speechFailed);
+    $("speech-audio").addEventListener("playing", () => {
+      $("speech-audio").dataset.state = "playing";
+    });
     renderForm();
     renderPin();
     refresh();
