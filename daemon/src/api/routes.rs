@@ -46,15 +46,18 @@ struct App {
 /// listened on: the page's origin checks need its port.
 pub(super) fn router(daemon: Daemon, token: String, bound: std::net::SocketAddr) -> Router {
     let pages = Arc::new(super::page::Pages::new(bound));
-    let page_router = super::page::router(daemon.clone(), pages.clone());
     let rate = daemon.config().api.reads_per_second;
     let app = App {
-        daemon,
+        daemon: daemon.clone(),
         token: token.into(),
         reads: Arc::new(super::pace::Pacer::new(rate)),
         reads_during_reception: Arc::new(super::pace::Pacer::new(rate / 10)),
         reception: Arc::default(),
     };
+    // The page's reads share the API's buckets, and its checks narrow them like any
+    // reception request: a page script gone wrong cannot take the counter PC's CPU either.
+    let page_router = super::page::router(daemon, pages.clone())
+        .route_layer(middleware::from_fn_with_state(app.clone(), pace_reads));
     let guarded = Router::new()
         .route("/v1/checks", post(start_check).get(list_checks))
         .route("/v1/checks/{id}", get(read_check))
