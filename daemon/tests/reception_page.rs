@@ -9,6 +9,15 @@
 //!   refused with 403 and makes no check.
 //! - A visual check shows 有効 and the 負担割合; the line dropping shows the offline banner
 //!   with the co-payment; reconciled later, the pending list empties by itself (no reload).
+//! - A capture offers the 申立書 (R14), filled with the keyboard and saved through the same
+//!   operation as the token API's; 資格情報なし offers it too.
+//! - A wrong PIN on the pad says how many tries are left; the last try is not sent without
+//!   the patient's consent; no PIN reaches the daemon's log. A photo-less card goes by PIN
+//!   only (R2).
+//! - The month's history (R20) lists the viewable checks, page's and API's, newest first,
+//!   without numbers or birth dates; the document helper answers R10/R11 cases.
+//! - Each result state has its colour, icon and words (`TSUNAGI_PAGE_SHOTS=<dir>` saves the
+//!   PNGs committed under `docs/page/`).
 //!
 //! The WebDriver client is a few JSON calls over the workspace's `reqwest` (no extra TLS
 //! stack, nothing more to build on a two-core machine). Every wait has a deadline and says
@@ -27,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use oqs_sim::{FaultMode, SimHandle, Simulator};
 use serde_json::{json, Value};
-use tsunagi_vcard::card::VirtualCard;
+use tsunagi_vcard::card::{CardProfile, VirtualCard};
 use tsunagi_vcard::harness::{self, PcscdSession};
 use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
 
@@ -48,20 +57,28 @@ fn institution() -> &'static str {
 struct World {
     d: Tsunagid,
     sim: SimHandle,
-    _card: AttachedCard,
+    card: Option<AttachedCard>,
     _pcscd: PcscdSession,
+}
+
+/// A card of the standard scenario, by name.
+fn card(name: &str) -> CardProfile {
+    scenario()
+        .card(name)
+        .unwrap_or_else(|| panic!("no card {name} in the scenario"))
+        .clone()
 }
 
 impl World {
     fn new() -> Self {
+        Self::with_card(card("valid-employee"))
+    }
+
+    fn with_card(profile: CardProfile) -> Self {
         let pcscd = harness::pcscd().expect("pcscd harness");
         let sim = runtime()
             .block_on(Simulator::start(scenario().sim_config()))
             .expect("simulator");
-        let profile = scenario()
-            .card("valid-employee")
-            .expect("card in scenario")
-            .clone();
         let card = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
             .expect("insert card into vpcd slot 0");
         let d = Tsunagid::start(
@@ -72,9 +89,18 @@ impl World {
         Self {
             d,
             sim,
-            _card: card,
+            card: Some(card),
             _pcscd: pcscd,
         }
+    }
+
+    /// Takes the card off slot 0 and puts `profile` there.
+    fn swap_card(&mut self, profile: CardProfile) {
+        drop(self.card.take());
+        self.card = Some(
+            harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
+                .expect("insert card into vpcd slot 0"),
+        );
     }
 
     /// `tsunagi open --print` through the daemon's configuration: the sign-in address.
@@ -202,6 +228,9 @@ struct Browser {
 /// WebDriver's key codes.
 const TAB: char = '\u{E004}';
 const ENTER: char = '\u{E007}';
+const SPACE: char = '\u{E00D}';
+const ARROW_UP: char = '\u{E013}';
+const ARROW_DOWN: char = '\u{E015}';
 
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -242,7 +271,8 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,1024",
+            // 1024 wide: the screenshots committed under docs/page stay small.
+            "--window-size=1024,900",
             "--lang=ja",
         ]
         .iter()
@@ -383,6 +413,69 @@ impl Browser {
                     {"type": "keyDown", "value": k}, {"type": "keyUp", "value": k}
                 ]}]}),
             ),
+        );
+    }
+
+    /// Types `text` key by key on whatever has focus, as a keyboard would.
+    fn type_text(&self, text: &str) {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                let k = c.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.call(
+            "POST",
+            &self.s("/actions"),
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// Empties a text field.
+    fn clear_field(&self, css: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{id}/clear")),
+            Some(json!({})),
+        );
+    }
+
+    /// Whether the element `css` is shown (its box takes space).
+    fn shown(&self, css: &str) -> bool {
+        let css = serde_json::to_string(css).unwrap();
+        self.js(&format!(
+            "const e = document.querySelector({css}); return e !== null && e.getClientRects().length > 0"
+        )) == Value::Bool(true)
+    }
+
+    /// Saves a shot of the whole page's height (at most 1800 px), then restores the window.
+    fn shot_full(&self, name: &str) {
+        if std::env::var_os("TSUNAGI_PAGE_SHOTS").is_none() {
+            return;
+        }
+        let rect = self.call("GET", &self.s("/window/rect"), None);
+        let height = self
+            .js("return document.documentElement.scrollHeight")
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 1800);
+        // The window's height includes the browser's frame: a little more than the page.
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": rect["width"], "height": height + 120})),
+        );
+        self.js("window.scrollTo(0, 0); return true");
+        self.shot(name);
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": rect["width"], "height": rect["height"]})),
         );
     }
 
@@ -624,7 +717,13 @@ fn without_the_session_nothing_under_page_answers() {
         );
     }
     // The page's API: 401 problem documents.
-    for path in ["/page/api/status", "/page/api/pending", "/page/api/events"] {
+    for path in [
+        "/page/api/status",
+        "/page/api/pending",
+        "/page/api/events",
+        "/page/api/history",
+        "/page/api/documents/verdict?kind=portal",
+    ] {
         let r = page_request(&d, "GET", path, None, None, None);
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.json()["type"], "urn:tsunagi:problem:no-session", "{path}");
@@ -644,6 +743,15 @@ fn without_the_session_nothing_under_page_answers() {
         None,
         Some(&origin),
         Some(json!({"method": "visual"})),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = page_request(
+        &d,
+        "POST",
+        &format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+        None,
+        Some(&origin),
+        Some(json!({"name": "x"})),
     );
     assert_eq!(r.status, 401, "{}", r.text());
 
@@ -739,6 +847,17 @@ fn a_cross_origin_post_is_refused_and_makes_no_check() {
         assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
     }
     assert!(w.checks("all").is_empty(), "no check was made");
+    // The 申立書 too: a write, refused from another origin before the check is looked up.
+    let r = page_request(
+        d,
+        "POST",
+        &format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+        Some(&cookie),
+        Some("http://evil.example"),
+        Some(json!({"name": "x"})),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
 
     // From a real page on another origin of the same site (the simulator's port): the
     // browser sends the cookie (same site), the Origin refuses it.
@@ -924,4 +1043,508 @@ fn a_check_made_elsewhere_appears_in_the_list_with_its_overdue_mark() {
     assert!(count.contains("期限切れ 1件"), "{count}");
     b.js("document.getElementById('pending').scrollIntoView(); return true");
     b.shot("overdue");
+}
+
+/// Whether `digits` stand alone in `text` (not inside a longer run of digits such as a
+/// timestamp's fraction or a port).
+fn has_standalone(text: &str, digits: &str) -> bool {
+    text.match_indices(digits).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + digits.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// Presses the on-screen pad's digits.
+fn pad(b: &Browser, digits: &str) {
+    for d in digits.chars() {
+        b.click(&format!(".pad [data-digit='{d}']"));
+    }
+}
+
+/// The state shown in the result box.
+fn result_state(b: &Browser) -> String {
+    b.js("return document.getElementById('result').dataset.state")
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits for a result in `states` after the start button was pressed some other way.
+fn wait_result(b: &Browser, states: &[&str]) -> String {
+    let wanted = serde_json::to_string(states).unwrap();
+    b.wait_until(
+        &format!("a result in {states:?}"),
+        &format!("return {wanted}.includes(document.getElementById('result').dataset.state)"),
+    );
+    result_state(b)
+}
+
+#[test]
+fn captured_offline_the_declaration_is_filled_with_the_keyboard_and_saved() {
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    // Online first: the clinic learns the patient, and the capture's co-payment with it.
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "confirmed"
+    );
+    assert!(
+        !b.shown("#declaration-panel"),
+        "no 申立書 for a confirmed check"
+    );
+    let copay = w.checks("all")[0]["answer"]["ratio_percent"]
+        .as_u64()
+        .unwrap()
+        / 10;
+
+    // The line drops: the capture shows the banner with the co-payment and the form.
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "captured",
+        "{}",
+        b.text("#result")
+    );
+    b.wait_until(
+        "the 申立書 form after the capture",
+        "return !document.getElementById('declaration-panel').hidden",
+    );
+    let banner = b.text("#offline");
+    assert!(banner.contains(&format!("{copay}割")), "{banner}");
+    let pending = w.checks("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(pending[0]["declared"], false);
+    assert_eq!(
+        b.js("return document.getElementById('declaration-form').dataset.checkId"),
+        json!(id),
+        "the form is for the captured check"
+    );
+    b.shot_full("captured-offline");
+
+    // Keyboard only: Tab into the form, type, pick with the arrow keys, Enter on the button.
+    b.tab_to("decl-name", 40);
+    b.type_text("模擬　花子");
+    b.key(TAB);
+    b.type_text("1985-06-15");
+    b.key(TAB);
+    b.key(ARROW_DOWN); // 男 → the first choice after 未記入
+    b.key(ARROW_DOWN); // 女
+    b.key(TAB);
+    b.type_text("長野県木曽郡テスト町1-2");
+    b.key(TAB);
+    b.type_text("0264-00-0000");
+    b.key(TAB);
+    b.key(ARROW_DOWN); // 被用者保険（社保）
+    b.key(TAB);
+    b.type_text("テスト健康保険組合");
+    b.key(TAB);
+    b.type_text("木曽テスト製作所");
+    b.key(TAB);
+    b.key(ARROW_DOWN);
+    b.key(ARROW_DOWN);
+    b.key(ARROW_DOWN); // 3割
+    assert_eq!(
+        b.js("const f = document.getElementById('declaration-form').elements; \
+              return [f.name.value, f.birth_date.value, f.sex.value, f.address.value, f.phone.value, \
+                      f.insurance_type.value, f.insurer_name.value, f.employer.value, f.copay.value]"),
+        json!([
+            "模擬　花子",
+            "1985-06-15",
+            "female",
+            "長野県木曽郡テスト町1-2",
+            "0264-00-0000",
+            "employee",
+            "テスト健康保険組合",
+            "木曽テスト製作所",
+            "3"
+        ]),
+        "the keyboard filled the form"
+    );
+    b.tab_to("declaration-save", 5);
+    b.key(ENTER);
+    b.wait_until(
+        "the page's confirmation of the saved 申立書",
+        "const d = document.getElementById('declaration-done'); \
+         return !d.hidden && d.textContent.includes('申立書を保存しました')",
+    );
+    assert!(b.text("#declaration-done").contains(&id[id.len() - 8..]));
+
+    // Recorded by the same operation as the token API's: the check says so.
+    let (code, check) = w.d.get(&format!("/v1/checks/{id}"));
+    assert_eq!(code, 200, "{check}");
+    assert_eq!(check["declared"], true, "{check}");
+    // Nothing of it in the daemon's log.
+    let log = w.d.log_text();
+    for personal in ["模擬", "木曽", "0264-00-0000", "1985-06-15"] {
+        assert!(!log.contains(personal), "{personal} was logged:\n{log}");
+    }
+
+    // At 200 % zoom (half the CSS width) the form reflows: nothing scrolls sideways.
+    b.call(
+        "POST",
+        &b.s("/window/rect"),
+        Some(json!({"width": 640, "height": 900})),
+    );
+    b.wait_until(
+        "the page with the form reflowed into 640 px",
+        "return window.innerWidth <= 660 && document.documentElement.scrollWidth <= window.innerWidth",
+    );
+
+    // A field the daemon refuses is said in Japanese, on the form.
+    b.clear_field("#decl-birth");
+    b.click("#decl-birth");
+    b.type_text("2999-01-01");
+    b.click("#declaration-save");
+    b.wait_until(
+        "the refusal of a birth date after the visit",
+        "const e = document.getElementById('declaration-error'); \
+         return !e.hidden && e.textContent.includes('生年月日')",
+    );
+}
+
+#[test]
+fn a_wrong_pin_then_the_right_one_after_the_last_try_is_confirmed() {
+    // Two tries left: one wrong PIN leaves the last one.
+    let right = "7391";
+    let wrong = "8264";
+    let w = World::with_card(
+        card("valid-employee")
+            .with_pin(right)
+            .with_pin_tries_left(2),
+    );
+    let (b, _) = signed_in(&w);
+    // Count what the page sends: the refusal below must send nothing.
+    b.js("window.__checkPosts = 0; const f = window.fetch; \
+          window.fetch = function (u, o) { \
+            if (String(u).endsWith('/page/api/checks') && o && o.method === 'POST') window.__checkPosts++; \
+            return f.apply(this, arguments); }; return true");
+    b.click("input[name='method'][value='pin']");
+    pad(&b, wrong);
+    assert_eq!(b.text("#pin-dots"), "●●●●（4桁）", "the PIN is masked");
+    b.click("#start-button");
+    assert_eq!(
+        wait_result(&b, &["refused", "confirmed", "error"]),
+        "refused"
+    );
+    let tries = b.text("#pin-tries");
+    assert!(tries.contains("暗証番号が違います。残り 1 回"), "{tries}");
+    assert!(b.shown("#last-try"), "the last-try consent is asked for");
+    assert_eq!(b.js("return window.__checkPosts"), json!(1));
+
+    // The right PIN typed on the keyboard into the pad, without the consent: not sent.
+    b.tab_to("start-button", 40);
+    b.js("document.querySelector(\".pad [data-digit='5']\").focus(); return true");
+    b.type_text(right);
+    assert_eq!(b.text("#pin-dots"), "●●●●（4桁）");
+    b.click("#start-button");
+    b.wait_until(
+        "the page refusing to send the last try without consent",
+        "const e = document.getElementById('form-error'); \
+         return !e.hidden && e.textContent.includes('残りは1回') && e.textContent.includes('同意')",
+    );
+    assert_eq!(
+        b.js("return window.__checkPosts"),
+        json!(1),
+        "nothing was sent"
+    );
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("confirm-last-try"),
+        "the consent box has the focus"
+    );
+    assert_eq!(b.text("#pin-dots"), "●●●●（4桁）", "the PIN waits");
+    // Consent by the keyboard, then the check goes through.
+    b.key(SPACE);
+    assert_eq!(
+        b.js("return document.getElementById('confirm-last-try').checked"),
+        json!(true)
+    );
+    b.click("#start-button");
+    assert_eq!(
+        wait_result(&b, &["confirmed", "error", "captured"]),
+        "confirmed",
+        "{}",
+        b.text("#result")
+    );
+    assert!(b.text("#result").contains("有効"));
+    assert_eq!(b.js("return window.__checkPosts"), json!(2));
+    assert!(!b.shown("#last-try"), "the consent is gone with the answer");
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["method"], "pin");
+
+    // No PIN in the daemon's log, right or wrong.
+    let log = w.d.log_text();
+    assert!(!has_standalone(&log, right), "the PIN was logged:\n{log}");
+    assert!(
+        !has_standalone(&log, wrong),
+        "the wrong PIN was logged:\n{log}"
+    );
+}
+
+#[test]
+fn a_photo_less_card_is_offered_the_pin_only_and_checked_by_it() {
+    let w = World::with_card(card("infant"));
+    let (b, _) = signed_in(&w);
+    b.tab_to("photo-less", 30);
+    b.key(SPACE);
+    assert_eq!(
+        b.js(
+            "const v = document.querySelector(\"input[name='method'][value='visual']\"); \
+             const p = document.querySelector(\"input[name='method'][value='pin']\"); \
+             return [document.getElementById('photo-less').checked, v.disabled, v.checked, p.checked, \
+                     document.getElementById('pin-area').hidden]"
+        ),
+        json!([true, true, false, true, false]),
+        "photo-less: 目視 disabled, 暗証番号 chosen, the pad shown"
+    );
+    // A click on 目視 does nothing.
+    b.click("input[name='method'][value='visual']");
+    assert_eq!(
+        b.js("return document.querySelector(\"input[name='method'][value='pin']\").checked"),
+        json!(true)
+    );
+    pad(&b, "1234");
+    b.click("#start-button");
+    assert_eq!(
+        wait_result(
+            &b,
+            &["confirmed", "refused", "error", "captured", "invalid"]
+        ),
+        "confirmed",
+        "{}",
+        b.text("#result")
+    );
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["method"], "pin", "checked by PIN: {:?}", all[0]);
+}
+
+#[test]
+fn the_history_lists_the_viewable_checks_newest_first_without_numbers() {
+    use chrono::Datelike;
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    b.wait_until(
+        "an empty history",
+        "return !document.getElementById('history-empty').hidden",
+    );
+    // A visit of the month before last, captured through the API: past R20's viewing
+    // period (the end of last month), it is not listed.
+    let this_month = today().with_day(1).unwrap();
+    let old_visit = (this_month - chrono::Duration::days(32))
+        .with_day(1)
+        .unwrap();
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    let (code, old) = w.d.post(
+        "/v1/checks",
+        &json!({"method": "visual", "visit_date": old_visit, "card_wait_secs": 10}),
+    );
+    assert_eq!(code, 200, "{old}");
+    assert_eq!(old["status"], "captured", "{old}");
+    w.sim.faults().clear();
+    w.wait_line("online");
+
+    // One check from the page, then one through the token API.
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "confirmed"
+    );
+    let page_id = b
+        .js("return document.querySelector('#result .result-id').textContent.split(': ')[1]")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, api) = w.d.post(
+        "/v1/checks",
+        &json!({"method": "visual", "card_wait_secs": 10}),
+    );
+    assert_eq!(code, 200, "{api}");
+    assert_eq!(api["status"], "confirmed", "{api}");
+    let api_id = api["check_id"].as_str().unwrap().to_string();
+    assert_eq!(w.checks("all").len(), 3);
+
+    // The API's check arrives by the event stream; newest first; the old one is not there.
+    b.wait_until(
+        "both of today's checks in the history",
+        "return document.querySelectorAll('#history-rows tr').length === 2",
+    );
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#history-rows tr')].map(r => r.dataset.checkId)"
+        ),
+        json!([api_id, page_id]),
+        "newest first"
+    );
+    let table = b.text("#history");
+    let copay = api["copay_tenths"].as_u64().unwrap();
+    for row in 1..=2 {
+        let text = b.text(&format!("#history-rows tr:nth-child({row})"));
+        assert!(text.contains("✓") && text.contains("有効"), "{text}");
+        assert!(text.contains(&format!("{copay}割")), "{text}");
+        let visit = today();
+        assert!(
+            text.contains(&format!(
+                "{}年{}月{}日",
+                visit.year(),
+                visit.month(),
+                visit.day()
+            )),
+            "{text}"
+        );
+    }
+    // No numbers, no birth date.
+    let check = &w
+        .checks("all")
+        .into_iter()
+        .find(|c| c["id"] == json!(api_id))
+        .unwrap();
+    let numbers = &check["answer"]["numbers"];
+    let insurer = numbers["insurer"].as_str().unwrap();
+    let number = numbers["number"].as_str().unwrap();
+    let birth: chrono::NaiveDate = check["answer"]["birth_date"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for secret in [
+        insurer.to_string(),
+        number.to_string(),
+        birth.to_string(),
+        format!("{}年{}月{}日", birth.year(), birth.month(), birth.day()),
+    ] {
+        assert!(
+            !table.contains(&secret),
+            "{secret} in the history:\n{table}"
+        );
+    }
+    assert!(!table.contains(&old["check_id"].as_str().unwrap()[18..]));
+    b.js("document.getElementById('history').scrollIntoView(); return true");
+    b.shot("history");
+}
+
+#[test]
+fn the_document_helper_refuses_an_old_hokensho_and_accepts_a_kakuninsho() {
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    // An old 保険証 on a visit after the temporary measure's end: refused (R11).
+    b.tab_to("doc-kind", 60);
+    b.key(ARROW_DOWN); // 健康保険証（従来の保険証）
+    assert_eq!(
+        b.js("return document.getElementById('doc-kind').value"),
+        json!("hokensho")
+    );
+    b.key(TAB);
+    b.type_text("2027-03-31");
+    b.key(TAB);
+    b.type_text("2026-04-15");
+    b.key(ENTER);
+    b.wait_until(
+        "the verdict on the old 保険証",
+        "return document.getElementById('document-verdict').dataset.state !== 'none'",
+    );
+    let verdict = b.text("#document-verdict");
+    assert_eq!(
+        b.js("return document.getElementById('document-verdict').dataset.state"),
+        json!("bad"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("受け付けられません"), "{verdict}");
+    assert!(verdict.contains("2025年12月1日"), "{verdict}");
+    assert!(
+        verdict.contains("暫定措置は2026年3月31日で終了"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("✕"), "{verdict}");
+    b.js("document.getElementById('documents').scrollIntoView(); return true");
+    b.shot("document-refused");
+
+    // A 資格確認書 before its expiry: accepted (R10).
+    b.tab_to("doc-kind", 60);
+    b.key(ARROW_UP); // 資格確認書
+    b.clear_field("#doc-expires");
+    b.click("#doc-expires");
+    b.type_text("2027/7/31");
+    b.key(ENTER);
+    b.wait_until(
+        "the verdict on the 資格確認書",
+        "return document.getElementById('document-verdict').dataset.state === 'ok'",
+    );
+    let verdict = b.text("#document-verdict");
+    assert!(verdict.contains("受け付けられます"), "{verdict}");
+    assert!(
+        verdict.contains("資格確認書は有効期限（2027年7月31日）内で有効です"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("2026年4月15日"), "{verdict}");
+    // The helper decides; it records nothing.
+    assert!(w.checks("all").is_empty());
+}
+
+#[test]
+fn each_result_state_reads_from_two_metres() {
+    let mut w = World::new();
+    let (b, _) = signed_in(&w);
+    let states = [
+        "confirmed",
+        "invalid",
+        "not_found",
+        "captured",
+        "error",
+        "refused",
+    ];
+    for (card_name, want, label, icon, shot) in [
+        ("valid-employee", "confirmed", "有効", "✓", "valid"),
+        ("lost", "invalid", "資格（無効）", "✕", "invalid"),
+        ("no-coverage", "not_found", "資格情報なし", "?", "not-found"),
+    ] {
+        if card_name != "valid-employee" {
+            w.swap_card(card(card_name));
+        }
+        assert_eq!(visual_check(&b, &states), want, "{}", b.text("#result"));
+        let head = b.text("#result .result-head");
+        assert!(head.contains(label) && head.contains(icon), "{head}");
+        if want == "not_found" {
+            // Nothing found: the check asks for the 申立書 (R12, R14), and the page offers it.
+            let id = b
+                .js("return document.querySelector('#result .result-id').textContent.split(': ')[1]")
+                .as_str()
+                .unwrap()
+                .to_string();
+            b.wait_until(
+                "the 申立書 form offered for 資格情報なし",
+                &format!(
+                    "const f = document.getElementById('declaration-form'); \
+                     return !document.getElementById('declaration-panel').hidden && f.dataset.checkId === '{id}'"
+                ),
+            );
+        } else {
+            assert!(!b.shown("#declaration-panel"), "no 申立書 for {want}");
+        }
+        // Large type: the state's words at least twice the body's size.
+        let size = b
+            .js("return parseFloat(getComputedStyle(document.querySelector('#result .result-head')).fontSize)")
+            .as_f64()
+            .unwrap();
+        assert!(size >= 36.0, "the state is {size}px");
+        b.js("document.getElementById('result').scrollIntoView({block: 'center'}); return true");
+        b.shot(shot);
+    }
+    // Each state its own colour.
+    let colours: Vec<String> = ["confirmed", "invalid", "not_found", "captured"]
+        .iter()
+        .map(|s| {
+            b.js(&format!(
+                "const r = document.getElementById('result'); r.dataset.state = '{s}'; \
+                 return getComputedStyle(r).backgroundColor"
+            ))
+            .as_str()
+            .unwrap()
+            .to_string()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<_> = colours.iter().collect();
+    assert_eq!(distinct.len(), 4, "{colours:?}");
 }

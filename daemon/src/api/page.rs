@@ -33,8 +33,8 @@
 //! functions as the token API (`routes::run_check`, `routes::changes`): there is no second
 //! implementation of a check.
 //!
-//! Out of scope here (issue 14, later): read-aloud, the 申立書 form, the history view and the
-//! document helper.
+//! The 申立書 form, the month's history and the document helper are in `page_desk.rs`,
+//! behind the same checks. Out of scope here (issue 14, later): read-aloud.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -276,6 +276,13 @@ struct PageApp {
     pages: Arc<Pages>,
 }
 
+/// The desk routes (`page_desk.rs`) need the daemon only.
+impl axum::extract::FromRef<PageApp> for Daemon {
+    fn from_ref(app: &PageApp) -> Daemon {
+        app.daemon.clone()
+    }
+}
+
 /// The page's routes, their session and origin checks and their headers.
 pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
     let app = PageApp { daemon, pages };
@@ -287,6 +294,8 @@ pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
         .route("/page/api/pending", get(pending))
         .route("/page/api/checks", post(start_check))
         .route("/page/api/events", get(events))
+        // The 申立書, the month's history and the document helper (page_desk.rs).
+        .merge(super::page_desk::routes())
         // Added last, so it runs first: a cross-origin write is refused before anything else.
         .route_layer(middleware::from_fn_with_state(app.clone(), require_session))
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin));
