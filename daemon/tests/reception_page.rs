@@ -1378,6 +1378,7 @@ fn the_history_lists_the_viewable_checks_newest_first_without_numbers() {
         json!([api_id, page_id]),
         "newest first"
     );
+    assert_eq!(b.text("#history-count"), "（2件）");
     let table = b.text("#history");
     let copay = api["copay_tenths"].as_u64().unwrap();
     for row in 1..=2 {

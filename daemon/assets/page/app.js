@@ -461,7 +461,8 @@
     const n = list.checks.length;
     $("history").hidden = n === 0;
     $("history-empty").hidden = n !== 0;
-    $("history-count").textContent = n === 0 ? "" : "（" + n + "件）";
+    $("history-count").textContent =
+      n === 0 ? "" : list.total > n ? "（全" + list.total + "件のうち新しい" + n + "件）" : "（" + n + "件）";
   }
 
   // ----- the document helper (R7–R11) -----

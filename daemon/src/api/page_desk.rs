@@ -100,8 +100,14 @@ struct HistoryItem {
 #[derive(Debug, Serialize)]
 struct HistoryList {
     today: NaiveDate,
+    /// How many checks are viewable; `checks` holds the newest [`HISTORY_MAX`] of them.
+    total: usize,
     checks: Vec<HistoryItem>,
 }
+
+/// Rows the page is sent at most: a busy month holds thousands of checks, more than a
+/// counter reads and more than a page should redraw on every event.
+const HISTORY_MAX: usize = 200;
 
 /// R20: the checks of `views` still viewable on `today` (until the end of the month after
 /// the visit month), newest first, as the counter may see them.
@@ -168,9 +174,13 @@ async fn history(State(daemon): State<Daemon>) -> Result<Json<HistoryList>, Prob
         let Ok(month) = Month::of(day) else { continue };
         views.extend(ops::list(daemon.ledger(), ListState::All, Some(month), today).await?);
     }
+    let mut checks = history_of(views, today);
+    let total = checks.len();
+    checks.truncate(HISTORY_MAX);
     Ok(Json(HistoryList {
         today,
-        checks: history_of(views, today),
+        total,
+        checks,
     }))
 }
 
