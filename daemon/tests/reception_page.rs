@@ -15,7 +15,8 @@
 //!   the patient's consent; no PIN reaches the daemon's log. A photo-less card goes by PIN
 //!   only (R2).
 //! - The month's history (R20) lists the viewable checks, page's and API's, newest first,
-//!   without numbers or birth dates; the document helper answers R10/R11 cases.
+//!   without numbers or birth dates; the document helper answers R10/R11 cases and records
+//!   an acceptable document with its numbers.
 //! - Each result state has its colour, icon and words (`TSUNAGI_PAGE_SHOTS=<dir>` saves the
 //!   PNGs committed under `docs/page/`).
 //!
@@ -745,15 +746,16 @@ fn without_the_session_nothing_under_page_answers() {
         Some(json!({"method": "visual"})),
     );
     assert_eq!(r.status, 401, "{}", r.text());
-    let r = page_request(
-        &d,
-        "POST",
-        &format!("/page/api/checks/{}/declaration", "0".repeat(26)),
-        None,
-        Some(&origin),
-        Some(json!({"name": "x"})),
-    );
-    assert_eq!(r.status, 401, "{}", r.text());
+    for (path, body) in [
+        (
+            format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+            json!({"name": "x"}),
+        ),
+        ("/page/api/documents".to_string(), json!({"kind": "portal"})),
+    ] {
+        let r = page_request(&d, "POST", &path, None, Some(&origin), Some(body));
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+    }
 
     // A code is spent by its first use; a made-up one never works. No cookie either time.
     let (code, answer) = d.post("/v1/page/codes", &json!({}));
@@ -847,17 +849,27 @@ fn a_cross_origin_post_is_refused_and_makes_no_check() {
         assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
     }
     assert!(w.checks("all").is_empty(), "no check was made");
-    // The 申立書 too: a write, refused from another origin before the check is looked up.
-    let r = page_request(
-        d,
-        "POST",
-        &format!("/page/api/checks/{}/declaration", "0".repeat(26)),
-        Some(&cookie),
-        Some("http://evil.example"),
-        Some(json!({"name": "x"})),
-    );
-    assert_eq!(r.status, 403, "{}", r.text());
-    assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
+    // The 申立書 and the document record too: writes, refused from another origin before
+    // anything is looked up or recorded.
+    for (path, body) in [
+        (
+            format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+            json!({"name": "x"}),
+        ),
+        ("/page/api/documents".to_string(), json!({"kind": "portal"})),
+    ] {
+        let r = page_request(
+            d,
+            "POST",
+            &path,
+            Some(&cookie),
+            Some("http://evil.example"),
+            Some(body),
+        );
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
+    }
+    assert!(w.checks("all").is_empty(), "no document was recorded");
 
     // From a real page on another origin of the same site (the simulator's port): the
     // browser sends the cookie (same site), the Origin refuses it.
@@ -1427,7 +1439,7 @@ fn the_history_lists_the_viewable_checks_newest_first_without_numbers() {
 }
 
 #[test]
-fn the_document_helper_refuses_an_old_hokensho_and_accepts_a_kakuninsho() {
+fn the_document_helper_refuses_an_old_hokensho_accepts_a_kakuninsho_and_records_it() {
     let w = World::new();
     let (b, _) = signed_in(&w);
     // An old 保険証 on a visit after the temporary measure's end: refused (R11).
@@ -1482,6 +1494,80 @@ fn the_document_helper_refuses_an_old_hokensho_and_accepts_a_kakuninsho() {
     assert!(verdict.contains("2026年4月15日"), "{verdict}");
     // The helper decides; it records nothing.
     assert!(w.checks("all").is_empty());
+
+    // Today's visit with a 資格確認書 valid for a year: recorded with its numbers, by
+    // keyboard, and confirmed by them later (ops::record_document, as POST /v1/documents).
+    use chrono::Datelike;
+    let expires = today() + chrono::Duration::days(365);
+    b.clear_field("#doc-expires");
+    b.clear_field("#doc-visit");
+    b.click("#doc-expires");
+    b.type_text(&expires.to_string());
+    b.key(ENTER);
+    let today_ja = format!(
+        "{}年{}月{}日",
+        today().year(),
+        today().month(),
+        today().day()
+    );
+    b.wait_until(
+        "the verdict on today's visit",
+        &format!(
+            "const v = document.getElementById('document-verdict'); \
+             return v.dataset.state === 'ok' && v.textContent.includes('{today_ja}')"
+        ),
+    );
+    assert!(
+        b.shown("#document-record"),
+        "an acceptable document can be recorded"
+    );
+    let key = scenario().insurance_of("valid-employee").unwrap();
+    let insurer = key.insurer.wire().trim().to_string();
+    b.tab_to("doc-insurer", 10);
+    b.type_text(&insurer);
+    b.key(TAB);
+    b.type_text(key.symbol.as_deref().unwrap_or(""));
+    b.key(TAB);
+    b.type_text(&key.number);
+    b.key(TAB);
+    b.type_text(key.branch.as_deref().unwrap_or(""));
+    b.key(TAB);
+    b.type_text(&key.birthdate.to_string());
+    b.key(ENTER);
+    b.wait_until(
+        "the page's confirmation of the recorded document",
+        "const d = document.getElementById('document-recorded'); \
+         return !d.hidden && d.textContent.includes('資格確認書で受け付けて記録しました')",
+    );
+    assert!(
+        !b.shown("#document-record"),
+        "recorded once: the form is gone"
+    );
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["document"], "kakuninsho", "{:?}", all[0]);
+    assert_eq!(all[0]["visit_date"], json!(today()), "{:?}", all[0]);
+    let id = all[0]["id"].as_str().unwrap().to_string();
+    assert!(b.text("#document-recorded").contains(&id));
+    // The pending list shows it by itself; 事後確認 by its numbers confirms it.
+    b.wait_until(
+        "the recorded document in the pending list",
+        &format!(
+            "return [...document.querySelectorAll('#pending-rows tr')].some(r => r.dataset.checkId === '{id}')"
+        ),
+    );
+    let (code, report) = w.d.post("/v1/reconcile", &json!({"force": true}));
+    assert_eq!(code, 200, "{report}");
+    let (code, check) = w.d.get(&format!("/v1/checks/{id}"));
+    assert_eq!(code, 200, "{check}");
+    assert_eq!(check["resolution"]["basis"], "current", "{check}");
+    assert_eq!(
+        check["resolution"]["insurer_number"],
+        json!(insurer),
+        "{check}"
+    );
+    let log = w.d.log_text();
+    assert!(!log.contains(&key.number), "the number was logged:\n{log}");
 }
 
 #[test]

@@ -479,6 +479,9 @@
     $("doc-expires-label").classList.toggle("off", !dated);
   }
 
+  // What the last acceptable verdict was asked with: what "record" records.
+  let judgedDocument = null;
+
   function documentError(text) {
     const e = $("document-error");
     e.textContent = text || "";
@@ -511,6 +514,9 @@
       q.set("visit_date", visit);
     }
     const box = $("document-verdict");
+    judgedDocument = null;
+    $("document-record").hidden = true;
+    $("document-recorded").hidden = true;
     try {
       const r = await fetch("/page/api/documents/verdict?" + q.toString(), {
         credentials: "same-origin",
@@ -542,8 +548,75 @@
         box.appendChild(ul);
       }
       box.appendChild(make("p", "verdict-source", "根拠: " + v.source_ja + "（" + v.rule + "）"));
+      if (v.acceptable) {
+        judgedDocument = { kind: kind, with_card: with_card, visit_date: v.visit_date };
+        if (q.get("expires")) judgedDocument.expires = q.get("expires");
+        const record = $("document-record");
+        record.reset();
+        recordError("");
+        record.hidden = false;
+      }
     } catch (e) {
       documentError("tsunagid に接続できませんでした。tsunagid が動いているか確認してください。");
+    }
+  }
+
+  function recordError(text) {
+    const e = $("document-record-error");
+    e.textContent = text || "";
+    e.hidden = !text;
+  }
+
+  async function recordDocument(ev) {
+    ev.preventDefault();
+    if (!judgedDocument) return;
+    recordError("");
+    const form = $("document-record");
+    const body = Object.assign({}, judgedDocument);
+    for (const name of ["insurer", "symbol", "number", "branch"]) {
+      const v = form.elements[name].value.trim();
+      if (v) body[name] = v;
+    }
+    const birth = form.elements.birth_date.value.trim();
+    if (birth) {
+      const iso = parseDate(birth);
+      if (!iso) {
+        recordError("生年月日は 1980-04-01 の形で入力してください。");
+        form.elements.birth_date.focus();
+        return;
+      }
+      body.birth_date = iso;
+    }
+    $("document-record-button").disabled = true;
+    try {
+      const r = await fetch("/page/api/documents", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const answer = await r.json().catch(() => null);
+      if (r.status === 401) {
+        signedOut();
+      } else if (!r.ok) {
+        recordError((answer && answer.detail) || "記録できませんでした（HTTP " + r.status + "）。");
+      } else if (answer.status !== "recorded") {
+        recordError(answer.reason_ja);
+      } else {
+        // Recorded once: a second press would record a second check.
+        judgedDocument = null;
+        form.hidden = true;
+        const done = $("document-recorded");
+        done.textContent =
+          answer.kind_ja + "で受け付けて記録しました（確認ID: " + answer.check_id + "）。" +
+          (body.number ? "記載の番号で資格を確認します。" : "番号が分かったら記録してください。");
+        done.hidden = false;
+        done.focus();
+      }
+    } catch (e) {
+      recordError("tsunagid に接続できませんでした。tsunagid が動いているか確認してください。");
+    } finally {
+      $("document-record-button").disabled = false;
     }
   }
 
@@ -611,6 +684,8 @@
     $("declaration-done").tabIndex = -1;
     $("doc-kind").addEventListener("change", renderDocumentForm);
     $("document-form").addEventListener("submit", checkDocument);
+    $("document-record").addEventListener("submit", recordDocument);
+    $("document-recorded").tabIndex = -1;
     renderDocumentForm();
     renderForm();
     renderPin();

@@ -6,12 +6,12 @@
 //!   as the counter may see them (no insurance numbers, no birth dates);
 //! - the document helper (R7–R11): whether a document the patient shows is acceptable on the
 //!   visit date and why, from [`crate::rules::documents::document_validity`] (the route only
-//!   calls it).
+//!   calls it); an acceptable one can be recorded as the visit's check through
+//!   [`ops::record_document`], as `POST /v1/documents` does.
 //!
 //! Every route here sits behind the page's session and origin checks (registered in
 //! [`super::page::router`]); what they write goes through [`crate::ops`], what they decide
-//! through [`crate::rules`]. Out of scope: recording a document as a check from the page (the
-//! token API's `POST /v1/documents` does that).
+//! through [`crate::rules`].
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::problem::Problem;
 use super::routes::{self, Body};
 use crate::check::now_jst;
-use crate::ops::{self, DeclarationRequest};
+use crate::ops::{self, DeclarationRequest, DocumentReport, DocumentRequest};
 use crate::rules::claim::InsuranceType;
 use crate::rules::deadlines::viewable_until;
 use crate::rules::documents::{document_validity, DocumentError, DocumentKind, PresentedDocument};
@@ -42,6 +42,7 @@ where
         .route("/page/api/checks/{id}/declaration", post(declare))
         .route("/page/api/history", get(history))
         .route("/page/api/documents/verdict", get(document_verdict))
+        .route("/page/api/documents", post(record_document))
 }
 
 // ----- the 申立書 (R14) -----
@@ -254,6 +255,27 @@ async fn document_verdict(
         source_ja: verdict.rule.source_ja(),
         requirements_ja: verdict.requirements.iter().map(|r| r.label_ja()).collect(),
     }))
+}
+
+/// Records a document shown instead of the card as the visit's check, after the same rules
+/// (R7–R11) on the visit date: the operation `POST /v1/documents` runs.
+async fn record_document(
+    State(daemon): State<Daemon>,
+    Body(request): Body<DocumentRequest>,
+) -> Result<Json<DocumentReport>, Problem> {
+    if let Some(id) = &request.check_id {
+        routes::ulid_id(id)?;
+    }
+    let report = ops::record_document(
+        daemon.ledger(),
+        &request,
+        daemon.config().facility,
+        daemon.settings(),
+        now_jst(),
+    )
+    .await?;
+    tracing::info!(status = %report.status, rule = %report.rule, "document from the reception page");
+    Ok(Json(report))
 }
 
 #[cfg(test)]
