@@ -2,8 +2,9 @@
 //!
 //! - the 被保険者資格申立書 form (R14): saved through [`ops::declare`], the same function
 //!   `POST /v1/checks/{id}/declaration` calls, so the page has no second implementation;
-//! - the month's history (R20): this daemon's checks still viewable on the day, newest first,
-//!   as the counter may see them (no insurance numbers, no birth dates);
+//! - the month's history (R20): the checks this device captured (not its peers'), still
+//!   viewable on the day, newest first, as the counter may see them (no insurance numbers, no
+//!   birth dates);
 //! - the document helper (R7–R11): whether a document the patient shows is acceptable on the
 //!   visit date and why, from [`crate::rules::documents::document_validity`] (the route only
 //!   calls it); an acceptable one can be recorded as the visit's check through
@@ -28,7 +29,7 @@ use crate::rules::claim::InsuranceType;
 use crate::rules::deadlines::viewable_until;
 use crate::rules::documents::{document_validity, DocumentError, DocumentKind, PresentedDocument};
 use crate::service::Daemon;
-use crate::view::{AnswerKind, CheckView, ListState};
+use crate::view::{AnswerKind, CheckView};
 use tsunagi_sync::Month;
 
 /// The desk routes, for the page's signed-in router (any state a [`Daemon`] can be taken
@@ -170,10 +171,11 @@ async fn history(State(daemon): State<Daemon>) -> Result<Json<HistoryList>, Prob
         .with_day(1)
         .and_then(|first| first.pred_opt())
         .unwrap_or(today);
+    let device = daemon.ledger().store().device().id().clone();
     let mut views = Vec::new();
     for day in [last_month, today] {
         let Ok(month) = Month::of(day) else { continue };
-        views.extend(ops::list(daemon.ledger(), ListState::All, Some(month), today).await?);
+        views.extend(ops::list_captured_by(daemon.ledger(), month, device.clone(), today).await?);
     }
     let mut checks = history_of(views, today);
     let total = checks.len();
@@ -353,6 +355,56 @@ mod tests {
         assert_eq!(on_dec_1[2].viewable_until, d("2026-12-31"));
         let on_jan_1 = history_of(views, d("2027-01-01"));
         assert_eq!(on_jan_1.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn it_lists_the_checks_this_device_captured_not_its_peers() {
+        use crate::ledger::event::{Captured, CheckEvent};
+        use crate::ledger::{new_check_id, Ledger};
+        let visit = now_jst().date_naive();
+        let month = Month::of(visit).unwrap();
+        let (here_dir, peer_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let here = Ledger::open(here_dir.path()).unwrap();
+        let peer = Ledger::open(peer_dir.path()).unwrap();
+        let capture = CheckEvent::Captured(Captured {
+            visit_date: visit,
+            facility: FacilityType::Medical,
+            first_visit: false,
+            next_visit: None,
+            card: None,
+            document: None,
+            reason: Some("unreachable".into()),
+            last_known: None,
+            captured_at: now_jst(),
+        });
+        let (mine, theirs) = (new_check_id(), new_check_id());
+        here.record(&mine, visit, &capture).await.unwrap();
+        peer.record(&theirs, visit, &capture).await.unwrap();
+        // The peer's records arrive as sync delivers them: sealed with its month key.
+        let (_, key) = peer.store().month_keys(month).unwrap()[0];
+        here.store().install_month_key(month, key).unwrap();
+        let ids: Vec<_> = peer
+            .store()
+            .events(month)
+            .unwrap()
+            .events
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        for (_, body) in peer.store().record_bodies(month, &ids).unwrap() {
+            here.store().receive(month, &body).unwrap();
+        }
+        assert_eq!(
+            here.checks(month).unwrap().len(),
+            2,
+            "both are in the ledger"
+        );
+        let device = here.store().device().id().clone();
+        let own = ops::list_captured_by(&here, month, device, visit)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = own.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, [mine.as_str()], "only this device's own capture");
     }
 
     #[test]
