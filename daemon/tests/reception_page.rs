@@ -1135,6 +1135,23 @@ fn captured_offline_the_declaration_is_filled_with_the_keyboard_and_saved() {
     );
     b.shot_full("captured-offline");
 
+    // The pending list offers the form for its row too: Enter on the row's button brings the
+    // keyboard to the form's first field.
+    b.wait_until(
+        "the 申立書 button on the capture's row",
+        &format!(
+            "const r = document.querySelector('#pending-rows tr'); \
+             return r !== null && r.dataset.checkId === '{id}' && r.querySelector('button') !== null"
+        ),
+    );
+    b.js("document.querySelector('#pending-rows tr button').focus(); return true");
+    b.key(ENTER);
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("decl-name"),
+        "the row's button brought the keyboard to the form"
+    );
+
     // Keyboard only: Tab into the form, type, pick with the arrow keys, Enter on the button.
     b.tab_to("decl-name", 40);
     b.type_text("模擬　花子");
