@@ -150,6 +150,26 @@ pub async fn list(
     .await
 }
 
+/// The checks of `month` this device captured itself (not those synced from its peers), in
+/// order of creation: what one counter's history shows.
+pub async fn list_captured_by(
+    ledger: &Ledger,
+    month: Month,
+    device: tsunagi_sync::DeviceId,
+    today: NaiveDate,
+) -> Result<Vec<CheckView>, OpError> {
+    let ledger = ledger.clone();
+    blocking(move || {
+        Ok(ledger
+            .checks(month)?
+            .iter()
+            .filter(|c| c.captured_by.as_ref() == Some(&device))
+            .map(|c| CheckView::of(c, today))
+            .collect())
+    })
+    .await
+}
+
 /// A 被保険者資格申立書 (R14) as reception fills it; every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,10 +9,19 @@
 //!   refused with 403 and makes no check.
 //! - A visual check shows 有効 and the 負担割合; the line dropping shows the offline banner
 //!   with the co-payment; reconciled later, the pending list empties by itself (no reload).
+//! - A capture offers the 申立書 (R14), filled with the keyboard and saved through the same
+//!   operation as the token API's; 資格情報なし offers it too.
+//! - A wrong PIN on the pad says how many tries are left; the last try is not sent without
+//!   the patient's consent; no PIN reaches the daemon's log. A photo-less card goes by PIN
+//!   only (R2).
+//! - The month's history (R20) lists the viewable checks, page's and API's, newest first,
+//!   without numbers or birth dates; the document helper answers R10/R11 cases and records
+//!   an acceptable document with its numbers.
+//! - Each result state has its colour, icon and words (`TSUNAGI_PAGE_SHOTS=<dir>` saves the
+//!   PNGs committed under `docs/page/`).
 //!
-//! The WebDriver client is a few JSON calls over the workspace's `reqwest` (no extra TLS
-//! stack, nothing more to build on a two-core machine). Every wait has a deadline and says
-//! what it waited for; nothing is asserted after a fixed sleep.
+//! The WebDriver client is `support/browser.rs` (shared with the page's benchmark). Every
+//! wait has a deadline and says what it waited for; nothing is asserted after a fixed sleep.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "support/tsunagid.rs"]
@@ -22,16 +31,24 @@ mod tsunagid;
 mod fixtures;
 use fixtures::{runtime, scenario, today};
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/page.rs"]
+mod page;
+use page::{page_request, send_no_redirect, session_cookie};
+
+#[path = "support/browser.rs"]
+mod browser;
+use browser::{Browser, ARROW_DOWN, ARROW_UP, ENTER, SPACE, TAB};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oqs_sim::{FaultMode, SimHandle, Simulator};
 use serde_json::{json, Value};
-use tsunagi_vcard::card::VirtualCard;
+use tsunagi_vcard::card::{CardProfile, VirtualCard};
 use tsunagi_vcard::harness::{self, PcscdSession};
 use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
 
-use tsunagid::{Reply, Tsunagid};
+use tsunagid::Tsunagid;
 
 /// What a page may take to show something after it was asked (a loaded two-core machine
 /// running a debug daemon and a browser).
@@ -48,20 +65,28 @@ fn institution() -> &'static str {
 struct World {
     d: Tsunagid,
     sim: SimHandle,
-    _card: AttachedCard,
+    card: Option<AttachedCard>,
     _pcscd: PcscdSession,
+}
+
+/// A card of the standard scenario, by name.
+fn card(name: &str) -> CardProfile {
+    scenario()
+        .card(name)
+        .unwrap_or_else(|| panic!("no card {name} in the scenario"))
+        .clone()
 }
 
 impl World {
     fn new() -> Self {
+        Self::with_card(card("valid-employee"))
+    }
+
+    fn with_card(profile: CardProfile) -> Self {
         let pcscd = harness::pcscd().expect("pcscd harness");
         let sim = runtime()
             .block_on(Simulator::start(scenario().sim_config()))
             .expect("simulator");
-        let profile = scenario()
-            .card("valid-employee")
-            .expect("card in scenario")
-            .clone();
         let card = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
             .expect("insert card into vpcd slot 0");
         let d = Tsunagid::start(
@@ -72,9 +97,18 @@ impl World {
         Self {
             d,
             sim,
-            _card: card,
+            card: Some(card),
             _pcscd: pcscd,
         }
+    }
+
+    /// Takes the card off slot 0 and puts `profile` there.
+    fn swap_card(&mut self, profile: CardProfile) {
+        drop(self.card.take());
+        self.card = Some(
+            harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
+                .expect("insert card into vpcd slot 0"),
+        );
     }
 
     /// `tsunagi open --print` through the daemon's configuration: the sign-in address.
@@ -125,322 +159,6 @@ impl World {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-/// Signs in without a browser: spends a fresh code and returns the `Cookie` header value.
-fn session_cookie(d: &Tsunagid) -> String {
-    let (code, answer) = d.post("/v1/page/codes", &json!({}));
-    assert_eq!(code, 200, "{answer}");
-    let url = answer["url"].as_str().expect("url").to_string();
-    let r = send_no_redirect(d, d.client().get(url));
-    assert_eq!(r.status, 303, "sign-in redirects: {}", r.text());
-    let set = r.header("set-cookie").expect("a session cookie");
-    set.split(';').next().unwrap().trim().to_string()
-}
-
-/// Sends without following redirects (the harness's client follows them).
-fn send_no_redirect(d: &Tsunagid, req: reqwest::RequestBuilder) -> Reply {
-    let (client, request) = req.build_split();
-    let request = request.unwrap();
-    let plain = d.block_on(async {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    });
-    drop(client);
-    d.block_on(async move {
-        let resp = plain.execute(request).await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap().to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    })
-}
-
-fn page_request(
-    d: &Tsunagid,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    origin: Option<&str>,
-    body: Option<Value>,
-) -> Reply {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = d.client().request(method, d.url(path));
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    if let Some(o) = origin {
-        req = req.header("origin", o);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&b).unwrap());
-    }
-    send_no_redirect(d, req)
-}
-
-// ----- a minimal WebDriver client -----
-
-/// chromedriver on a free port, and one headless Chromium session with a fresh profile.
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-    _profile: tempfile::TempDir,
-}
-
-/// WebDriver's key codes.
-const TAB: char = '\u{E004}';
-const ENTER: char = '\u{E007}';
-
-/// The W3C name of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl Browser {
-    fn start() -> Self {
-        let port = tsunagid::free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian chromium-driver; scripts/setup-system.sh installs it)");
-        let http = runtime().block_on(async {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        });
-        let base = format!("http://127.0.0.1:{port}");
-        let profile = tempfile::tempdir().unwrap();
-        let mut this = Self {
-            driver,
-            base,
-            session: String::new(),
-            http,
-            _profile: profile,
-        };
-        this.wait_driver();
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1280,1024",
-            "--lang=ja",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!(
-            "--user-data-dir={}",
-            this._profile.path().display()
-        )])
-        .collect::<Vec<_>>();
-        let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
-                }
-            }
-        });
-        let answer = this.call("POST", "/session", Some(caps));
-        this.session = answer["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
-            .to_string();
-        this
-    }
-
-    fn wait_driver(&mut self) {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
-            if let Some(status) = self.driver.try_wait().unwrap() {
-                panic!("chromedriver exited at start: {status}");
-            }
-            let url = format!("{}/status", self.base);
-            let http = self.http.clone();
-            let ready = runtime().block_on(async move {
-                match http.get(url).send().await {
-                    Ok(r) => r.json::<Value>().await.ok(),
-                    Err(_) => None,
-                }
-            });
-            if ready.is_some_and(|v| v["value"]["ready"] == true) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver not ready within {PAGE_WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// One WebDriver command; its `value`. A WebDriver error fails the test with its message.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, url);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let (status, v) = runtime().block_on(async move {
-            let r = req.send().await.expect("WebDriver request");
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        });
-        assert!(status < 400, "WebDriver {path} failed ({status}): {v}");
-        v["value"].clone()
-    }
-
-    fn s(&self, path: &str) -> String {
-        format!("/session/{}{path}", self.session)
-    }
-
-    fn goto(&self, url: &str) {
-        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
-    }
-
-    /// Runs `script` (a function body) in the page; its return value.
-    fn js(&self, script: &str) -> Value {
-        self.call(
-            "POST",
-            &self.s("/execute/sync"),
-            Some(json!({"script": script, "args": []})),
-        )
-    }
-
-    fn find(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            &self.s("/element"),
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_string()
-    }
-
-    fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.call(
-            "POST",
-            &self.s(&format!("/element/{id}/click")),
-            Some(json!({})),
-        );
-    }
-
-    fn text(&self, css: &str) -> String {
-        let id = self.find(css);
-        self.call("GET", &self.s(&format!("/element/{id}/text")), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// Saves a PNG of the page as `<name>.png` in `$TSUNAGI_PAGE_SHOTS`, when that is set
-    /// (to look at the page's states; nothing is asserted on pixels).
-    fn shot(&self, name: &str) {
-        let Some(dir) = std::env::var_os("TSUNAGI_PAGE_SHOTS") else {
-            return;
-        };
-        use base64::Engine;
-        let png = self.call("GET", &self.s("/screenshot"), None);
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().unwrap_or_default())
-            .unwrap();
-        let dir = std::path::PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
-    }
-
-    /// Presses one key (a WebDriver key code such as TAB or ENTER) on whatever has focus.
-    fn key(&self, key: char) {
-        let k = key.to_string();
-        self.call(
-            "POST",
-            &self.s("/actions"),
-            Some(
-                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
-                    {"type": "keyDown", "value": k}, {"type": "keyUp", "value": k}
-                ]}]}),
-            ),
-        );
-    }
-
-    /// Tabs through the page until `id` has focus (at most `max` presses).
-    fn tab_to(&self, id: &str, max: usize) {
-        let focused =
-            format!("return document.activeElement && document.activeElement.id === '{id}'");
-        for _ in 0..max {
-            if self.js(&focused) == Value::Bool(true) {
-                return;
-            }
-            self.key(TAB);
-        }
-        assert_eq!(
-            self.js(&focused),
-            Value::Bool(true),
-            "#{id} never took the focus by Tab"
-        );
-    }
-
-    fn cookies(&self) -> Vec<Value> {
-        self.call("GET", &self.s("/cookie"), None)
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Waits until `script` returns `true`; fails with `what` and the page's text.
-    fn wait_until(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
-            if self.js(script) == Value::Bool(true) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                let body = self.js("return document.body ? document.body.innerText : ''");
-                panic!(
-                    "the page never showed {what} within {PAGE_WAIT:?}; it shows:\n{}",
-                    body.as_str().unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let url = format!("{}/session/{}", self.base, self.session);
-            let http = self.http.clone();
-            let _ = runtime().block_on(async move {
-                tokio::time::timeout(Duration::from_secs(10), http.delete(url).send()).await
-            });
-        }
-        // Only the chromedriver this test started, by its own handle.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
@@ -595,6 +313,66 @@ fn signed_in_with_a_code_a_visual_check_shows_valid_and_the_copay() {
     assert!(!index.contains("<script>"), "no inline script");
 }
 
+/// A page script gone wrong that reads in a tight loop is paced like any API client: the
+/// flood is slowed, then refused with 429 and Retry-After; the page's own write still goes
+/// through.
+#[test]
+fn page_reads_in_a_flood_are_paced_and_a_write_still_goes_through() {
+    let sim = runtime()
+        .block_on(Simulator::start(scenario().sim_config()))
+        .expect("simulator");
+    let d = Tsunagid::start(
+        &sim.base_url(),
+        institution(),
+        "[api]\nreads_per_second = 10\n",
+    );
+    let session = session_cookie(&d);
+    let cookie = session.clone();
+    let url = d.url("/page/api/status");
+    let client = d.client();
+    let statuses: Vec<(u16, Option<String>)> = d.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..60 {
+            let req = client.get(url.clone()).header("cookie", cookie.clone());
+            set.spawn(async move {
+                let r = req.send().await.unwrap();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                (r.status().as_u16(), retry)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
+    // 10 a second with a second's wait allowed: about a dozen pass, the rest are refused.
+    assert!((5..=20).contains(&ok), "{statuses:?}");
+    assert_eq!(ok + refused.len(), statuses.len(), "{statuses:?}");
+    assert!(
+        refused.iter().all(|(_, retry)| retry.is_some()),
+        "{refused:?}"
+    );
+    // The page's writes are reception: never paced (here a 申立書 for a check that does
+    // not exist: refused for that, not for the flood).
+    let origin = format!("http://{}", d.addr);
+    let r = page_request(
+        &d,
+        "POST",
+        &format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+        Some(&session),
+        Some(&origin),
+        Some(json!({})),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
 #[test]
 fn without_the_session_nothing_under_page_answers() {
     // No card needed: nothing here may reach one.
@@ -624,7 +402,13 @@ fn without_the_session_nothing_under_page_answers() {
         );
     }
     // The page's API: 401 problem documents.
-    for path in ["/page/api/status", "/page/api/pending", "/page/api/events"] {
+    for path in [
+        "/page/api/status",
+        "/page/api/pending",
+        "/page/api/events",
+        "/page/api/history",
+        "/page/api/documents/verdict?kind=portal",
+    ] {
         let r = page_request(&d, "GET", path, None, None, None);
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.json()["type"], "urn:tsunagi:problem:no-session", "{path}");
@@ -646,6 +430,16 @@ fn without_the_session_nothing_under_page_answers() {
         Some(json!({"method": "visual"})),
     );
     assert_eq!(r.status, 401, "{}", r.text());
+    for (path, body) in [
+        (
+            format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+            json!({"name": "x"}),
+        ),
+        ("/page/api/documents".to_string(), json!({"kind": "portal"})),
+    ] {
+        let r = page_request(&d, "POST", &path, None, Some(&origin), Some(body));
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+    }
 
     // A code is spent by its first use; a made-up one never works. No cookie either time.
     let (code, answer) = d.post("/v1/page/codes", &json!({}));
@@ -739,6 +533,27 @@ fn a_cross_origin_post_is_refused_and_makes_no_check() {
         assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
     }
     assert!(w.checks("all").is_empty(), "no check was made");
+    // The 申立書 and the document record too: writes, refused from another origin before
+    // anything is looked up or recorded.
+    for (path, body) in [
+        (
+            format!("/page/api/checks/{}/declaration", "0".repeat(26)),
+            json!({"name": "x"}),
+        ),
+        ("/page/api/documents".to_string(), json!({"kind": "portal"})),
+    ] {
+        let r = page_request(
+            d,
+            "POST",
+            &path,
+            Some(&cookie),
+            Some("http://evil.example"),
+            Some(body),
+        );
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert_eq!(r.json()["type"], "urn:tsunagi:problem:cross-origin");
+    }
+    assert!(w.checks("all").is_empty(), "no document was recorded");
 
     // From a real page on another origin of the same site (the simulator's port): the
     // browser sends the cookie (same site), the Origin refuses it.
@@ -924,4 +739,600 @@ fn a_check_made_elsewhere_appears_in_the_list_with_its_overdue_mark() {
     assert!(count.contains("期限切れ 1件"), "{count}");
     b.js("document.getElementById('pending').scrollIntoView(); return true");
     b.shot("overdue");
+}
+
+/// Whether `digits` stand alone in `text` (not inside a longer run of digits such as a
+/// timestamp's fraction or a port).
+fn has_standalone(text: &str, digits: &str) -> bool {
+    text.match_indices(digits).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + digits.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// Presses the on-screen pad's digits.
+fn pad(b: &Browser, digits: &str) {
+    for d in digits.chars() {
+        b.click(&format!(".pad [data-digit='{d}']"));
+    }
+}
+
+/// The state shown in the result box.
+fn result_state(b: &Browser) -> String {
+    b.js("return document.getElementById('result').dataset.state")
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits for a result in `states` after the start button was pressed some other way.
+fn wait_result(b: &Browser, states: &[&str]) -> String {
+    let wanted = serde_json::to_string(states).unwrap();
+    b.wait_until(
+        &format!("a result in {states:?}"),
+        &format!("return {wanted}.includes(document.getElementById('result').dataset.state)"),
+    );
+    result_state(b)
+}
+
+#[test]
+fn captured_offline_the_declaration_is_filled_with_the_keyboard_and_saved() {
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    // Online first: the clinic learns the patient, and the capture's co-payment with it.
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "confirmed"
+    );
+    assert!(
+        !b.shown("#declaration-panel"),
+        "no 申立書 for a confirmed check"
+    );
+    let copay = w.checks("all")[0]["answer"]["ratio_percent"]
+        .as_u64()
+        .unwrap()
+        / 10;
+
+    // The line drops: the capture shows the banner with the co-payment and the form.
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "captured",
+        "{}",
+        b.text("#result")
+    );
+    b.wait_until(
+        "the 申立書 form after the capture",
+        "return !document.getElementById('declaration-panel').hidden",
+    );
+    let banner = b.text("#offline");
+    assert!(banner.contains(&format!("{copay}割")), "{banner}");
+    let pending = w.checks("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(pending[0]["declared"], false);
+    assert_eq!(
+        b.js("return document.getElementById('declaration-form').dataset.checkId"),
+        json!(id),
+        "the form is for the captured check"
+    );
+    b.shot_full("captured-offline");
+
+    // The pending list offers the form for its row too: Enter on the row's button brings the
+    // keyboard to the form's first field.
+    b.wait_until(
+        "the 申立書 button on the capture's row",
+        &format!(
+            "const r = document.querySelector('#pending-rows tr'); \
+             return r !== null && r.dataset.checkId === '{id}' && r.querySelector('button') !== null"
+        ),
+    );
+    b.js("document.querySelector('#pending-rows tr button').focus(); return true");
+    b.key(ENTER);
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("decl-name"),
+        "the row's button brought the keyboard to the form"
+    );
+
+    // Keyboard only: Tab into the form, type, pick with the arrow keys, Enter on the button.
+    b.tab_to("decl-name", 40);
+    b.type_text("模擬　花子");
+    b.key(TAB);
+    b.type_text("1985-06-15");
+    b.key(TAB);
+    b.key(ARROW_DOWN); // 男 → the first choice after 未記入
+    b.key(ARROW_DOWN); // 女
+    b.key(TAB);
+    b.type_text("長野県木曽郡テスト町1-2");
+    b.key(TAB);
+    b.type_text("0264-00-0000");
+    b.key(TAB);
+    b.key(ARROW_DOWN); // 被用者保険（社保）
+    b.key(TAB);
+    b.type_text("テスト健康保険組合");
+    b.key(TAB);
+    b.type_text("木曽テスト製作所");
+    b.key(TAB);
+    b.key(ARROW_DOWN);
+    b.key(ARROW_DOWN);
+    b.key(ARROW_DOWN); // 3割
+    assert_eq!(
+        b.js("const f = document.getElementById('declaration-form').elements; \
+              return [f.name.value, f.birth_date.value, f.sex.value, f.address.value, f.phone.value, \
+                      f.insurance_type.value, f.insurer_name.value, f.employer.value, f.copay.value]"),
+        json!([
+            "模擬　花子",
+            "1985-06-15",
+            "female",
+            "長野県木曽郡テスト町1-2",
+            "0264-00-0000",
+            "employee",
+            "テスト健康保険組合",
+            "木曽テスト製作所",
+            "3"
+        ]),
+        "the keyboard filled the form"
+    );
+    b.tab_to("declaration-save", 5);
+    b.key(ENTER);
+    b.wait_until(
+        "the page's confirmation of the saved 申立書",
+        "const d = document.getElementById('declaration-done'); \
+         return !d.hidden && d.textContent.includes('申立書を保存しました')",
+    );
+    assert!(b.text("#declaration-done").contains(&id[id.len() - 8..]));
+
+    // Recorded by the same operation as the token API's: the check says so.
+    let (code, check) = w.d.get(&format!("/v1/checks/{id}"));
+    assert_eq!(code, 200, "{check}");
+    assert_eq!(check["declared"], true, "{check}");
+    // Nothing of it in the daemon's log.
+    let log = w.d.log_text();
+    for personal in ["模擬", "木曽", "0264-00-0000", "1985-06-15"] {
+        assert!(!log.contains(personal), "{personal} was logged:\n{log}");
+    }
+
+    // At 200 % zoom (half the CSS width) the form reflows: nothing scrolls sideways.
+    b.call(
+        "POST",
+        &b.s("/window/rect"),
+        Some(json!({"width": 640, "height": 900})),
+    );
+    b.wait_until(
+        "the page with the form reflowed into 640 px",
+        "return window.innerWidth <= 660 && document.documentElement.scrollWidth <= window.innerWidth",
+    );
+
+    // A field the daemon refuses is said in Japanese, on the form.
+    b.clear_field("#decl-birth");
+    b.click("#decl-birth");
+    b.type_text("2999-01-01");
+    b.click("#declaration-save");
+    b.wait_until(
+        "the refusal of a birth date after the visit",
+        "const e = document.getElementById('declaration-error'); \
+         return !e.hidden && e.textContent.includes('生年月日')",
+    );
+}
+
+#[test]
+fn a_wrong_pin_then_the_right_one_after_the_last_try_is_confirmed() {
+    // Two tries left: one wrong PIN leaves the last one.
+    let right = "7391";
+    let wrong = "8264";
+    let w = World::with_card(
+        card("valid-employee")
+            .with_pin(right)
+            .with_pin_tries_left(2),
+    );
+    let (b, _) = signed_in(&w);
+    // Count what the page sends: the refusal below must send nothing.
+    b.js("window.__checkPosts = 0; const f = window.fetch; \
+          window.fetch = function (u, o) { \
+            if (String(u).endsWith('/page/api/checks') && o && o.method === 'POST') window.__checkPosts++; \
+            return f.apply(this, arguments); }; return true");
+    b.click("input[name='method'][value='pin']");
+    pad(&b, wrong);
+    assert_eq!(b.text("#pin-dots"), "●●●●（4桁）", "the PIN is masked");
+    b.click("#start-button");
+    assert_eq!(
+        wait_result(&b, &["refused", "confirmed", "error"]),
+        "refused"
+    );
+    let tries = b.text("#pin-tries");
+    assert!(tries.contains("暗証番号が違います。残り 1 回"), "{tries}");
+    assert!(b.shown("#last-try"), "the last-try consent is asked for");
+    assert_eq!(b.js("return window.__checkPosts"), json!(1));
+
+    // The right PIN typed on the keyboard into the pad, without the consent: not sent.
+    b.tab_to("start-button", 40);
+    b.js("document.querySelector(\".pad [data-digit='5']\").focus(); return true");
+    b.type_text(right);
+    assert_eq!(b.text("#pin-dots"), "●●●●（4桁）");
+    b.click("#start-button");
+    b.wait_until(
+        "the page refusing to send the last try without consent",
+        "const e = document.getElementById('form-error'); \
+         return !e.hidden && e.textContent.includes('残りは1回') && e.textContent.includes('同意')",
+    );
+    assert_eq!(
+        b.js("return window.__checkPosts"),
+        json!(1),
+        "nothing was sent"
+    );
+    assert_eq!(
+        b.js("return document.activeElement.id"),
+        json!("confirm-last-try"),
+        "the consent box has the focus"
+    );
+    assert_eq!(b.text("#pin-dots"), "●●●●（4桁）", "the PIN waits");
+    // Consent by the keyboard, then the check goes through.
+    b.key(SPACE);
+    assert_eq!(
+        b.js("return document.getElementById('confirm-last-try').checked"),
+        json!(true)
+    );
+    b.click("#start-button");
+    assert_eq!(
+        wait_result(&b, &["confirmed", "error", "captured"]),
+        "confirmed",
+        "{}",
+        b.text("#result")
+    );
+    assert!(b.text("#result").contains("有効"));
+    assert_eq!(b.js("return window.__checkPosts"), json!(2));
+    assert!(!b.shown("#last-try"), "the consent is gone with the answer");
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["method"], "pin");
+
+    // No PIN in the daemon's log, right or wrong.
+    let log = w.d.log_text();
+    assert!(!has_standalone(&log, right), "the PIN was logged:\n{log}");
+    assert!(
+        !has_standalone(&log, wrong),
+        "the wrong PIN was logged:\n{log}"
+    );
+}
+
+#[test]
+fn a_photo_less_card_is_offered_the_pin_only_and_checked_by_it() {
+    let w = World::with_card(card("infant"));
+    let (b, _) = signed_in(&w);
+    b.tab_to("photo-less", 30);
+    b.key(SPACE);
+    assert_eq!(
+        b.js(
+            "const v = document.querySelector(\"input[name='method'][value='visual']\"); \
+             const p = document.querySelector(\"input[name='method'][value='pin']\"); \
+             return [document.getElementById('photo-less').checked, v.disabled, v.checked, p.checked, \
+                     document.getElementById('pin-area').hidden]"
+        ),
+        json!([true, true, false, true, false]),
+        "photo-less: 目視 disabled, 暗証番号 chosen, the pad shown"
+    );
+    // A click on 目視 does nothing.
+    b.click("input[name='method'][value='visual']");
+    assert_eq!(
+        b.js("return document.querySelector(\"input[name='method'][value='pin']\").checked"),
+        json!(true)
+    );
+    pad(&b, "1234");
+    b.click("#start-button");
+    assert_eq!(
+        wait_result(
+            &b,
+            &["confirmed", "refused", "error", "captured", "invalid"]
+        ),
+        "confirmed",
+        "{}",
+        b.text("#result")
+    );
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["method"], "pin", "checked by PIN: {:?}", all[0]);
+}
+
+#[test]
+fn the_history_lists_the_viewable_checks_newest_first_without_numbers() {
+    use chrono::Datelike;
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    b.wait_until(
+        "an empty history",
+        "return !document.getElementById('history-empty').hidden",
+    );
+    // A visit of the month before last, captured through the API: past R20's viewing
+    // period (the end of last month), it is not listed.
+    let this_month = today().with_day(1).unwrap();
+    let old_visit = (this_month - chrono::Duration::days(32))
+        .with_day(1)
+        .unwrap();
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    let (code, old) = w.d.post(
+        "/v1/checks",
+        &json!({"method": "visual", "visit_date": old_visit, "card_wait_secs": 10}),
+    );
+    assert_eq!(code, 200, "{old}");
+    assert_eq!(old["status"], "captured", "{old}");
+    w.sim.faults().clear();
+    w.wait_line("online");
+
+    // One check from the page, then one through the token API.
+    assert_eq!(
+        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
+        "confirmed"
+    );
+    let page_id = b
+        .js("return document.querySelector('#result .result-id').textContent.split(': ')[1]")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, api) = w.d.post(
+        "/v1/checks",
+        &json!({"method": "visual", "card_wait_secs": 10}),
+    );
+    assert_eq!(code, 200, "{api}");
+    assert_eq!(api["status"], "confirmed", "{api}");
+    let api_id = api["check_id"].as_str().unwrap().to_string();
+    assert_eq!(w.checks("all").len(), 3);
+
+    // The API's check arrives by the event stream; newest first; the old one is not there.
+    b.wait_until(
+        "both of today's checks in the history",
+        "return document.querySelectorAll('#history-rows tr').length === 2",
+    );
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#history-rows tr')].map(r => r.dataset.checkId)"
+        ),
+        json!([api_id, page_id]),
+        "newest first"
+    );
+    assert_eq!(b.text("#history-count"), "（2件）");
+    let table = b.text("#history");
+    let copay = api["copay_tenths"].as_u64().unwrap();
+    for row in 1..=2 {
+        let text = b.text(&format!("#history-rows tr:nth-child({row})"));
+        assert!(text.contains("✓") && text.contains("有効"), "{text}");
+        assert!(text.contains(&format!("{copay}割")), "{text}");
+        let visit = today();
+        assert!(
+            text.contains(&format!(
+                "{}年{}月{}日",
+                visit.year(),
+                visit.month(),
+                visit.day()
+            )),
+            "{text}"
+        );
+    }
+    // No numbers, no birth date.
+    let check = &w
+        .checks("all")
+        .into_iter()
+        .find(|c| c["id"] == json!(api_id))
+        .unwrap();
+    let numbers = &check["answer"]["numbers"];
+    let insurer = numbers["insurer"].as_str().unwrap();
+    let number = numbers["number"].as_str().unwrap();
+    let birth: chrono::NaiveDate = check["answer"]["birth_date"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for secret in [
+        insurer.to_string(),
+        number.to_string(),
+        birth.to_string(),
+        format!("{}年{}月{}日", birth.year(), birth.month(), birth.day()),
+    ] {
+        assert!(
+            !table.contains(&secret),
+            "{secret} in the history:\n{table}"
+        );
+    }
+    assert!(!table.contains(&old["check_id"].as_str().unwrap()[18..]));
+    b.js("document.getElementById('history').scrollIntoView(); return true");
+    b.shot("history");
+}
+
+#[test]
+fn the_document_helper_refuses_an_old_hokensho_accepts_a_kakuninsho_and_records_it() {
+    let w = World::new();
+    let (b, _) = signed_in(&w);
+    // An old 保険証 on a visit after the temporary measure's end: refused (R11).
+    b.tab_to("doc-kind", 60);
+    b.key(ARROW_DOWN); // 健康保険証（従来の保険証）
+    assert_eq!(
+        b.js("return document.getElementById('doc-kind').value"),
+        json!("hokensho")
+    );
+    b.key(TAB);
+    b.type_text("2027-03-31");
+    b.key(TAB);
+    b.type_text("2026-04-15");
+    b.key(ENTER);
+    b.wait_until(
+        "the verdict on the old 保険証",
+        "return document.getElementById('document-verdict').dataset.state !== 'none'",
+    );
+    let verdict = b.text("#document-verdict");
+    assert_eq!(
+        b.js("return document.getElementById('document-verdict').dataset.state"),
+        json!("bad"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("受け付けられません"), "{verdict}");
+    assert!(verdict.contains("2025年12月1日"), "{verdict}");
+    assert!(
+        verdict.contains("暫定措置は2026年3月31日で終了"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("✕"), "{verdict}");
+    b.js("document.getElementById('documents').scrollIntoView(); return true");
+    b.shot("document-refused");
+
+    // A 資格確認書 before its expiry: accepted (R10).
+    b.tab_to("doc-kind", 60);
+    b.key(ARROW_UP); // 資格確認書
+    b.clear_field("#doc-expires");
+    b.click("#doc-expires");
+    b.type_text("2027/7/31");
+    b.key(ENTER);
+    b.wait_until(
+        "the verdict on the 資格確認書",
+        "return document.getElementById('document-verdict').dataset.state === 'ok'",
+    );
+    let verdict = b.text("#document-verdict");
+    assert!(verdict.contains("受け付けられます"), "{verdict}");
+    assert!(
+        verdict.contains("資格確認書は有効期限（2027年7月31日）内で有効です"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("2026年4月15日"), "{verdict}");
+    // The helper decides; it records nothing.
+    assert!(w.checks("all").is_empty());
+
+    // Today's visit with a 資格確認書 valid for a year: recorded with its numbers, by
+    // keyboard, and confirmed by them later (ops::record_document, as POST /v1/documents).
+    use chrono::Datelike;
+    let expires = today() + chrono::Duration::days(365);
+    b.clear_field("#doc-expires");
+    b.clear_field("#doc-visit");
+    b.click("#doc-expires");
+    b.type_text(&expires.to_string());
+    b.key(ENTER);
+    let today_ja = format!(
+        "{}年{}月{}日",
+        today().year(),
+        today().month(),
+        today().day()
+    );
+    b.wait_until(
+        "the verdict on today's visit",
+        &format!(
+            "const v = document.getElementById('document-verdict'); \
+             return v.dataset.state === 'ok' && v.textContent.includes('{today_ja}')"
+        ),
+    );
+    assert!(
+        b.shown("#document-record"),
+        "an acceptable document can be recorded"
+    );
+    let key = scenario().insurance_of("valid-employee").unwrap();
+    let insurer = key.insurer.wire().trim().to_string();
+    b.tab_to("doc-insurer", 10);
+    b.type_text(&insurer);
+    b.key(TAB);
+    b.type_text(key.symbol.as_deref().unwrap_or(""));
+    b.key(TAB);
+    b.type_text(&key.number);
+    b.key(TAB);
+    b.type_text(key.branch.as_deref().unwrap_or(""));
+    b.key(TAB);
+    b.type_text(&key.birthdate.to_string());
+    b.key(ENTER);
+    b.wait_until(
+        "the page's confirmation of the recorded document",
+        "const d = document.getElementById('document-recorded'); \
+         return !d.hidden && d.textContent.includes('資格確認書で受け付けて記録しました')",
+    );
+    assert!(
+        !b.shown("#document-record"),
+        "recorded once: the form is gone"
+    );
+    let all = w.checks("all");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["document"], "kakuninsho", "{:?}", all[0]);
+    assert_eq!(all[0]["visit_date"], json!(today()), "{:?}", all[0]);
+    let id = all[0]["id"].as_str().unwrap().to_string();
+    assert!(b.text("#document-recorded").contains(&id));
+    // The pending list shows it by itself; 事後確認 by its numbers confirms it.
+    b.wait_until(
+        "the recorded document in the pending list",
+        &format!(
+            "return [...document.querySelectorAll('#pending-rows tr')].some(r => r.dataset.checkId === '{id}')"
+        ),
+    );
+    let (code, report) = w.d.post("/v1/reconcile", &json!({"force": true}));
+    assert_eq!(code, 200, "{report}");
+    let (code, check) = w.d.get(&format!("/v1/checks/{id}"));
+    assert_eq!(code, 200, "{check}");
+    assert_eq!(check["resolution"]["basis"], "current", "{check}");
+    assert_eq!(
+        check["resolution"]["insurer_number"],
+        json!(insurer),
+        "{check}"
+    );
+    let log = w.d.log_text();
+    assert!(!log.contains(&key.number), "the number was logged:\n{log}");
+}
+
+#[test]
+fn each_result_state_reads_from_two_metres() {
+    let mut w = World::new();
+    let (b, _) = signed_in(&w);
+    let states = [
+        "confirmed",
+        "invalid",
+        "not_found",
+        "captured",
+        "error",
+        "refused",
+    ];
+    for (card_name, want, label, icon, shot) in [
+        ("valid-employee", "confirmed", "有効", "✓", "valid"),
+        ("lost", "invalid", "資格（無効）", "✕", "invalid"),
+        ("no-coverage", "not_found", "資格情報なし", "?", "not-found"),
+    ] {
+        if card_name != "valid-employee" {
+            w.swap_card(card(card_name));
+        }
+        assert_eq!(visual_check(&b, &states), want, "{}", b.text("#result"));
+        let head = b.text("#result .result-head");
+        assert!(head.contains(label) && head.contains(icon), "{head}");
+        if want == "not_found" {
+            // Nothing found: the check asks for the 申立書 (R12, R14), and the page offers it.
+            let id = b
+                .js("return document.querySelector('#result .result-id').textContent.split(': ')[1]")
+                .as_str()
+                .unwrap()
+                .to_string();
+            b.wait_until(
+                "the 申立書 form offered for 資格情報なし",
+                &format!(
+                    "const f = document.getElementById('declaration-form'); \
+                     return !document.getElementById('declaration-panel').hidden && f.dataset.checkId === '{id}'"
+                ),
+            );
+        } else {
+            assert!(!b.shown("#declaration-panel"), "no 申立書 for {want}");
+        }
+        // Large type: the state's words at least twice the body's size.
+        let size = b
+            .js("return parseFloat(getComputedStyle(document.querySelector('#result .result-head')).fontSize)")
+            .as_f64()
+            .unwrap();
+        assert!(size >= 36.0, "the state is {size}px");
+        b.js("document.getElementById('result').scrollIntoView({block: 'center'}); return true");
+        b.shot(shot);
+    }
+    // Each state its own colour.
+    let colours: Vec<String> = ["confirmed", "invalid", "not_found", "captured"]
+        .iter()
+        .map(|s| {
+            b.js(&format!(
+                "const r = document.getElementById('result'); r.dataset.state = '{s}'; \
+                 return getComputedStyle(r).backgroundColor"
+            ))
+            .as_str()
+            .unwrap()
+            .to_string()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<_> = colours.iter().collect();
+    assert_eq!(distinct.len(), 4, "{colours:?}");
 }

@@ -18,6 +18,7 @@
 pub mod openapi;
 pub mod pace;
 pub mod page;
+mod page_desk;
 pub mod problem;
 mod routes;
 pub mod token;

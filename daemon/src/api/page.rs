@@ -36,6 +36,9 @@
 //! Read-aloud (R21, [`crate::speech`]): a check's answer carries a `speech_id`; the page asks
 //! `/page/api/speech/{id}` for the WAV of what it shows. The words are the daemon's, kept under
 //! a random id for half an hour: the page never chooses what is synthesised.
+//!
+//! The 申立書 form, the month's history and the document helper are in `page_desk.rs`,
+//! behind the same checks.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -280,6 +283,13 @@ struct PageApp {
     scripts: Arc<Scripts>,
 }
 
+/// The desk routes (`page_desk.rs`) need the daemon only.
+impl axum::extract::FromRef<PageApp> for Daemon {
+    fn from_ref(app: &PageApp) -> Daemon {
+        app.daemon.clone()
+    }
+}
+
 /// The page's routes, their session and origin checks and their headers.
 pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
     let speech = Arc::new(ReadAloud::new(daemon.config().read_aloud.clone()));
@@ -298,6 +308,8 @@ pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
         .route("/page/api/checks", post(start_check))
         .route("/page/api/events", get(events))
         .route("/page/api/speech/{id}", get(speak))
+        // The 申立書, the month's history and the document helper (page_desk.rs).
+        .merge(super::page_desk::routes())
         // Added last, so it runs first: a cross-origin write is refused before anything else.
         .route_layer(middleware::from_fn_with_state(app.clone(), require_session))
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin));

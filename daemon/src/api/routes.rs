@@ -548,14 +548,14 @@ async fn list_checks(
 
 /// Whether `id` can name a check at all (a ULID, or an id from an older device): anything
 /// else is "not found" without asking the store.
-fn plausible_id(id: &str) -> bool {
+pub(super) fn plausible_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn check_not_found(id: &str) -> Problem {
+pub(super) fn check_not_found(id: &str) -> Problem {
     Problem::not_found(format!("確認 {} は見つかりません。", id.escape_default()))
 }
 

@@ -58,6 +58,9 @@ pub struct CheckState {
     pub reported: Option<Reported>,
     /// What facility plugins added at its moments, in order.
     pub plugin_notes: Vec<super::event::PluginNote>,
+    /// The device that wrote the capture opening the check (the first in store order), when
+    /// folded from the store: this device's own checks are told from its peers' by it.
+    pub captured_by: Option<tsunagi_sync::DeviceId>,
 }
 
 impl CheckState {
@@ -236,6 +239,7 @@ pub fn fold<'a>(id: &str, events: impl IntoIterator<Item = &'a CheckEvent>) -> O
                     notes: Vec::new(),
                     plugin_notes: Vec::new(),
                     reported: None,
+                    captured_by: None,
                 });
             }
             // A second capture of the same check (a replay from another device) adds nothing.

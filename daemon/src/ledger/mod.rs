@@ -376,18 +376,28 @@ impl Ledger {
             }
         }
         let read = self.store.check_events(month, id)?;
+        // The fold keeps the first capture in store order; its writer is the check's device.
+        let mut captured_by = None;
         let events: Vec<CheckEvent> = read
             .events
             .into_iter()
             .filter_map(|(event_id, e)| match serde_json::from_value(e.payload) {
-                Ok(ev) => Some(ev),
+                Ok(ev) => {
+                    if captured_by.is_none() && matches!(ev, CheckEvent::Captured(_)) {
+                        captured_by = Some(e.device);
+                    }
+                    Some(ev)
+                }
                 Err(err) => {
                     tracing::warn!(event = %event_id, error = %err, "event of an unknown kind kept but not folded");
                     None
                 }
             })
             .collect();
-        let state = fold::fold(id, &events);
+        let mut state = fold::fold(id, &events);
+        if let Some(state) = &mut state {
+            state.captured_by = captured_by;
+        }
         if let Some(state) = &state {
             let mut cache = lock();
             if cache.entries.len() >= FOLD_CACHE {

@@ -597,8 +597,13 @@ impl Daemon {
         )
         .await?;
         // One PIN per request: a wrong one ends the check; say how many tries are left
-        // rather than "cancelled".
-        if report.error.as_deref() == Some("cancelled") {
+        // rather than "cancelled" — or, when it left the last try, rather than "the last try
+        // was not confirmed": the PIN given was wrong, and a client that answered the
+        // confirmation by sending the same PIN again would lock the card.
+        if matches!(
+            report.error.as_deref(),
+            Some("cancelled" | "last-try-not-confirmed")
+        ) {
             if let Some(tries_left) = *lock(&wrong) {
                 report = workflow::card_failure(
                     &request,

@@ -39,6 +39,9 @@ pub struct Browser {
 /// WebDriver's key codes.
 pub const TAB: char = '\u{E004}';
 pub const ENTER: char = '\u{E007}';
+pub const SPACE: char = '\u{E00D}';
+pub const ARROW_UP: char = '\u{E013}';
+pub const ARROW_DOWN: char = '\u{E015}';
 
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -79,7 +82,8 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,1024",
+            // 1024 wide: the screenshots committed under docs/page stay small.
+            "--window-size=1024,900",
             "--lang=ja",
         ]
         .iter()
@@ -220,6 +224,69 @@ impl Browser {
                     {"type": "keyDown", "value": k}, {"type": "keyUp", "value": k}
                 ]}]}),
             ),
+        );
+    }
+
+    /// Types `text` key by key on whatever has focus, as a keyboard would.
+    pub fn type_text(&self, text: &str) {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                let k = c.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.call(
+            "POST",
+            &self.s("/actions"),
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// Empties a text field.
+    pub fn clear_field(&self, css: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{id}/clear")),
+            Some(json!({})),
+        );
+    }
+
+    /// Whether the element `css` is shown (its box takes space).
+    pub fn shown(&self, css: &str) -> bool {
+        let css = serde_json::to_string(css).unwrap();
+        self.js(&format!(
+            "const e = document.querySelector({css}); return e !== null && e.getClientRects().length > 0"
+        )) == Value::Bool(true)
+    }
+
+    /// Saves a shot of the whole page's height (at most 1800 px), then restores the window.
+    pub fn shot_full(&self, name: &str) {
+        if std::env::var_os("TSUNAGI_PAGE_SHOTS").is_none() {
+            return;
+        }
+        let rect = self.call("GET", &self.s("/window/rect"), None);
+        let height = self
+            .js("return document.documentElement.scrollHeight")
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 1800);
+        // The window's height includes the browser's frame: a little more than the page.
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": rect["width"], "height": height + 120})),
+        );
+        self.js("window.scrollTo(0, 0); return true");
+        self.shot(name);
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": rect["width"], "height": rect["height"]})),
         );
     }
 
