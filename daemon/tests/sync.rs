@@ -10,6 +10,9 @@ mod tsunagid;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
+
+#[path = "support/netns.rs"]
+mod netns;
 use fixtures::{runtime, scenario, today};
 
 use std::time::{Duration, Instant};
@@ -563,4 +566,94 @@ fn a_peer_whose_sessions_fail_at_once_is_dialled_with_a_growing_wait() {
         peers["peers"][0]["last_error"].is_string(),
         "the failure is shown: {peers}"
     );
+}
+
+/// A real partition: the two devices in their own network namespaces, the link between them
+/// cut with no goodbye (a tablet leaving the clinic's Wi-Fi), checks recorded on both sides
+/// while apart, the link mended. Each side notices the silence by itself (QUIC's idle
+/// timeout), holds only its own new check meanwhile, dials again, and both end with both.
+#[test]
+fn a_partition_between_network_namespaces_heals_and_both_sides_converge() {
+    let hosts = netns::TwoHosts::new();
+    const SYNC_PORT: u16 = 22800;
+    let start = |ns: &str, outside: std::net::Ipv4Addr, link: std::net::Ipv4Addr| {
+        Tsunagid::start_in_netns(
+            tempfile::tempdir().unwrap(),
+            ns,
+            // No qualification system in the namespace: documents are captured.
+            "http://127.0.0.1:9",
+            &scenario().institution_code,
+            &format!(
+                "[api]\nlisten = \"{outside}:{}\"\nallow_remote = true\n\
+                 [sync]\nlisten = \"{link}:{SYNC_PORT}\"\n\
+                 [reconcile]\ninterval_secs = 3600\n",
+                tsunagid::free_port()
+            ),
+        )
+    };
+    let a = start(&hosts.a, hosts.a_outside, hosts.a_link);
+    let b = start(&hosts.b, hosts.b_outside, hosts.b_link);
+    for (d, other, addr) in [
+        (&a, device_id(&b), hosts.b_link),
+        (&b, device_id(&a), hosts.a_link),
+    ] {
+        let (code, reply) = d.post(
+            "/v1/peers",
+            &json!({"id": other, "name": "相手", "addr": format!("{addr}:{SYNC_PORT}")}),
+        );
+        assert_eq!(code, 200, "{reply}");
+    }
+    let connected = |d: &Tsunagid| {
+        let (_, peers) = d.get("/v1/peers");
+        peers["peers"][0]["connected"] == true
+    };
+    wait_until(Duration::from_secs(30), "both connected", &[&a, &b], || {
+        connected(&a) && connected(&b)
+    });
+    let before = record_document(&a);
+    wait_until(
+        Duration::from_secs(30),
+        "B has A's first check",
+        &[&a, &b],
+        || check_of(&b, &before).is_some(),
+    );
+
+    hosts.cut();
+    let on_a = record_document(&a);
+    let on_b = record_document(&b);
+    // Nobody said goodbye: each side finds out from the silence (idle timeout 30 s).
+    wait_until(
+        Duration::from_secs(60),
+        "both sides noticed the partition",
+        &[&a, &b],
+        || !connected(&a) && !connected(&b),
+    );
+    assert!(
+        check_of(&b, &on_a).is_none(),
+        "nothing crossed the cut link"
+    );
+    assert!(
+        check_of(&a, &on_b).is_none(),
+        "nothing crossed the cut link"
+    );
+
+    hosts.mend();
+    // Dialled again within the backoff (at most 30 s), then caught up both ways.
+    wait_until(
+        Duration::from_secs(90),
+        "both sides hold both checks after the link came back",
+        &[&a, &b],
+        || check_of(&a, &on_b).is_some() && check_of(&b, &on_a).is_some(),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "both connected again",
+        &[&a, &b],
+        || connected(&a) && connected(&b),
+    );
+    for d in [&a, &b] {
+        for id in [&before, &on_a, &on_b] {
+            assert!(check_of(d, id).is_some(), "{id} on both");
+        }
+    }
 }

@@ -209,6 +209,37 @@ impl Tsunagid {
         extra_toml: &str,
         args: &[&str],
     ) -> Self {
+        Self::launch(dir, oqs_url, institution, extra_toml, args, &[])
+    }
+
+    /// [`Self::start_in`] inside the network namespace `netns` (`ip netns exec`, which execs
+    /// tsunagid itself: the process is the daemon's). `extra_toml` must give an `[api]
+    /// listen` the test can reach from outside the namespace.
+    pub fn start_in_netns(
+        dir: TempDir,
+        netns: &str,
+        oqs_url: &str,
+        institution: &str,
+        extra_toml: &str,
+    ) -> Self {
+        Self::launch(
+            dir,
+            oqs_url,
+            institution,
+            extra_toml,
+            &[],
+            &["ip", "netns", "exec", netns],
+        )
+    }
+
+    fn launch(
+        dir: TempDir,
+        oqs_url: &str,
+        institution: &str,
+        extra_toml: &str,
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Self {
         let data_dir = data_dir_of(dir.path());
         let port = free_port();
         let text = config_text(
@@ -234,7 +265,15 @@ impl Tsunagid {
         let config = dir.path().join(format!("tsunagid-{port}.toml"));
         std::fs::write(&config, &text).unwrap();
         let log = dir.path().join(format!("tsunagid-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_tsunagid"))
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_tsunagid"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tsunagid")),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .args(args)
