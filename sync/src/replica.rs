@@ -32,7 +32,7 @@
 pub mod link;
 pub mod wire;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::ChangeHash;
@@ -49,6 +49,8 @@ const WANT_CHUNK: usize = wire::MAX_WANT;
 const MAX_OWED: usize = 100_000;
 /// Record bytes sent in one [`Message::Records`] (a few records more than this at most).
 const RECORDS_CHUNK: usize = 1024 * 1024;
+/// Ids read from the store at a time when serving.
+const SERVE_CHUNK: usize = 256;
 
 /// What a session needs from its owner besides the store.
 pub trait Host: Send + Sync {
@@ -119,6 +121,14 @@ pub struct Session {
     owed: BTreeMap<Month, BTreeSet<EventId>>,
     /// Ids sent to the peer in this session (never sent twice).
     served: HashMap<Month, HashSet<EventId>>,
+    /// Ids the peer asked for, not sent yet, in the order asked: sent as the owner's write
+    /// queue drains ([`Session::send_more`]), so what waits for a slow peer is ids, not
+    /// record bytes.
+    unsent: VecDeque<(Month, EventId)>,
+    /// The ids in `unsent` (asked again, they are not queued twice).
+    queued: HashSet<(Month, EventId)>,
+    /// Record bytes one step may hand out ([`Session::set_send_budget`]).
+    budget: usize,
     /// Ids asked for and not yet received.
     wanted: BTreeMap<Month, BTreeSet<EventId>>,
     /// Months with records refused for want of a key or of a known signer: asked for
@@ -151,6 +161,9 @@ impl Session {
             keys_sent: HashMap::new(),
             owed: BTreeMap::new(),
             served: HashMap::new(),
+            unsent: VecDeque::new(),
+            queued: HashSet::new(),
+            budget: usize::MAX,
             wanted: BTreeMap::new(),
             retry: BTreeSet::new(),
             expected: HashMap::new(),
@@ -170,8 +183,21 @@ impl Session {
         self.stats
     }
 
+    /// How many bytes of records the next step may hand out (the room left in the owner's
+    /// write queue); the rest waits in the session, as ids, for [`Session::send_more`].
+    /// Unlimited until set. One record is handed out whenever the budget is not zero, so
+    /// every step with room makes progress.
+    pub fn set_send_budget(&mut self, bytes: usize) {
+        self.budget = bytes;
+    }
+
+    /// Whether records the peer asked for wait to be sent ([`Session::send_more`]).
+    pub fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
+    }
+
     /// Documents not yet known to be the same on both sides, plus months with records
-    /// still on their way: 0 once the two devices hold the same.
+    /// still on their way (either way): 0 once the two devices hold the same.
     pub fn behind(&self) -> usize {
         self.behind_docs().len()
     }
@@ -190,6 +216,7 @@ impl Session {
                 .filter(|(_, w)| !w.is_empty())
                 .map(|(m, _)| SharedDoc::Month(*m)),
         );
+        out.extend(self.unsent.iter().map(|(m, _)| SharedDoc::Month(*m)));
         out.extend(&self.refused_docs);
         out.into_iter().collect()
     }
@@ -411,13 +438,13 @@ impl Session {
         }
     }
 
-    /// The records `ids` of `month` this device holds, as messages; those it does not
-    /// hold yet are owed.
+    /// Queues the records `ids` of `month` for the peer and sends what the budget allows
+    /// ([`Session::send_more`]); those this device does not hold yet are owed.
     ///
-    /// Each record is sent at most once per session, and only ids not already owed are
-    /// owed: a peer that asks for the same records again and again (or for many copies of
-    /// one) gets each once, so what it can make this device read and queue is bounded by
-    /// the month, not by its asking.
+    /// Each record is queued and sent at most once per session: a peer that asks for the
+    /// same records again and again (or for many copies of one) gets each once, so what it
+    /// can make this device hold is bounded by the month's ids, and what it can make it
+    /// read ahead of its own reading by the budget.
     fn serve(
         &mut self,
         store: &Store,
@@ -425,44 +452,89 @@ impl Session {
         ids: Vec<EventId>,
     ) -> Result<Vec<Message>, SessionError> {
         let served = self.served.entry(month).or_default();
-        let mut fresh: Vec<EventId> = Vec::with_capacity(ids.len().min(WANT_CHUNK));
-        let mut seen = HashSet::new();
         for id in ids {
-            if !served.contains(&id) && seen.insert(id) {
-                fresh.push(id);
+            if !served.contains(&id) && self.queued.insert((month, id)) {
+                self.unsent.push_back((month, id));
             }
         }
-        let bodies = store
-            .record_bodies(month, &fresh)
-            .map_err(SessionError::Store)?;
-        served.extend(bodies.iter().map(|(id, _)| *id));
-        let owed = self.owed.entry(month).or_default();
-        if owed.len() + fresh.len() <= MAX_OWED {
-            owed.extend(fresh);
-        }
-        for (id, _) in &bodies {
-            owed.remove(id);
-        }
-        self.stats.records_out += bodies.len() as u64;
+        self.send_more(store)
+    }
+
+    /// Records the peer asked for and still waits for, as messages, up to the send budget
+    /// ([`Session::set_send_budget`]); ids this device does not hold yet are owed.
+    pub fn send_more(&mut self, store: &Store) -> Result<Vec<Message>, SessionError> {
         let mut send = Vec::new();
-        let mut batch = Vec::new();
-        let mut size = 0;
-        for (_, body) in bodies {
-            size += body.len();
-            batch.push(body);
-            if size >= RECORDS_CHUNK || batch.len() >= wire::MAX_RECORDS {
+        let mut left = self.budget;
+        while left > 0 {
+            let Some(&(month, _)) = self.unsent.front() else {
+                break;
+            };
+            let mut ids = Vec::with_capacity(SERVE_CHUNK);
+            while ids.len() < SERVE_CHUNK {
+                match self.unsent.front() {
+                    Some(&(m, id)) if m == month => {
+                        ids.push(id);
+                        self.unsent.pop_front();
+                    }
+                    _ => break,
+                }
+            }
+            let mut bodies: HashMap<EventId, Vec<u8>> = match store.record_bodies(month, &ids) {
+                Ok(bodies) => bodies.into_iter().collect(),
+                // Ended here since it was asked for: nothing of it is sent.
+                Err(StoreError::Purged(_) | StoreError::Carried(_)) => {
+                    for id in &ids {
+                        self.queued.remove(&(month, *id));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    for id in ids.into_iter().rev() {
+                        self.unsent.push_front((month, id));
+                    }
+                    return Err(SessionError::Store(e));
+                }
+            };
+            let served = self.served.entry(month).or_default();
+            let owed = self.owed.entry(month).or_default();
+            let mut batch = Vec::new();
+            let mut size = 0;
+            for (i, id) in ids.iter().enumerate() {
+                if left == 0 {
+                    // No room left: the rest waits, in order, for the next step.
+                    for id in ids[i..].iter().rev() {
+                        self.unsent.push_front((month, *id));
+                    }
+                    break;
+                }
+                self.queued.remove(&(month, *id));
+                let Some(body) = bodies.remove(id) else {
+                    // Not held yet: sent when it arrives (see `owed`).
+                    if owed.len() < MAX_OWED {
+                        owed.insert(*id);
+                    }
+                    continue;
+                };
+                owed.remove(id);
+                served.insert(*id);
+                self.stats.records_out += 1;
+                left = left.saturating_sub(body.len());
+                size += body.len();
+                batch.push(body);
+                if size >= RECORDS_CHUNK || batch.len() >= wire::MAX_RECORDS {
+                    send.push(Message::Records {
+                        month,
+                        bodies: std::mem::take(&mut batch),
+                    });
+                    size = 0;
+                }
+            }
+            if !batch.is_empty() {
                 send.push(Message::Records {
                     month,
-                    bodies: std::mem::take(&mut batch),
+                    bodies: batch,
                 });
-                size = 0;
             }
-        }
-        if !batch.is_empty() {
-            send.push(Message::Records {
-                month,
-                bodies: batch,
-            });
         }
         Ok(send)
     }

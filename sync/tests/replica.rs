@@ -120,6 +120,15 @@ impl World {
         let (a, b) = (self.links[l].a, self.links[l].b);
         let mut sa = Session::new(self.id(b), self.host.clone());
         let mut sb = Session::new(self.id(a), self.host.clone());
+        // What a link's write queue lets each step hand out: unlimited, one record at a
+        // time, or a few; the rest goes when the queue "drains" (see `deliver`).
+        let budget = match self.seed % 3 {
+            0 => usize::MAX,
+            1 => 1,
+            _ => 4096,
+        };
+        sa.set_send_budget(budget);
+        sb.set_send_budget(budget);
         let to_b: VecDeque<Vec<u8>> = sa
             .start(&self.devices[a].store)
             .unwrap()
@@ -175,6 +184,24 @@ impl World {
         let Some((sa, sb, to_b, to_a)) = link.up.as_mut() else {
             return false;
         };
+        // A side whose queue has drained sends the records it still owes, as a link does
+        // when its writer says so.
+        if to_b.is_empty() && sa.has_unsent() {
+            to_b.extend(
+                sa.send_more(&self.devices[a].store)
+                    .unwrap()
+                    .iter()
+                    .map(Message::encode),
+            );
+        }
+        if to_a.is_empty() && sb.has_unsent() {
+            to_a.extend(
+                sb.send_more(&self.devices[b].store)
+                    .unwrap()
+                    .iter()
+                    .map(Message::encode),
+            );
+        }
         let a_first = prefer_a && !to_b.is_empty() || to_a.is_empty();
         let (receiver, session, out, bytes) = if a_first {
             let Some(m) = to_b.pop_front() else {
@@ -562,8 +589,10 @@ fn a_record_by_a_stranger_is_refused() {
     );
 }
 
-/// Over real QUIC, two devices that each hold several megabytes the other lacks (each
-/// side's records fill the other's flow-control windows at once) both end with everything.
+/// Over real QUIC, two devices that each hold more megabytes than a link lets wait in its
+/// write queue (`WRITE_QUEUE_BYTES`), the other lacking all of it (each side's records fill
+/// the other's flow-control windows at once, and each side hands its records out as its
+/// queue drains), both end with everything.
 #[test]
 fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
     use std::time::Duration;
@@ -572,7 +601,9 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
     use tsunagi_sync::replica::link::Link;
 
     let (a, b) = (device(), device());
-    let payload = json!({"captured": {"note": "x".repeat(1500)}});
+    // About 6 KB a record: 2,500 of them are more than half again a full write queue.
+    let payload = json!({"captured": {"note": "x".repeat(6000)}});
+    const { assert!(2500 * 6000 > tsunagi_sync::replica::link::WRITE_QUEUE_BYTES * 3 / 2) };
     for i in 0..2500 {
         a.store
             .capture_blocking(&format!("a{i}"), month(10), payload.clone())
@@ -647,6 +678,133 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
     }
 }
 
+/// A paired peer that asks for a whole month and then reads nothing holds at most a link's
+/// write queue of this device's records (and what QUIC's flow-control window takes), not the
+/// month; once it reads, the rest follows.
+#[test]
+fn a_peer_that_asks_for_a_month_and_reads_nothing_is_sent_only_a_queue_of_it() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    use tokio::sync::watch;
+    use tsunagi_sync::net::{self, Allowlist, Endpoint};
+    use tsunagi_sync::replica::link::{Link, WRITE_QUEUE_BYTES};
+
+    const RECORDS: u64 = 1500;
+    let a = device();
+    let m = month(10);
+    // About 12 KB a record: the month is twice a full write queue.
+    let payload = json!({"captured": {"note": "x".repeat(12_000)}});
+    for i in 0..RECORDS {
+        a.store
+            .capture_blocking(&format!("a{i}"), m, payload.clone())
+            .unwrap();
+    }
+    let ids: Vec<_> = a
+        .store
+        .events(m)
+        .unwrap()
+        .events
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let record_len = a.store.record_bodies(m, &ids[..1]).unwrap()[0].1.len() as u64;
+    assert!(RECORDS * record_len > 2 * WRITE_QUEUE_BYTES as u64);
+    let b_key = DeviceKey::generate();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a_id = a.store.device().id().clone();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let a_ep = Endpoint::bind(
+            any,
+            a.store.device(),
+            [b_key.id().clone()].into_iter().collect(),
+        )
+        .unwrap();
+        let b_ep = Endpoint::bind(any, &b_key, Allowlist::new()).unwrap();
+        b_ep.allowlist().add(a_id.clone());
+        let addr = a_ep.local_addr().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop, stopping) = watch::channel(false);
+        let link = Link {
+            store: a.store.clone(),
+            changed: watch::channel(0u64).0,
+            stopping,
+            observe: {
+                let sent = sent.clone();
+                Arc::new(move |s: &Session| sent.store(s.stats().records_out, Ordering::SeqCst))
+            },
+            on_received: Arc::new(|| {}),
+        };
+        let (accepted, dialled) = tokio::join!(a_ep.accept(), b_ep.connect(addr, &a_id));
+        let (a_conn, b_conn) = (accepted.unwrap().unwrap(), dialled.unwrap());
+        let a_task = {
+            let session = Session::new(a_conn.peer.clone(), Arc::new(PurgeToo));
+            tokio::spawn(async move { link.run(&a_conn, false, session).await })
+        };
+        // The peer: its hello and a want for the whole month, then silence.
+        let (mut send, mut recv) = b_conn.connection.open_bi().await.unwrap();
+        let hello = Message::Hello {
+            protocol: tsunagi_sync::replica::PROTOCOL,
+            months: vec![m],
+            purged: vec![],
+        };
+        net::write_msg(&mut send, &hello.encode()).await.unwrap();
+        for chunk in ids.chunks(tsunagi_sync::replica::wire::MAX_WANT) {
+            let want = Message::Want {
+                month: m,
+                ids: chunk.to_vec(),
+            };
+            net::write_msg(&mut send, &want.encode()).await.unwrap();
+        }
+        // Until what was handed out stops growing.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut last, mut since) = (u64::MAX, Instant::now());
+        loop {
+            let now = sent.load(Ordering::SeqCst);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() > Duration::from_millis(1500) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the link never settled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The queue, the stream's window (QUIC's default, 1.25 MB) and one batch in hand.
+        let held = last * record_len;
+        let bound = WRITE_QUEUE_BYTES as u64 + 3 * 1024 * 1024;
+        assert!(last > 0, "something was sent");
+        assert!(
+            held <= bound,
+            "{last} records ({held} B) handed out to a peer that reads nothing (bound {bound} B)"
+        );
+        // The peer reads: everything follows, each record once.
+        let mut received = 0u64;
+        while received < RECORDS {
+            let bytes = tokio::time::timeout(
+                Duration::from_secs(60),
+                net::read_msg(&mut recv, tsunagi_sync::replica::link::MAX_MESSAGE),
+            )
+            .await
+            .expect("the rest of the month came")
+            .unwrap()
+            .expect("the stream stays open");
+            if let Message::Records { bodies, .. } = Message::decode(&bytes).unwrap() {
+                received += bodies.len() as u64;
+            }
+        }
+        assert_eq!(received, RECORDS);
+        assert_eq!(sent.load(Ordering::SeqCst), RECORDS);
+        let _ = stop.send(true);
+        let _ = a_task.await;
+        a_ep.close().await;
+        b_ep.close().await;
+    });
+}
+
 /// A peer that asks for the same record again and again (and many copies of it in one
 /// message) gets it once per session: what it can make this device read and send is
 /// bounded by the month, not by its asking.
@@ -682,6 +840,79 @@ fn a_record_asked_for_again_and_again_is_sent_once() {
     }
     assert_eq!(sent, 1);
     assert_eq!(s.stats().records_out, 1);
+}
+
+/// A peer that asks for a whole month is handed records only as far as the send budget (the
+/// room in the link's write queue) allows; the rest waits as ids and goes, each once and
+/// in the order asked, as the queue drains. Asked again meanwhile, nothing is queued twice.
+#[test]
+fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
+    let d = device();
+    let m = month(10);
+    let ids: Vec<_> = (0..40)
+        .map(|i| {
+            d.store
+                .capture_blocking(&format!("c{i}"), m, json!({"captured": {"n": i}}))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let peer = DeviceKey::generate().id().clone();
+    let mut s = Session::new(peer, Arc::new(PurgeToo));
+    s.start(&d.store).unwrap();
+    let hello = Message::Hello {
+        protocol: tsunagi_sync::replica::PROTOCOL,
+        months: vec![],
+        purged: vec![],
+    };
+    s.receive(&d.store, &hello.encode()).unwrap();
+    let one_record = d.store.record_bodies(m, &ids[..1]).unwrap()[0].1.len();
+    // Room for about three records per step.
+    s.set_send_budget(3 * one_record - 1);
+    let want = Message::Want {
+        month: m,
+        ids: ids.clone(),
+    };
+    let bodies_of = |messages: Vec<Message>| -> Vec<Vec<u8>> {
+        messages
+            .into_iter()
+            .flat_map(|msg| match msg {
+                Message::Records { bodies, .. } => bodies,
+                _ => vec![],
+            })
+            .collect()
+    };
+    let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
+    let mut sent = bodies_of(reply);
+    assert_eq!(sent.len(), 3, "three records fit the first step");
+    assert!(s.has_unsent());
+    // The same want again while most still wait: nothing more is queued.
+    let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
+    sent.extend(bodies_of(reply));
+    let mut steps = 0;
+    while s.has_unsent() {
+        steps += 1;
+        assert!(steps < 100, "send_more makes progress");
+        let more = bodies_of(s.send_more(&d.store).unwrap());
+        assert!(
+            !more.is_empty() && more.len() <= 3,
+            "{} records in one step",
+            more.len()
+        );
+        sent.extend(more);
+    }
+    // Nothing is handed out with no room, and all of it once, in the order asked.
+    s.set_send_budget(0);
+    assert!(s.send_more(&d.store).unwrap().is_empty());
+    let held: std::collections::HashMap<_, _> = d
+        .store
+        .record_bodies(m, &ids)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let in_order: Vec<&Vec<u8>> = ids.iter().map(|id| &held[id]).collect();
+    assert_eq!(sent.iter().collect::<Vec<_>>(), in_order);
+    assert_eq!(s.stats().records_out, 40);
 }
 
 /// Runs automerge's sync protocol between `peer` (a paired device's copy of a document,

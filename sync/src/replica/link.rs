@@ -6,10 +6,17 @@
 //! frame is not cancel-safe, so one task reads whole messages and hands them over a
 //! channel; the loop waits on that channel, on local changes and on shutdown. The
 //! session's work reads and writes the store, so it runs on the blocking pool.
+//!
+//! Writing has its own task and queue too (see [`Link::run`]), bounded in bytes: the
+//! session hands out records only while the queue holds less than [`WRITE_QUEUE_BYTES`],
+//! and is asked for more each time the writer has drained it below a quarter of that. A
+//! peer that asks for every month and reads nothing holds that much of this device's
+//! memory, not the months.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::{Message, Session, SessionError, SessionStats};
 use crate::net::{self, PeerConnection};
@@ -18,6 +25,12 @@ use crate::store::Store;
 /// The largest message a peer may send (a batch of records is about 1 MiB; a month
 /// document's first sync message for 50,000 checks under 1 MiB).
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Bytes of messages the link lets wait for the peer to read before the session stops
+/// handing out records (a batch of records is about 1 MiB).
+pub const WRITE_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Below this the session is asked for more records.
+const WRITE_QUEUE_LOW: usize = WRITE_QUEUE_BYTES / 4;
 
 /// QUIC application close codes, beside the transport's own ([`net::CLOSE_SHUTDOWN`],
 /// [`net::CLOSE_REFUSED`]).
@@ -84,10 +97,21 @@ impl Link {
         let reader = tokio::spawn(read_loop(recv, tx));
         // Writing has its own task and queue: if the loop itself waited for a slow peer to
         // read, two devices each sending the other a month would each wait for the other
-        // to read, and neither would. The queue holds what the session generated: at most
-        // what the peer asked for.
-        let (out, queued) = mpsc::unbounded_channel::<Vec<u8>>();
-        let mut writer = tokio::spawn(write_loop(send, queued));
+        // to read, and neither would. So the loop never waits for the queue; instead the
+        // session hands out records only while the queue has room, and the rest waits in
+        // it as ids until the writer says the queue has drained.
+        let (tx, queued) = mpsc::unbounded_channel::<Vec<u8>>();
+        let out = Outbox {
+            tx,
+            bytes: Arc::default(),
+            drained: Arc::default(),
+        };
+        let mut writer = tokio::spawn(write_loop(
+            send,
+            queued,
+            out.bytes.clone(),
+            out.drained.clone(),
+        ));
         let mut local = self.changed.subscribe();
         // The `changed` value this link last handled, and the value of its own last bump
         // while nothing else bumped since: records from the peer need no answer to the same
@@ -100,9 +124,15 @@ impl Link {
         // session itself is inside the step that a closed connection interrupts).
         let mut last = SessionStats::default();
         let result = async {
-            let (mut session, first) = self.step(session, |s, st| s.start(st)).await?;
+            let room = out.room();
+            let (mut session, first) = self
+                .step(session, move |s, st| {
+                    s.set_send_budget(room);
+                    s.start(st)
+                })
+                .await?;
             last = session.stats();
-            queue(&out, first)?;
+            out.queue(first)?;
             loop {
                 tokio::select! {
                     message = rx.recv() => {
@@ -112,12 +142,16 @@ impl Link {
                             None => return Ok(session.stats()),
                         };
                         let before = session.stats().records_in;
+                        let room = out.room();
                         let (s, reply) = self
-                            .step(session, move |s, st| s.receive(st, &bytes).map(|(m, _)| m))
+                            .step(session, move |s, st| {
+                                s.set_send_budget(room);
+                                s.receive(st, &bytes).map(|(m, _)| m)
+                            })
                             .await?;
                         session = s;
                         last = session.stats();
-                        queue(&out, reply)?;
+                        out.queue(reply)?;
                         if session.stats().records_in > before {
                             let mut bumped = 0;
                             self.changed.send_modify(|n| {
@@ -142,10 +176,33 @@ impl Link {
                         if only_own {
                             continue;
                         }
-                        let (s, reply) = self.step(session, |s, st| s.local_change(st)).await?;
+                        let room = out.room();
+                        let (s, reply) = self
+                            .step(session, move |s, st| {
+                                s.set_send_budget(room);
+                                s.local_change(st)
+                            })
+                            .await?;
                         session = s;
                         last = session.stats();
-                        queue(&out, reply)?;
+                        out.queue(reply)?;
+                    }
+                    // The writer drained the queue: records asked for and not yet handed
+                    // out go now, as far as there is room.
+                    _ = out.drained.notified(), if session.has_unsent() => {
+                        let room = out.room();
+                        if room == 0 {
+                            continue;
+                        }
+                        let (s, more) = self
+                            .step(session, move |s, st| {
+                                s.set_send_budget(room);
+                                s.send_more(st)
+                            })
+                            .await?;
+                        session = s;
+                        last = session.stats();
+                        out.queue(more)?;
                     }
                     written = &mut writer => {
                         return Err(match written {
@@ -224,24 +281,50 @@ async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Vec<u8>,
     }
 }
 
-/// Queues `messages` for the writer.
-fn queue(out: &mpsc::UnboundedSender<Vec<u8>>, messages: Vec<Message>) -> Result<(), LinkError> {
-    for m in messages {
-        out.send(m.encode())
-            .map_err(|_| LinkError::Connection("the writer stopped".into()))?;
-    }
-    Ok(())
+/// The writer's queue: the messages, the bytes they hold, and the writer's word that it
+/// drained below [`WRITE_QUEUE_LOW`].
+struct Outbox {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
 }
 
-/// Writes what is queued, in order, until the queue closes or a write fails.
+impl Outbox {
+    /// Bytes of records the session may hand out now.
+    fn room(&self) -> usize {
+        WRITE_QUEUE_BYTES.saturating_sub(self.bytes.load(Ordering::SeqCst))
+    }
+
+    /// Queues `messages` for the writer.
+    fn queue(&self, messages: Vec<Message>) -> Result<(), LinkError> {
+        for m in messages {
+            let bytes = m.encode();
+            self.bytes.fetch_add(bytes.len(), Ordering::SeqCst);
+            self.tx
+                .send(bytes)
+                .map_err(|_| LinkError::Connection("the writer stopped".into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes what is queued, in order, until the queue closes or a write fails; says when the
+/// queue has drained below [`WRITE_QUEUE_LOW`] (a permit is kept if nobody waits, so the
+/// word is never lost).
 async fn write_loop(
     mut send: quinn::SendStream,
     mut queued: mpsc::UnboundedReceiver<Vec<u8>>,
+    held: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
 ) -> Result<(), LinkError> {
     while let Some(bytes) = queued.recv().await {
         net::write_msg(&mut send, &bytes)
             .await
             .map_err(|e| LinkError::Connection(e.to_string()))?;
+        let before = held.fetch_sub(bytes.len(), Ordering::SeqCst);
+        if before.saturating_sub(bytes.len()) <= WRITE_QUEUE_LOW {
+            drained.notify_one();
+        }
     }
     Ok(())
 }
