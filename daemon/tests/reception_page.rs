@@ -138,6 +138,19 @@ impl World {
         url
     }
 
+    /// A visual check for `visit` through the token API while the qualification system
+    /// refuses (the line stays refused after it): the capture's report.
+    fn capture_through_the_api(&self, visit: chrono::NaiveDate) -> Value {
+        self.sim.faults().set_mode(FaultMode::Refuse);
+        let (code, report) = self.d.post(
+            "/v1/checks",
+            &json!({"method": "visual", "visit_date": visit, "card_wait_secs": 10}),
+        );
+        assert_eq!(code, 200, "{report}");
+        assert_eq!(report["status"], "captured", "{report}");
+        report
+    }
+
     fn checks(&self, state: &str) -> Vec<Value> {
         let (code, list) = self.d.get(&format!("/v1/checks?state={state}"));
         assert_eq!(code, 200, "{list}");
@@ -160,6 +173,15 @@ impl World {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The first day of the month before last.
+fn first_of_the_month_before_last() -> chrono::NaiveDate {
+    use chrono::Datelike;
+    let this_month = today().with_day(1).unwrap();
+    (this_month - chrono::Duration::days(32))
+        .with_day(1)
+        .unwrap()
 }
 
 /// The page signed in through `tsunagi open --print`, with the event stream open.
@@ -709,22 +731,7 @@ fn a_check_made_elsewhere_appears_in_the_list_with_its_overdue_mark() {
     // A visit on the first of the month before last, captured through the token API (the
     // receipt computer's way) while the line is down: its claim deadline (the 10th of the
     // next month) has passed.
-    use chrono::Datelike;
-    let this_month = today().with_day(1).unwrap();
-    let visit = (this_month - chrono::Duration::days(32))
-        .with_day(1)
-        .unwrap();
-    w.sim.faults().set_mode(FaultMode::Refuse);
-    let (code, report) = w.d.post(
-        "/v1/checks",
-        &json!({
-            "method": "visual",
-            "visit_date": visit,
-            "card_wait_secs": 10,
-        }),
-    );
-    assert_eq!(code, 200, "{report}");
-    assert_eq!(report["status"], "captured", "{report}");
+    w.capture_through_the_api(first_of_the_month_before_last());
     let pending = w.checks("pending");
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["overdue"], true, "{:?}", pending[0]);
@@ -1046,17 +1053,7 @@ fn the_history_lists_the_viewable_checks_newest_first_without_numbers() {
     );
     // A visit of the month before last, captured through the API: past R20's viewing
     // period (the end of last month), it is not listed.
-    let this_month = today().with_day(1).unwrap();
-    let old_visit = (this_month - chrono::Duration::days(32))
-        .with_day(1)
-        .unwrap();
-    w.sim.faults().set_mode(FaultMode::Refuse);
-    let (code, old) = w.d.post(
-        "/v1/checks",
-        &json!({"method": "visual", "visit_date": old_visit, "card_wait_secs": 10}),
-    );
-    assert_eq!(code, 200, "{old}");
-    assert_eq!(old["status"], "captured", "{old}");
+    let old = w.capture_through_the_api(first_of_the_month_before_last());
     w.sim.faults().clear();
     w.wait_line("online");
 

@@ -79,6 +79,38 @@
     if (!r.ok) throw new Error("HTTP " + r.status);
     return r.json();
   }
+  const UNREACHABLE = "tsunagid に接続できませんでした。tsunagid が動いているか確認してください。";
+
+  // Posts JSON to one of the page's own routes; the response and its JSON (null if none).
+  async function postJson(path, body) {
+    const r = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return [r, await r.json().catch(() => null)];
+  }
+
+  // Copies the filled text fields `names` of `form` into `body`, and its birth date as ISO.
+  // False when the birth date does not read: `error` says so and the field has the focus.
+  function fieldsInto(form, names, body, error) {
+    for (const name of names) {
+      const v = form.elements[name].value.trim();
+      if (v) body[name] = v;
+    }
+    const birth = form.elements.birth_date.value.trim();
+    if (!birth) return true;
+    const iso = parseDate(birth);
+    if (!iso) {
+      error("生年月日は 1980-04-01 の形で入力してください。");
+      form.elements.birth_date.focus();
+      return false;
+    }
+    body.birth_date = iso;
+    return true;
+  }
+
 
   // ----- line, readers, banner -----
 
@@ -334,13 +366,7 @@
     // The browser's own timing of a check, for the page's benchmark (benches/page.rs).
     performance.mark("tsunagi:check-sent");
     try {
-      const r = await fetch("/page/api/checks", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const answer = await r.json().catch(() => null);
+      const [r, answer] = await postJson("/page/api/checks", body);
       performance.mark("tsunagi:answer-arrived");
       if (r.status === 401) {
         signedOut();
@@ -365,7 +391,7 @@
         $("result").focus();
       }
     } catch (e) {
-      showError("tsunagid に接続できませんでした。tsunagid が動いているか確認してください。");
+      showError(UNREACHABLE);
     } finally {
       // The PIN is not kept after it was sent, whatever happened.
       pin = "";
@@ -438,30 +464,12 @@
     declarationError("");
     $("declaration-done").hidden = true;
     const body = {};
-    for (const name of ["name", "address", "phone", "insurer_name", "employer", "sex", "insurance_type"]) {
-      const v = form.elements[name].value.trim();
-      if (v) body[name] = v;
-    }
-    const birth = form.elements.birth_date.value.trim();
-    if (birth) {
-      const iso = parseDate(birth);
-      if (!iso) {
-        declarationError("生年月日は 1980-04-01 の形で入力してください。");
-        form.elements.birth_date.focus();
-        return;
-      }
-      body.birth_date = iso;
-    }
+    const names = ["name", "address", "phone", "insurer_name", "employer", "sex", "insurance_type"];
+    if (!fieldsInto(form, names, body, declarationError)) return;
     if (form.elements.copay.value) body.copay = parseInt(form.elements.copay.value, 10);
     $("declaration-save").disabled = true;
     try {
-      const r = await fetch("/page/api/checks/" + encodeURIComponent(id) + "/declaration", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const answer = await r.json().catch(() => null);
+      const [r, answer] = await postJson("/page/api/checks/" + encodeURIComponent(id) + "/declaration", body);
       if (r.status === 401) {
         signedOut();
       } else if (!r.ok) {
@@ -475,7 +483,7 @@
         done.focus();
       }
     } catch (e) {
-      declarationError("tsunagid に接続できませんでした。tsunagid が動いているか確認してください。");
+      declarationError(UNREACHABLE);
     } finally {
       $("declaration-save").disabled = false;
     }
@@ -605,7 +613,7 @@
         record.hidden = false;
       }
     } catch (e) {
-      documentError("tsunagid に接続できませんでした。tsunagid が動いているか確認してください。");
+      documentError(UNREACHABLE);
     }
   }
 
@@ -621,29 +629,10 @@
     recordError("");
     const form = $("document-record");
     const body = Object.assign({}, judgedDocument);
-    for (const name of ["insurer", "symbol", "number", "branch"]) {
-      const v = form.elements[name].value.trim();
-      if (v) body[name] = v;
-    }
-    const birth = form.elements.birth_date.value.trim();
-    if (birth) {
-      const iso = parseDate(birth);
-      if (!iso) {
-        recordError("生年月日は 1980-04-01 の形で入力してください。");
-        form.elements.birth_date.focus();
-        return;
-      }
-      body.birth_date = iso;
-    }
+    if (!fieldsInto(form, ["insurer", "symbol", "number", "branch"], body, recordError)) return;
     $("document-record-button").disabled = true;
     try {
-      const r = await fetch("/page/api/documents", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const answer = await r.json().catch(() => null);
+      const [r, answer] = await postJson("/page/api/documents", body);
       if (r.status === 401) {
         signedOut();
       } else if (!r.ok) {
@@ -662,7 +651,7 @@
         done.focus();
       }
     } catch (e) {
-      recordError("tsunagid に接続できませんでした。tsunagid が動いているか確認してください。");
+      recordError(UNREACHABLE);
     } finally {
       $("document-record-button").disabled = false;
     }

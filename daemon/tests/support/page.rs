@@ -34,17 +34,7 @@ pub fn send_no_redirect(d: &Tsunagid, req: reqwest::RequestBuilder) -> Reply {
             .unwrap()
     });
     drop(client);
-    d.block_on(async move {
-        let resp = plain.execute(request).await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap().to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    })
+    d.block_on(async move { Reply::read(plain.execute(request).await.unwrap()).await })
 }
 
 /// A request to the page's routes with the given cookie, `Origin` and JSON body.

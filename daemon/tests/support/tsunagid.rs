@@ -81,6 +81,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The whole of `resp`.
+    pub async fn read(resp: reqwest::Response) -> Self {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap().to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// The body as JSON; a body that is not JSON comes back as a JSON string, an empty one
     /// as `null`.
     pub fn json(&self) -> serde_json::Value {
@@ -389,14 +401,7 @@ impl Tsunagid {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("request to tsunagid failed: {e}"));
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.unwrap().to_vec();
-            Reply {
-                status,
-                headers,
-                body,
-            }
+            Reply::read(resp).await
         })
     }
 
