@@ -805,6 +805,31 @@ fn a_peer_that_asks_for_a_month_and_reads_nothing_is_sent_only_a_queue_of_it() {
     });
 }
 
+/// A session of `d` with a stranger's device that has said its hello (holding nothing).
+fn greeted(d: &Device) -> Session {
+    let peer = DeviceKey::generate().id().clone();
+    let mut s = Session::new(peer, Arc::new(PurgeToo));
+    s.start(&d.store).unwrap();
+    let hello = Message::Hello {
+        protocol: tsunagi_sync::replica::PROTOCOL,
+        months: vec![],
+        purged: vec![],
+    };
+    s.receive(&d.store, &hello.encode()).unwrap();
+    s
+}
+
+/// The record bodies `messages` carry, in order.
+fn bodies_in(messages: Vec<Message>) -> Vec<Vec<u8>> {
+    messages
+        .into_iter()
+        .flat_map(|m| match m {
+            Message::Records { bodies, .. } => bodies,
+            _ => vec![],
+        })
+        .collect()
+}
+
 /// A peer that asks for the same record again and again (and many copies of it in one
 /// message) gets it once per session: what it can make this device read and send is
 /// bounded by the month, not by its asking.
@@ -816,15 +841,7 @@ fn a_record_asked_for_again_and_again_is_sent_once() {
         .store
         .capture_blocking("once", m, json!({"captured": {}}))
         .unwrap();
-    let peer = DeviceKey::generate().id().clone();
-    let mut s = Session::new(peer, Arc::new(PurgeToo));
-    s.start(&d.store).unwrap();
-    let hello = Message::Hello {
-        protocol: tsunagi_sync::replica::PROTOCOL,
-        months: vec![],
-        purged: vec![],
-    };
-    s.receive(&d.store, &hello.encode()).unwrap();
+    let mut s = greeted(&d);
     let want = Message::Want {
         month: m,
         ids: vec![appended.id; 1000],
@@ -832,11 +849,7 @@ fn a_record_asked_for_again_and_again_is_sent_once() {
     let mut sent = 0;
     for _ in 0..5 {
         let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
-        for r in reply {
-            if let Message::Records { bodies, .. } = r {
-                sent += bodies.len();
-            }
-        }
+        sent += bodies_in(reply).len();
     }
     assert_eq!(sent, 1);
     assert_eq!(s.stats().records_out, 1);
@@ -857,15 +870,7 @@ fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
                 .id
         })
         .collect();
-    let peer = DeviceKey::generate().id().clone();
-    let mut s = Session::new(peer, Arc::new(PurgeToo));
-    s.start(&d.store).unwrap();
-    let hello = Message::Hello {
-        protocol: tsunagi_sync::replica::PROTOCOL,
-        months: vec![],
-        purged: vec![],
-    };
-    s.receive(&d.store, &hello.encode()).unwrap();
+    let mut s = greeted(&d);
     let one_record = d.store.record_bodies(m, &ids[..1]).unwrap()[0].1.len();
     // Room for about three records per step.
     s.set_send_budget(3 * one_record - 1);
@@ -873,27 +878,18 @@ fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
         month: m,
         ids: ids.clone(),
     };
-    let bodies_of = |messages: Vec<Message>| -> Vec<Vec<u8>> {
-        messages
-            .into_iter()
-            .flat_map(|msg| match msg {
-                Message::Records { bodies, .. } => bodies,
-                _ => vec![],
-            })
-            .collect()
-    };
     let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
-    let mut sent = bodies_of(reply);
+    let mut sent = bodies_in(reply);
     assert_eq!(sent.len(), 3, "three records fit the first step");
     assert!(s.has_unsent());
     // The same want again while most still wait: nothing more is queued.
     let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
-    sent.extend(bodies_of(reply));
+    sent.extend(bodies_in(reply));
     let mut steps = 0;
     while s.has_unsent() {
         steps += 1;
         assert!(steps < 100, "send_more makes progress");
-        let more = bodies_of(s.send_more(&d.store).unwrap());
+        let more = bodies_in(s.send_more(&d.store).unwrap());
         assert!(
             !more.is_empty() && more.len() <= 3,
             "{} records in one step",
