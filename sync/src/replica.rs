@@ -465,10 +465,19 @@ impl Session {
     pub fn send_more(&mut self, store: &Store) -> Result<Vec<Message>, SessionError> {
         let mut send = Vec::new();
         let mut left = self.budget;
+        // One batch of one month's records, carried across the store reads: a message holds
+        // about RECORDS_CHUNK bytes, however the ids were read.
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut size = 0;
+        let mut batch_month = None;
         while left > 0 {
             let Some(&(month, _)) = self.unsent.front() else {
                 break;
             };
+            if batch_month != Some(month) {
+                flush(&mut send, batch_month, &mut batch, &mut size);
+                batch_month = Some(month);
+            }
             let mut ids = Vec::with_capacity(SERVE_CHUNK);
             while ids.len() < SERVE_CHUNK {
                 match self.unsent.front() {
@@ -497,8 +506,6 @@ impl Session {
             };
             let served = self.served.entry(month).or_default();
             let owed = self.owed.entry(month).or_default();
-            let mut batch = Vec::new();
-            let mut size = 0;
             for (i, id) in ids.iter().enumerate() {
                 if left == 0 {
                     // No room left: the rest waits, in order, for the next step.
@@ -522,20 +529,11 @@ impl Session {
                 size += body.len();
                 batch.push(body);
                 if size >= RECORDS_CHUNK || batch.len() >= wire::MAX_RECORDS {
-                    send.push(Message::Records {
-                        month,
-                        bodies: std::mem::take(&mut batch),
-                    });
-                    size = 0;
+                    flush(&mut send, batch_month, &mut batch, &mut size);
                 }
             }
-            if !batch.is_empty() {
-                send.push(Message::Records {
-                    month,
-                    bodies: batch,
-                });
-            }
         }
+        flush(&mut send, batch_month, &mut batch, &mut size);
         Ok(send)
     }
 
@@ -632,6 +630,22 @@ impl Session {
         }
         Ok(refused.into_iter().map(|what| Refusal { what }).collect())
     }
+}
+
+/// Ends the batch of `month`'s records being gathered as one message, if it holds any.
+fn flush(
+    send: &mut Vec<Message>,
+    month: Option<Month>,
+    batch: &mut Vec<Vec<u8>>,
+    size: &mut usize,
+) {
+    if let (Some(month), false) = (month, batch.is_empty()) {
+        send.push(Message::Records {
+            month,
+            bodies: std::mem::take(batch),
+        });
+    }
+    *size = 0;
 }
 
 /// The months whose documents this device syncs: held, not purged, not carried over.
