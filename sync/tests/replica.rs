@@ -911,6 +911,34 @@ fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
     assert_eq!(s.stats().records_out, 40);
 }
 
+/// Records go in messages of about a megabyte however the store is read (it is read a few
+/// hundred ids at a time): every message is one group commit and one fsync on the peer.
+#[test]
+fn records_asked_for_go_in_as_few_messages_as_their_size_allows() {
+    let d = device();
+    let m = month(9);
+    let ids: Vec<_> = (0..600)
+        .map(|i| {
+            d.store
+                .capture_blocking(&format!("c{i}"), m, json!({"captured": {"n": i}}))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let mut s = greeted(&d);
+    let want = Message::Want { month: m, ids };
+    let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();
+    let records: Vec<usize> = reply
+        .iter()
+        .filter_map(|msg| match msg {
+            Message::Records { bodies, .. } => Some(bodies.len()),
+            _ => None,
+        })
+        .collect();
+    // 600 small records (well under a megabyte in all): one message.
+    assert_eq!(records, [600]);
+}
+
 /// Runs automerge's sync protocol between `peer` (a paired device's copy of a document,
 /// edited by hand) and `store`'s document `doc` until neither has more to say; the first
 /// refusal ends it.
