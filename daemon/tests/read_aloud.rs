@@ -12,7 +12,9 @@ mod page;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{runtime, scenario};
+
+#[path = "support/counter.rs"]
+mod counter;
 
 #[path = "support/browser.rs"]
 mod browser;
@@ -21,79 +23,50 @@ use browser::Browser;
 use std::path::Path;
 use std::process::Command;
 
-use oqs_sim::{SimHandle, Simulator};
 use serde_json::{json, Value};
-use tsunagi_vcard::card::VirtualCard;
-use tsunagi_vcard::harness::{self, PcscdSession};
-use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
 
+use counter::{card, World};
 use page::{page_check, page_request, session_cookie};
-use tsunagid::{Reply, Tsunagid};
+use tsunagid::Reply;
 
-/// pcscd held, a simulator, a valid card on slot 0, and tsunagid with `extra` configuration.
-struct World {
-    d: Tsunagid,
-    _sim: SimHandle,
-    _card: AttachedCard,
-    _pcscd: PcscdSession,
+/// A world with the scenario's valid card and `extra` configuration.
+fn world(extra: &str) -> World {
+    World::configured(card("valid-employee"), extra)
 }
 
-impl World {
-    fn new(extra: &str) -> Self {
-        let pcscd = harness::pcscd().expect("pcscd harness");
-        let sim = runtime()
-            .block_on(Simulator::start(scenario().sim_config()))
-            .expect("simulator");
-        let profile = scenario().card("valid-employee").expect("card").clone();
-        let card = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
-            .expect("insert card into vpcd slot 0");
-        let d = Tsunagid::start(
-            &sim.base_url(),
-            &scenario().institution_code,
-            &format!("[reconcile]\ninterval_secs = 3600\n{extra}"),
-        );
-        Self {
-            d,
-            _sim: sim,
-            _card: card,
-            _pcscd: pcscd,
-        }
-    }
+fn read_aloud_status(w: &World, cookie: &str) -> Value {
+    let r = page_request(&w.d, "GET", "/page/api/status", Some(cookie), None, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["read_aloud"].clone()
+}
 
-    fn read_aloud_status(&self, cookie: &str) -> Value {
-        let r = page_request(&self.d, "GET", "/page/api/status", Some(cookie), None, None);
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["read_aloud"].clone()
-    }
+/// The page in a browser, signed in with a one-time code, after one visual check from it.
+fn page_after_a_check(w: &World) -> Browser {
+    let (code, answer) = w.d.post("/v1/page/codes", &json!({}));
+    assert_eq!(code, 200, "{answer}");
+    let b = Browser::start();
+    b.goto(answer["url"].as_str().unwrap());
+    b.wait_until(
+        "the reception page",
+        "return location.pathname === '/page/' && document.getElementById('check-form') !== null",
+    );
+    b.click("#start-button");
+    b.wait_until(
+        "a valid result",
+        "return document.getElementById('result').dataset.state === 'confirmed'",
+    );
+    b
+}
 
-    /// The page in a browser, signed in with a one-time code, after one visual check from it.
-    fn page_after_a_check(&self) -> Browser {
-        let (code, answer) = self.d.post("/v1/page/codes", &json!({}));
-        assert_eq!(code, 200, "{answer}");
-        let b = Browser::start();
-        b.goto(answer["url"].as_str().unwrap());
-        b.wait_until(
-            "the reception page",
-            "return location.pathname === '/page/' && document.getElementById('check-form') !== null",
-        );
-        b.click("#start-button");
-        b.wait_until(
-            "a valid result",
-            "return document.getElementById('result').dataset.state === 'confirmed'",
-        );
-        b
-    }
-
-    fn speech(&self, cookie: &str, id: &str) -> Reply {
-        page_request(
-            &self.d,
-            "GET",
-            &format!("/page/api/speech/{id}"),
-            Some(cookie),
-            None,
-            None,
-        )
-    }
+fn speech(w: &World, cookie: &str, id: &str) -> Reply {
+    page_request(
+        &w.d,
+        "GET",
+        &format!("/page/api/speech/{id}"),
+        Some(cookie),
+        None,
+        None,
+    )
 }
 
 /// What `sox` measures of a sound file.
@@ -147,9 +120,9 @@ fn spoken_chars(text: &str) -> usize {
 
 #[test]
 fn a_result_is_spoken_as_japanese_speech_of_plausible_length_and_served_as_wav() {
-    let w = World::new("");
+    let w = world("");
     let cookie = session_cookie(&w.d);
-    let status = w.read_aloud_status(&cookie);
+    let status = read_aloud_status(&w, &cookie);
     assert_eq!(status["available"], true, "{status}");
     assert_eq!(status["synthesised"], 0, "{status}");
 
@@ -171,7 +144,7 @@ fn a_result_is_spoken_as_japanese_speech_of_plausible_length_and_served_as_wav()
         .expect("a speech id")
         .to_string();
 
-    let sound = w.speech(&cookie, &id);
+    let sound = speech(&w, &cookie, &id);
     assert_eq!(sound.status, 200, "{}", sound.text());
     assert_eq!(sound.header("content-type").as_deref(), Some("audio/wav"));
     assert_eq!(sound.header("cache-control").as_deref(), Some("no-store"));
@@ -197,8 +170,8 @@ fn a_result_is_spoken_as_japanese_speech_of_plausible_length_and_served_as_wav()
     assert_eq!(m.rate, 48_000, "the Mei voice's rate: {m:?}");
 
     // Three sentences, each made once.
-    assert_eq!(w.read_aloud_status(&cookie)["synthesised"], 3);
-    let again = w.speech(&cookie, &id);
+    assert_eq!(read_aloud_status(&w, &cookie)["synthesised"], 3);
+    let again = speech(&w, &cookie, &id);
     assert_eq!(again.status, 200);
     assert_eq!(again.body, sound.body, "the same words, the same sound");
     // The same patient again: a new result, every sentence from the cache.
@@ -206,11 +179,11 @@ fn a_result_is_spoken_as_japanese_speech_of_plausible_length_and_served_as_wav()
     assert_eq!(second["status"], "confirmed", "{second}");
     let second_id = second["speech_id"].as_str().unwrap();
     assert_ne!(second_id, id);
-    assert_eq!(w.speech(&cookie, second_id).body, sound.body);
-    assert_eq!(w.read_aloud_status(&cookie)["synthesised"], 3);
+    assert_eq!(speech(&w, &cookie, second_id).body, sound.body);
+    assert_eq!(read_aloud_status(&w, &cookie)["synthesised"], 3);
 
     // Only the page's own results, only with a session.
-    let unknown = w.speech(&cookie, &"0".repeat(32));
+    let unknown = speech(&w, &cookie, &"0".repeat(32));
     assert_eq!(unknown.status, 404);
     assert!(unknown.json()["detail"]
         .as_str()
@@ -235,9 +208,9 @@ fn a_result_is_spoken_as_japanese_speech_of_plausible_length_and_served_as_wav()
 
 #[test]
 fn without_open_jtalk_the_page_says_so_and_checks_still_work() {
-    let w = World::new("[read_aloud]\nengine = \"/nonexistent/open_jtalk\"\n");
+    let w = world("[read_aloud]\nengine = \"/nonexistent/open_jtalk\"\n");
     let cookie = session_cookie(&w.d);
-    let status = w.read_aloud_status(&cookie);
+    let status = read_aloud_status(&w, &cookie);
     assert_eq!(status["available"], false, "{status}");
     let problem = status["problem_ja"].as_str().expect("why, in Japanese");
     assert!(problem.contains("Open JTalk"), "{problem}");
@@ -245,7 +218,7 @@ fn without_open_jtalk_the_page_says_so_and_checks_still_work() {
 
     let report = page_check(&w.d, &cookie, json!({"method": "visual"})).json();
     assert_eq!(report["status"], "confirmed", "{report}");
-    let sound = w.speech(&cookie, report["speech_id"].as_str().unwrap());
+    let sound = speech(&w, &cookie, report["speech_id"].as_str().unwrap());
     assert_eq!(sound.status, 503, "{}", sound.text());
     let detail = sound.json()["detail"].as_str().unwrap().to_string();
     assert!(detail.contains("読み上げは使えません"), "{detail}");
@@ -259,8 +232,8 @@ fn without_open_jtalk_the_page_says_so_and_checks_still_work() {
 #[test]
 fn the_page_reads_a_result_aloud_on_request_and_by_itself_when_configured() {
     for auto in [false, true] {
-        let w = World::new(&format!("[read_aloud]\nauto = {auto}\n"));
-        let b = w.page_after_a_check();
+        let w = world(&format!("[read_aloud]\nauto = {auto}\n"));
+        let b = page_after_a_check(&w);
         b.wait_until(
             "the read-aloud button",
             "const s = document.getElementById('speak-button'); return !s.hidden && !s.disabled",
@@ -291,8 +264,8 @@ fn the_page_reads_a_result_aloud_on_request_and_by_itself_when_configured() {
 
 #[test]
 fn without_open_jtalk_the_page_shows_why_and_the_result_stands() {
-    let w = World::new("[read_aloud]\nvoice = \"/nonexistent/mei.htsvoice\"\n");
-    let b = w.page_after_a_check();
+    let w = world("[read_aloud]\nvoice = \"/nonexistent/mei.htsvoice\"\n");
+    let b = page_after_a_check(&w);
     b.wait_until(
         "the reason read-aloud cannot be used",
         "const p = document.getElementById('speech-problem'); \

@@ -35,6 +35,10 @@ use fixtures::{runtime, scenario, today};
 mod page;
 use page::{page_request, send_no_redirect, session_cookie};
 
+#[path = "support/counter.rs"]
+mod counter;
+use counter::{card, World};
+
 #[path = "support/browser.rs"]
 mod browser;
 use browser::{Browser, ARROW_DOWN, ARROW_UP, ENTER, SPACE, TAB};
@@ -42,11 +46,9 @@ use browser::{Browser, ARROW_DOWN, ARROW_UP, ENTER, SPACE, TAB};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oqs_sim::{FaultMode, SimHandle, Simulator};
-use serde_json::{json, Value};
-use tsunagi_vcard::card::{CardProfile, VirtualCard};
-use tsunagi_vcard::harness::{self, PcscdSession};
-use tsunagi_vcard::vpcd::{AttachOptions, AttachedCard};
+use oqs_sim::{FaultMode, Simulator};
+use serde_json::json;
+use tsunagi_vcard::harness;
 
 use tsunagid::Tsunagid;
 
@@ -56,123 +58,6 @@ const PAGE_WAIT: Duration = Duration::from_secs(30);
 
 fn institution() -> &'static str {
     &scenario().institution_code
-}
-
-// ----- the world: pcscd, the simulator, a card, tsunagid -----
-
-/// pcscd held, a simulator, a valid card on slot 0, and tsunagid (its own reconcile timer
-/// off: only the test's explicit pass asks about a capture).
-struct World {
-    d: Tsunagid,
-    sim: SimHandle,
-    card: Option<AttachedCard>,
-    _pcscd: PcscdSession,
-}
-
-/// A card of the standard scenario, by name.
-fn card(name: &str) -> CardProfile {
-    scenario()
-        .card(name)
-        .unwrap_or_else(|| panic!("no card {name} in the scenario"))
-        .clone()
-}
-
-impl World {
-    fn new() -> Self {
-        Self::with_card(card("valid-employee"))
-    }
-
-    fn with_card(profile: CardProfile) -> Self {
-        let pcscd = harness::pcscd().expect("pcscd harness");
-        let sim = runtime()
-            .block_on(Simulator::start(scenario().sim_config()))
-            .expect("simulator");
-        let card = harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
-            .expect("insert card into vpcd slot 0");
-        let d = Tsunagid::start(
-            &sim.base_url(),
-            institution(),
-            "[reconcile]\ninterval_secs = 3600\n",
-        );
-        Self {
-            d,
-            sim,
-            card: Some(card),
-            _pcscd: pcscd,
-        }
-    }
-
-    /// Takes the card off slot 0 and puts `profile` there.
-    fn swap_card(&mut self, profile: CardProfile) {
-        drop(self.card.take());
-        self.card = Some(
-            harness::insert(VirtualCard::new(profile), 0, AttachOptions::default())
-                .expect("insert card into vpcd slot 0"),
-        );
-    }
-
-    /// `tsunagi open --print` through the daemon's configuration: the sign-in address.
-    fn open_url(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
-            .args(["open", "--print"])
-            .env("TSUNAGI_CONFIG", &self.d.config)
-            .env_remove("TSUNAGI_DATA_DIR")
-            .env_remove("TSUNAGI_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run tsunagi open");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "tsunagi open --print failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = stdout.trim().to_string();
-        let prefix = format!("http://{}/page/signin?code=", self.d.addr);
-        assert!(url.starts_with(&prefix), "sign-in address: {url}");
-        assert!(
-            !url.contains(&self.d.token),
-            "the token never goes to the browser"
-        );
-        url
-    }
-
-    /// A visual check for `visit` through the token API while the qualification system
-    /// refuses (the line stays refused after it): the capture's report.
-    fn capture_through_the_api(&self, visit: chrono::NaiveDate) -> Value {
-        self.sim.faults().set_mode(FaultMode::Refuse);
-        let (code, report) = self.d.post(
-            "/v1/checks",
-            &json!({"method": "visual", "visit_date": visit, "card_wait_secs": 10}),
-        );
-        assert_eq!(code, 200, "{report}");
-        assert_eq!(report["status"], "captured", "{report}");
-        report
-    }
-
-    fn checks(&self, state: &str) -> Vec<Value> {
-        let (code, list) = self.d.get(&format!("/v1/checks?state={state}"));
-        assert_eq!(code, 200, "{list}");
-        list["checks"].as_array().expect("checks").clone()
-    }
-
-    fn wait_line(&self, want: &str) {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
-            let (code, s) = self.d.get("/v1/status");
-            assert_eq!(code, 200, "{s}");
-            if s["line"] == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the line never became {want} within {PAGE_WAIT:?}: {s}\nlog:\n{}",
-                self.d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 /// The first day of the month before last.
@@ -272,15 +157,7 @@ fn signed_in_with_a_code_a_visual_check_shows_valid_and_the_copay() {
     assert!(result.contains(&format!("負担割合 {copay}割")), "{result}");
 
     // At 200 % zoom (half the CSS width) the page reflows: nothing scrolls sideways.
-    b.call(
-        "POST",
-        &b.s("/window/rect"),
-        Some(json!({"width": 640, "height": 900})),
-    );
-    b.wait_until(
-        "the page reflowed into 640 px",
-        "return window.innerWidth <= 660 && document.documentElement.scrollWidth <= window.innerWidth",
-    );
+    b.reflows_at_200_percent("the page reflowed into 640 px");
 
     // The same sign-in address again: refused, said in Japanese, no new cookie.
     let before = b.cookies().len();
@@ -902,15 +779,7 @@ fn captured_offline_the_declaration_is_filled_with_the_keyboard_and_saved() {
     }
 
     // At 200 % zoom (half the CSS width) the form reflows: nothing scrolls sideways.
-    b.call(
-        "POST",
-        &b.s("/window/rect"),
-        Some(json!({"width": 640, "height": 900})),
-    );
-    b.wait_until(
-        "the page with the form reflowed into 640 px",
-        "return window.innerWidth <= 660 && document.documentElement.scrollWidth <= window.innerWidth",
-    );
+    b.reflows_at_200_percent("the page with the form reflowed into 640 px");
 
     // A field the daemon refuses is said in Japanese, on the form.
     b.clear_field("#decl-birth");

@@ -589,6 +589,27 @@ fn a_record_by_a_stranger_is_refused() {
     );
 }
 
+/// Two devices' endpoints on loopback, each allowing the other, and `b` connected to `a`:
+/// (`a`'s endpoint, `b`'s, `a`'s side of the connection, `b`'s).
+async fn connected(
+    a: &DeviceKey,
+    b: &DeviceKey,
+) -> (
+    tsunagi_sync::net::Endpoint,
+    tsunagi_sync::net::Endpoint,
+    tsunagi_sync::net::PeerConnection,
+    tsunagi_sync::net::PeerConnection,
+) {
+    use tsunagi_sync::net::{Allowlist, Endpoint};
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let a_ep = Endpoint::bind(any, a, [b.id().clone()].into_iter().collect()).unwrap();
+    let b_ep = Endpoint::bind(any, b, Allowlist::new()).unwrap();
+    b_ep.allowlist().add(a.id().clone());
+    let addr = a_ep.local_addr().unwrap();
+    let (accepted, dialled) = tokio::join!(a_ep.accept(), b_ep.connect(addr, a.id()));
+    (a_ep, b_ep, accepted.unwrap().unwrap(), dialled.unwrap())
+}
+
 /// Over real QUIC, two devices that each hold more megabytes than a link lets wait in its
 /// write queue (`WRITE_QUEUE_BYTES`), the other lacking all of it (each side's records fill
 /// the other's flow-control windows at once, and each side hands its records out as its
@@ -597,7 +618,6 @@ fn a_record_by_a_stranger_is_refused() {
 fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
     use std::time::Duration;
     use tokio::sync::watch;
-    use tsunagi_sync::net::{Allowlist, Endpoint};
     use tsunagi_sync::replica::link::Link;
 
     let (a, b) = (device(), device());
@@ -618,12 +638,6 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (a_id, b_id) = (a.store.device().id().clone(), b.store.device().id().clone());
-        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let a_ep = Endpoint::bind(any, a.store.device(), [b_id].into_iter().collect()).unwrap();
-        let b_ep = Endpoint::bind(any, b.store.device(), Allowlist::new()).unwrap();
-        b_ep.allowlist().add(a_id.clone());
-        let addr = a_ep.local_addr().unwrap();
         // Only `a` is told to stop: `b` learns it from `a`'s orderly close.
         let (stop, stopping) = watch::channel(false);
         let (_never, not_stopping) = watch::channel(false);
@@ -635,8 +649,7 @@ fn two_devices_each_sending_the_other_a_month_over_quic_both_finish() {
             on_received: Arc::new(|| {}),
         };
         let (a_link, b_link) = (link(&a.store, &stopping), link(&b.store, &not_stopping));
-        let (accepted, dialled) = tokio::join!(a_ep.accept(), b_ep.connect(addr, &a_id));
-        let (a_conn, b_conn) = (accepted.unwrap().unwrap(), dialled.unwrap());
+        let (a_ep, b_ep, a_conn, b_conn) = connected(a.store.device(), b.store.device()).await;
         let host: Arc<dyn Host> = Arc::new(PurgeToo);
         let a_task = {
             let session = Session::new(a_conn.peer.clone(), host.clone());
@@ -686,7 +699,7 @@ fn a_peer_that_asks_for_a_month_and_reads_nothing_is_sent_only_a_queue_of_it() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
     use tokio::sync::watch;
-    use tsunagi_sync::net::{self, Allowlist, Endpoint};
+    use tsunagi_sync::net;
     use tsunagi_sync::replica::link::{Link, WRITE_QUEUE_BYTES};
 
     const RECORDS: u64 = 1500;
@@ -716,17 +729,6 @@ fn a_peer_that_asks_for_a_month_and_reads_nothing_is_sent_only_a_queue_of_it() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let a_id = a.store.device().id().clone();
-        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let a_ep = Endpoint::bind(
-            any,
-            a.store.device(),
-            [b_key.id().clone()].into_iter().collect(),
-        )
-        .unwrap();
-        let b_ep = Endpoint::bind(any, &b_key, Allowlist::new()).unwrap();
-        b_ep.allowlist().add(a_id.clone());
-        let addr = a_ep.local_addr().unwrap();
         let sent = Arc::new(AtomicU64::new(0));
         let (stop, stopping) = watch::channel(false);
         let link = Link {
@@ -739,8 +741,7 @@ fn a_peer_that_asks_for_a_month_and_reads_nothing_is_sent_only_a_queue_of_it() {
             },
             on_received: Arc::new(|| {}),
         };
-        let (accepted, dialled) = tokio::join!(a_ep.accept(), b_ep.connect(addr, &a_id));
-        let (a_conn, b_conn) = (accepted.unwrap().unwrap(), dialled.unwrap());
+        let (a_ep, b_ep, a_conn, b_conn) = connected(a.store.device(), &b_key).await;
         let a_task = {
             let session = Session::new(a_conn.peer.clone(), Arc::new(PurgeToo));
             tokio::spawn(async move { link.run(&a_conn, false, session).await })
@@ -805,6 +806,18 @@ fn a_peer_that_asks_for_a_month_and_reads_nothing_is_sent_only_a_queue_of_it() {
     });
 }
 
+/// `n` small checks captured on `d` in `month`: their records' ids, in order.
+fn small_checks(d: &Device, month: Month, n: usize) -> Vec<tsunagi_sync::EventId> {
+    (0..n)
+        .map(|i| {
+            d.store
+                .capture_blocking(&format!("c{i}"), month, json!({"captured": {"n": i}}))
+                .unwrap()
+                .id
+        })
+        .collect()
+}
+
 /// A session of `d` with a stranger's device that has said its hello (holding nothing).
 fn greeted(d: &Device) -> Session {
     let peer = DeviceKey::generate().id().clone();
@@ -862,14 +875,7 @@ fn a_record_asked_for_again_and_again_is_sent_once() {
 fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
     let d = device();
     let m = month(10);
-    let ids: Vec<_> = (0..40)
-        .map(|i| {
-            d.store
-                .capture_blocking(&format!("c{i}"), m, json!({"captured": {"n": i}}))
-                .unwrap()
-                .id
-        })
-        .collect();
+    let ids = small_checks(&d, m, 40);
     let mut s = greeted(&d);
     let one_record = d.store.record_bodies(m, &ids[..1]).unwrap()[0].1.len();
     // Room for about three records per step.
@@ -917,14 +923,7 @@ fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
 fn records_asked_for_go_in_as_few_messages_as_their_size_allows() {
     let d = device();
     let m = month(9);
-    let ids: Vec<_> = (0..600)
-        .map(|i| {
-            d.store
-                .capture_blocking(&format!("c{i}"), m, json!({"captured": {"n": i}}))
-                .unwrap()
-                .id
-        })
-        .collect();
+    let ids = small_checks(&d, m, 600);
     let mut s = greeted(&d);
     let want = Message::Want { month: m, ids };
     let (reply, _) = s.receive(&d.store, &want.encode()).unwrap();

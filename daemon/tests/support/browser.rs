@@ -314,6 +314,20 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Narrows the window to 640 CSS px (a 1280 px screen at 200 % zoom) and waits until
+    /// `what` has reflowed into it: nothing scrolls sideways.
+    pub fn reflows_at_200_percent(&self, what: &str) {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": 640, "height": 900})),
+        );
+        self.wait_until(
+            what,
+            "return window.innerWidth <= 660 && document.documentElement.scrollWidth <= window.innerWidth",
+        );
+    }
+
     /// Waits until `script` returns `true`; fails with `what` and the page's text.
     pub fn wait_until(&self, what: &str, script: &str) {
         let deadline = Instant::now() + WAIT;
