@@ -125,8 +125,8 @@ pub struct Session {
     /// queue drains ([`Session::send_more`]), so what waits for a slow peer is ids, not
     /// record bytes.
     unsent: VecDeque<(Month, EventId)>,
-    /// The ids in `unsent` (asked again, they are not queued twice).
-    queued: HashSet<(Month, EventId)>,
+    /// The ids in `unsent`, by month (asked again, they are not queued twice).
+    queued: HashMap<Month, HashSet<EventId>>,
     /// Record bytes one step may hand out ([`Session::set_send_budget`]).
     budget: usize,
     /// Ids asked for and not yet received.
@@ -162,7 +162,7 @@ impl Session {
             owed: BTreeMap::new(),
             served: HashMap::new(),
             unsent: VecDeque::new(),
-            queued: HashSet::new(),
+            queued: HashMap::new(),
             budget: usize::MAX,
             wanted: BTreeMap::new(),
             retry: BTreeSet::new(),
@@ -196,6 +196,11 @@ impl Session {
         !self.unsent.is_empty()
     }
 
+    /// How many ids the peer asked for wait to be sent.
+    pub fn unsent(&self) -> usize {
+        self.unsent.len()
+    }
+
     /// Documents not yet known to be the same on both sides, plus months with records
     /// still on their way (either way): 0 once the two devices hold the same.
     pub fn behind(&self) -> usize {
@@ -216,7 +221,12 @@ impl Session {
                 .filter(|(_, w)| !w.is_empty())
                 .map(|(m, _)| SharedDoc::Month(*m)),
         );
-        out.extend(self.unsent.iter().map(|(m, _)| SharedDoc::Month(*m)));
+        out.extend(
+            self.queued
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(m, _)| SharedDoc::Month(*m)),
+        );
         out.extend(&self.refused_docs);
         out.into_iter().collect()
     }
@@ -442,18 +452,27 @@ impl Session {
     /// ([`Session::send_more`]); those this device does not hold yet are owed.
     ///
     /// Each record is queued and sent at most once per session: a peer that asks for the
-    /// same records again and again (or for many copies of one) gets each once, so what it
-    /// can make this device hold is bounded by the month's ids, and what it can make it
-    /// read ahead of its own reading by the budget.
+    /// same records again and again (or for many copies of one) gets each once. At most the
+    /// month's events and [`MAX_OWED`] more wait at once, so what a peer can make this device
+    /// hold is bounded by the month (made-up ids included), and what it can make it read
+    /// ahead of its own reading by the budget.
     fn serve(
         &mut self,
         store: &Store,
         month: Month,
         ids: Vec<EventId>,
     ) -> Result<Vec<Message>, SessionError> {
+        let events = store.counts(month).map_err(SessionError::Store)?.events;
+        let limit = usize::try_from(events)
+            .unwrap_or(usize::MAX)
+            .saturating_add(MAX_OWED);
         let served = self.served.entry(month).or_default();
+        let queued = self.queued.entry(month).or_default();
         for id in ids {
-            if !served.contains(&id) && self.queued.insert((month, id)) {
+            if queued.len() >= limit {
+                break;
+            }
+            if !served.contains(&id) && queued.insert(id) {
                 self.unsent.push_back((month, id));
             }
         }
@@ -488,24 +507,18 @@ impl Session {
                     _ => break,
                 }
             }
-            let mut bodies: HashMap<EventId, Vec<u8>> = match store.record_bodies(month, &ids) {
-                Ok(bodies) => bodies.into_iter().collect(),
-                // Ended here since it was asked for: nothing of it is sent.
-                Err(StoreError::Purged(_) | StoreError::Carried(_)) => {
-                    for id in &ids {
-                        self.queued.remove(&(month, *id));
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    for id in ids.into_iter().rev() {
-                        self.unsent.push_front((month, id));
-                    }
-                    return Err(SessionError::Store(e));
-                }
-            };
+            // A store failure ends the session (and the link starts a new one), so what this
+            // call took out of `unsent` and marked served needs no putting back. A month
+            // ended here since it was asked for holds no records: its ids are owed, never
+            // sent.
+            let mut bodies: HashMap<EventId, Vec<u8>> = store
+                .record_bodies(month, &ids)
+                .map_err(SessionError::Store)?
+                .into_iter()
+                .collect();
             let served = self.served.entry(month).or_default();
             let owed = self.owed.entry(month).or_default();
+            let queued = self.queued.entry(month).or_default();
             for (i, id) in ids.iter().enumerate() {
                 if left == 0 {
                     // No room left: the rest waits, in order, for the next step.
@@ -514,7 +527,7 @@ impl Session {
                     }
                     break;
                 }
-                self.queued.remove(&(month, *id));
+                queued.remove(id);
                 let Some(body) = bodies.remove(id) else {
                     // Not held yet: sent when it arrives (see `owed`).
                     if owed.len() < MAX_OWED {

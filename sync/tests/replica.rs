@@ -917,6 +917,36 @@ fn a_month_asked_for_at_once_is_handed_out_as_the_queue_drains() {
     assert_eq!(s.stats().records_out, 40);
 }
 
+/// A peer that reads nothing and asks for ids nobody has makes this device hold at most the
+/// month's events and the ids it may be owed, not whatever it sends.
+#[test]
+fn made_up_ids_asked_for_by_a_peer_that_reads_nothing_are_bounded() {
+    let d = device();
+    let m = month(8);
+    let real = small_checks(&d, m, 5);
+    let mut s = greeted(&d);
+    s.set_send_budget(0);
+    let mut sent = 0;
+    for round in 0u32..14 {
+        let ids: Vec<_> = (0..tsunagi_sync::replica::wire::MAX_WANT as u32 - 5)
+            .map(|i| {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&round.to_le_bytes());
+                b[4..8].copy_from_slice(&i.to_le_bytes());
+                tsunagi_sync::EventId(b)
+            })
+            .chain(real.iter().copied())
+            .collect();
+        let (reply, _) = s
+            .receive(&d.store, &Message::Want { month: m, ids }.encode())
+            .unwrap();
+        sent += bodies_in(reply).len();
+    }
+    assert_eq!(sent, 0, "no room, nothing sent");
+    // 14 × 8,187 made-up ids asked for; the month's 5 and 100,000 owed at most wait.
+    assert_eq!(s.unsent(), 5 + 100_000);
+}
+
 /// Records go in messages of about a megabyte however the store is read (it is read a few
 /// hundred ids at a time): every message is one group commit and one fsync on the peer.
 #[test]
