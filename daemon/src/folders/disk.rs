@@ -373,8 +373,9 @@ pub enum Done<'a> {
 }
 
 /// Writes a result into `res` (whole, never over another), then notes it answered, then removes
-/// what it answered, then the note. A crash or failed removal after the result leaves the note,
-/// so the request is removed at a later look, never asked again.
+/// what it answered, then the note. A crash or failed removal after the note leaves it, so the
+/// request is removed at a later look, never asked again; a crash in the moment between the
+/// result and the note can cost a second result, never a lost one.
 pub fn deliver(
     paths: &Paths,
     id: &str,

@@ -276,6 +276,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
+/// Disk work of a request's job, off the async workers. It is waited for to the end, however
+/// long a hung share makes it take (said in the log after [`DISK_TIMEOUT`]): the request stays
+/// busy meanwhile, so no second write of its result starts beside the first. `None` if the
+/// work panicked.
+async fn in_job<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    in_job_warned_after(DISK_TIMEOUT, f).await
+}
+
+async fn in_job_warned_after<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let mut task = tokio::task::spawn_blocking(f);
+    let done = match tokio::time::timeout(limit, &mut task).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!("folder disk work outlives its time limit (a share that hangs?); its request waits for it");
+            task.await
+        }
+    };
+    done.map_err(|e| tracing::error!(error = %e, "folder disk task failed"))
+        .ok()
+}
+
 struct Folders {
     daemon: Daemon,
     config: FoldersSection,
@@ -296,6 +320,9 @@ struct Folders {
     tracker: Arc<Mutex<Tracker>>,
     /// A look is running on the blocking pool (one that hangs is not stacked on).
     looking: Arc<AtomicBool>,
+    /// The journal of captured requests was read (a share that hung at the start is read
+    /// again at the next look).
+    journal_read: bool,
     last_census: Option<Instant>,
 }
 
@@ -321,6 +348,7 @@ impl Folders {
             faces: Arc::default(),
             tracker: Arc::default(),
             looking: Arc::default(),
+            journal_read: false,
             last_census: None,
         }
     }
@@ -335,22 +363,24 @@ impl Folders {
             );
             return;
         };
+        self.journal_read = true;
         for (entry, request, digest) in loaded {
-            self.pending.insert(
-                entry.id.clone(),
-                Pending {
-                    entry,
-                    request,
-                    digest,
-                    recorded: false,
-                    last_try: None,
-                },
-            );
+            // One captured since (the journal was read late) is already known.
+            self.pending.entry(entry.id.clone()).or_insert(Pending {
+                entry,
+                request,
+                digest,
+                recorded: false,
+                last_try: None,
+            });
         }
     }
 
     /// One look at the folders.
     async fn look(&mut self) {
+        if !self.journal_read {
+            self.load_pending().await;
+        }
         if self.looking.swap(true, Ordering::AcqRel) {
             self.status.problem = Some(format!(
                 "フォルダ {} が応答しません。共有フォルダの接続を確認してください。",
@@ -515,7 +545,7 @@ impl Folders {
             let key = id.clone();
             self.spawn(id, async move {
                 let (bytes, d, captured) = (u.bytes.clone(), u.digest, u.captured);
-                let written = blocking(move || {
+                let written = in_job(move || {
                     let done = if captured {
                         Done::Journal(&d)
                     } else {
@@ -559,7 +589,8 @@ impl Folders {
         else {
             return;
         };
-        if self.is_busy(&id) {
+        // A result already made for it waits to be written: never a second one.
+        if self.is_busy(&id) || self.unwritten.contains_key(&id) {
             return;
         }
         self.answer_pending(id, Ok(o.answer.clone()));
@@ -606,7 +637,7 @@ impl Folders {
         let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
         self.spawn(id, async move {
             let b = bytes.clone();
-            match blocking(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
+            match in_job(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
                 Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
                 // A result of this id is still there (not collected): written once it goes.
                 Some(Ok(Delivered::Occupied)) | Some(Err(_)) | None => {
@@ -685,7 +716,7 @@ impl Folders {
                 let refused = answer.is_err();
                 let bytes = result_bytes(&daemon, &request, encoding, answer.as_ref());
                 let b = bytes.clone();
-                match blocking(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
+                match in_job(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
                     Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
                     _ => Outcome::Unwritten(Box::new(Unwritten {
                         bytes,
@@ -721,7 +752,7 @@ async fn record(
     };
     if recorded {
         let (paths, id) = (paths.clone(), entry.id.clone());
-        match blocking(move || disk::remove_request_if(&paths, &id, &digest)).await {
+        match in_job(move || disk::remove_request_if(&paths, &id, &digest)).await {
             Some(Ok(())) => {}
             _ => tracing::warn!(request = %entry.id, "captured request's file not removed yet"),
         }
@@ -801,7 +832,7 @@ impl Job {
             reason: reason.to_string(),
         };
         let (paths, e) = (self.paths.clone(), entry.clone());
-        match blocking(move || disk::journal(&paths, &e)).await {
+        match in_job(move || disk::journal(&paths, &e)).await {
             Some(Ok(())) => {}
             _ => {
                 tracing::error!(request = %c.id, "folder journal not written; the request is tried again");
@@ -813,7 +844,7 @@ impl Job {
 
     async fn deliver(&self, id: &str, bytes: Vec<u8>, digest: Digest, refused: bool) -> Outcome {
         let (paths, key, b) = (self.paths.clone(), id.to_string(), bytes.clone());
-        match blocking(move || disk::deliver(&paths, &key, &b, Done::Request(&digest))).await {
+        match in_job(move || disk::deliver(&paths, &key, &b, Done::Request(&digest))).await {
             Some(Ok(Delivered::Written)) => Outcome::Answered { refused },
             // A result of this id appeared meanwhile: the request waits for it to be collected.
             Some(Ok(Delivered::Occupied)) => Outcome::Later,
@@ -887,6 +918,18 @@ pub fn result_name(id: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// A job's disk work that outlives its limit is still waited for: its request stays busy,
+    /// so no second write of its result starts beside it.
+    #[tokio::test]
+    async fn a_jobs_slow_disk_work_is_waited_for_to_the_end() {
+        let slow = || {
+            std::thread::sleep(Duration::from_millis(300));
+            7
+        };
+        let limit = Duration::from_millis(20);
+        assert_eq!(in_job_warned_after(limit, slow).await, Some(7));
+    }
 
     #[test]
     fn only_request_names_with_a_plain_id_are_taken() {
