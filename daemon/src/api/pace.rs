@@ -7,8 +7,16 @@
 //! A read over the budget waits its turn (an async sleep costs nothing); one that would wait
 //! longer than [`MAX_WAIT`] is refused with 429 and `Retry-After`.
 
-use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::problem::Problem;
 
 /// The longest a read waits for its turn before it is refused.
 pub const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -49,6 +57,71 @@ impl Pacer {
         *next = start + self.interval;
         Ok(wait)
     }
+}
+
+/// The read buckets the token API and the reception page share, and the reception requests
+/// in flight that narrow them.
+#[derive(Debug)]
+pub struct Pacing {
+    reads: Pacer,
+    reads_during_reception: Pacer,
+    reception: Arc<AtomicUsize>,
+}
+
+impl Pacing {
+    /// `rate` reads a second; a tenth of it while a reception request is in flight.
+    pub fn new(rate: u32) -> Self {
+        Self {
+            reads: Pacer::new(rate),
+            reads_during_reception: Pacer::new(rate / 10),
+            reception: Arc::default(),
+        }
+    }
+}
+
+/// Reads wait their turn in the shared budget; reception requests (every POST) pass at once.
+pub async fn pace_reads(State(app): State<Arc<Pacing>>, request: Request, next: Next) -> Response {
+    use std::sync::atomic::Ordering;
+    // A reconcile pass is not reception: it neither narrows the reads nor is counted.
+    if request.method() != axum::http::Method::GET && request.uri().path() != "/v1/reconcile" {
+        /// Counts a reception request out when it ends, however it ends.
+        struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        app.reception.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(app.reception.clone());
+        return next.run(request).await;
+    }
+    if request.method() == axum::http::Method::GET {
+        let pacer = if app.reception.load(Ordering::SeqCst) > 0 {
+            &app.reads_during_reception
+        } else {
+            &app.reads
+        };
+        match pacer.turn(std::time::Instant::now()) {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(retry_after) => {
+                let mut response = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-reads",
+                    "Too many reads",
+                    "問い合わせが多すぎます。少し待ってからもう一度お試しください（状態の変化は /v1/events で受け取れます）。",
+                )
+                .into_response();
+                if let Ok(v) =
+                    header::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return response;
+            }
+        }
+    }
+    next.run(request).await
 }
 
 #[cfg(test)]

@@ -291,7 +291,13 @@ impl axum::extract::FromRef<PageApp> for Daemon {
 }
 
 /// The page's routes, their session and origin checks and their headers.
-pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
+/// Reads are paced with the token API's `pacing`, after the session and origin checks: a
+/// request that is refused spends nothing of the shared budget.
+pub(super) fn router(
+    daemon: Daemon,
+    pages: Arc<Pages>,
+    pacing: Arc<super::pace::Pacing>,
+) -> Router {
     let speech = Arc::new(ReadAloud::new(daemon.config().read_aloud.clone()));
     let app = PageApp {
         daemon,
@@ -310,6 +316,10 @@ pub(super) fn router(daemon: Daemon, pages: Arc<Pages>) -> Router {
         .route("/page/api/speech/{id}", get(speak))
         // The 申立書, the month's history and the document helper (page_desk.rs).
         .merge(super::page_desk::routes())
+        .route_layer(middleware::from_fn_with_state(
+            pacing,
+            super::pace::pace_reads,
+        ))
         // Added last, so it runs first: a cross-origin write is refused before anything else.
         .route_layer(middleware::from_fn_with_state(app.clone(), require_session))
         .route_layer(middleware::from_fn_with_state(app.clone(), same_origin));

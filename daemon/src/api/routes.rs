@@ -36,9 +36,7 @@ use tsunagi_sync::Month;
 struct App {
     daemon: Daemon,
     token: Arc<str>,
-    reads: Arc<super::pace::Pacer>,
-    reads_during_reception: Arc<super::pace::Pacer>,
-    reception: Arc<std::sync::atomic::AtomicUsize>,
+    pacing: Arc<super::pace::Pacing>,
 }
 
 /// The router, with authentication on every route but the OpenAPI document; the reception
@@ -46,18 +44,17 @@ struct App {
 /// listened on: the page's origin checks need its port.
 pub(super) fn router(daemon: Daemon, token: String, bound: std::net::SocketAddr) -> Router {
     let pages = Arc::new(super::page::Pages::new(bound));
-    let rate = daemon.config().api.reads_per_second;
-    let app = App {
-        daemon: daemon.clone(),
-        token: token.into(),
-        reads: Arc::new(super::pace::Pacer::new(rate)),
-        reads_during_reception: Arc::new(super::pace::Pacer::new(rate / 10)),
-        reception: Arc::default(),
-    };
+    let pacing = Arc::new(super::pace::Pacing::new(
+        daemon.config().api.reads_per_second,
+    ));
     // The page's reads share the API's buckets, and its checks narrow them like any
     // reception request: a page script gone wrong cannot take the counter PC's CPU either.
-    let page_router = super::page::router(daemon, pages.clone())
-        .route_layer(middleware::from_fn_with_state(app.clone(), pace_reads));
+    let page_router = super::page::router(daemon.clone(), pages.clone(), pacing.clone());
+    let app = App {
+        daemon,
+        token: token.into(),
+        pacing,
+    };
     let guarded = Router::new()
         .route("/v1/checks", post(start_check).get(list_checks))
         .route("/v1/checks/{id}", get(read_check))
@@ -76,7 +73,10 @@ pub(super) fn router(daemon: Daemon, token: String, bound: std::net::SocketAddr)
             "/v1/page/codes",
             post(super::page::make_code).with_state(pages),
         )
-        .route_layer(middleware::from_fn_with_state(app.clone(), pace_reads))
+        .route_layer(middleware::from_fn_with_state(
+            app.pacing.clone(),
+            super::pace::pace_reads,
+        ))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .route("/openapi.json", get(openapi))
@@ -112,51 +112,6 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
             Problem::unauthorized().into_response()
         }
     }
-}
-
-/// Reads wait their turn in the shared budget; reception requests (every POST) pass at once.
-async fn pace_reads(State(app): State<App>, request: Request, next: Next) -> Response {
-    use std::sync::atomic::Ordering;
-    // A reconcile pass is not reception: it neither narrows the reads nor is counted.
-    if request.method() != axum::http::Method::GET && request.uri().path() != "/v1/reconcile" {
-        /// Counts a reception request out when it ends, however it ends.
-        struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
-        impl Drop for InFlight {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        app.reception.fetch_add(1, Ordering::SeqCst);
-        let _in_flight = InFlight(app.reception.clone());
-        return next.run(request).await;
-    }
-    if request.method() == axum::http::Method::GET {
-        let pacer = if app.reception.load(Ordering::SeqCst) > 0 {
-            &app.reads_during_reception
-        } else {
-            &app.reads
-        };
-        match pacer.turn(std::time::Instant::now()) {
-            Ok(wait) if wait.is_zero() => {}
-            Ok(wait) => tokio::time::sleep(wait).await,
-            Err(retry_after) => {
-                let mut response = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too-many-reads",
-                    "Too many reads",
-                    "問い合わせが多すぎます。少し待ってからもう一度お試しください（状態の変化は /v1/events で受け取れます）。",
-                )
-                .into_response();
-                if let Ok(v) =
-                    header::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
-                {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return response;
-            }
-        }
-    }
-    next.run(request).await
 }
 
 /// A JSON body whose rejection is a problem document naming the field.
