@@ -277,3 +277,34 @@ fn without_open_jtalk_the_page_shows_why_and_the_result_stands() {
     );
     assert!(b.text("#result").contains("有効"));
 }
+
+/// An engine that fails (here one that prints what it read and exits 1): the page says the
+/// sound could not be made, the result stands, and nothing the engine printed reaches the
+/// daemon's log (its warnings may quote the words, and the first is a patient's name).
+#[test]
+fn a_failing_engine_is_said_on_the_page_and_what_it_printed_is_not_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("open_jtalk");
+    std::fs::write(
+        &engine,
+        "#!/bin/sh\nread words\necho \"warning: $words ENGINE-SAID\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let w = world(&format!(
+        "[read_aloud]\nengine = {:?}\n",
+        engine.display().to_string()
+    ));
+    let b = page_after_a_check(&w);
+    b.click("#speak-button");
+    b.wait_until(
+        "the failure said on the page",
+        "const p = document.getElementById('speech-problem'); \
+         return !p.hidden && p.textContent.includes('作れませんでした')",
+    );
+    assert!(b.text("#result").contains("有効"));
+    let log = w.d.log_text();
+    assert!(log.contains("open_jtalk failed"), "{log}");
+    assert!(!log.contains("ENGINE-SAID"), "{log}");
+}

@@ -197,18 +197,16 @@
     audio.play().catch(() => {});
   }
 
+  // The sound did not come. Why is asked of the status (asking for the sound again would
+  // run the synthesis again): read-aloud became unavailable, or the engine failed.
   async function speechFailed() {
-    const audio = $("speech-audio");
-    audio.dataset.state = "failed";
-    let detail = "読み上げの音声を再生できませんでした。結果は画面で確認してください。";
-    try {
-      const r = await fetch(audio.src, { credentials: "same-origin", cache: "no-store" });
-      if (!r.ok) {
-        const problem = await r.json();
-        if (problem && problem.detail) detail = problem.detail;
-      }
-    } catch (_) {}
-    renderSpeech(detail);
+    $("speech-audio").dataset.state = "failed";
+    await loadStatus().catch(() => {});
+    renderSpeech(
+      readAloud.available
+        ? "読み上げの音声を作れませんでした。結果は画面で確認してください。"
+        : readAloud.problem_ja,
+    );
   }
 
   // ----- the pending list -----

@@ -163,9 +163,14 @@ impl Cache {
         if sound.data.len() > CACHE_BYTES {
             return;
         }
-        self.entries
-            .retain(|_, c| now.saturating_duration_since(c.made) < CACHE_AGE);
-        self.bytes = self.entries.values().map(|c| c.sound.data.len()).sum();
+        let bytes = &mut self.bytes;
+        self.entries.retain(|_, c| {
+            let fresh = now.saturating_duration_since(c.made) < CACHE_AGE;
+            if !fresh {
+                *bytes -= c.sound.data.len();
+            }
+            fresh
+        });
         while self.bytes + sound.data.len() > CACHE_BYTES {
             let Some(oldest) = self
                 .entries
@@ -269,7 +274,6 @@ impl ReadAloud {
         for sentence in sentences {
             parts.push(self.sentence(sentence).await?);
         }
-        let parts: Vec<wav::Pcm> = parts.iter().map(|p| (**p).clone()).collect();
         Ok(wav::join(&parts, GAP_MS)?)
     }
 
@@ -323,10 +327,11 @@ impl ReadAloud {
             .await
             .map_err(|_| SpeakError::TimedOut)??;
         if !output.status.success() {
-            // What the engine printed names files, never the sentence (it was on stdin).
+            // Not what it printed: its warnings may quote the words read, and the first
+            // sentence is a patient's name.
             tracing::warn!(
                 status = %output.status,
-                stderr = %String::from_utf8_lossy(&output.stderr).chars().take(300).collect::<String>(),
+                stderr_bytes = output.stderr.len(),
                 "open_jtalk failed"
             );
             return Err(SpeakError::Failed(output.status.to_string()));

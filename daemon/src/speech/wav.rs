@@ -2,6 +2,8 @@
 //! over bytes. Only what the engine writes is read — PCM, one `fmt ` and one `data` chunk —
 //! and anything else is refused rather than guessed at.
 
+use std::borrow::Borrow;
+
 /// Why a synthesised sound could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WavError {
@@ -90,16 +92,17 @@ pub fn read(bytes: &[u8]) -> Result<Pcm, WavError> {
     }
 }
 
-/// One WAV file of `parts` played in order, with `gap_ms` of silence between them.
-pub fn join(parts: &[Pcm], gap_ms: u32) -> Result<Vec<u8>, WavError> {
-    let first = parts.first().ok_or(WavError::NotWav)?;
-    if parts.iter().any(|p| p.format != first.format) {
+/// One WAV file of `parts` played in order, with `gap_ms` of silence between them (`parts`
+/// may be the cache's shared sounds: nothing is copied but into the answer).
+pub fn join<P: Borrow<Pcm>>(parts: &[P], gap_ms: u32) -> Result<Vec<u8>, WavError> {
+    let first = parts.first().ok_or(WavError::NotWav)?.borrow();
+    if parts.iter().any(|p| p.borrow().format != first.format) {
         return Err(WavError::Mismatch);
     }
     let block = usize::from(u16::from_le_bytes([first.format[12], first.format[13]])).max(1);
     let gap = (first.byte_rate() as usize * gap_ms as usize / 1000) / block * block;
     let data_len: usize =
-        parts.iter().map(|p| p.data.len()).sum::<usize>() + gap * (parts.len() - 1);
+        parts.iter().map(|p| p.borrow().data.len()).sum::<usize>() + gap * (parts.len() - 1);
     let data_len32 = u32::try_from(data_len).map_err(|_| WavError::NotWav)?;
     let mut out = Vec::with_capacity(44 + data_len);
     out.extend_from_slice(b"RIFF");
@@ -113,7 +116,7 @@ pub fn join(parts: &[Pcm], gap_ms: u32) -> Result<Vec<u8>, WavError> {
         if i > 0 {
             out.resize(out.len() + gap, 0);
         }
-        out.extend_from_slice(&p.data);
+        out.extend_from_slice(&p.borrow().data);
     }
     Ok(out)
 }
@@ -171,6 +174,6 @@ mod tests {
         let mut b = a.clone();
         b.format[4] = 0x22; // another rate
         assert_eq!(join(&[a, b], 0), Err(WavError::Mismatch));
-        assert_eq!(join(&[], 0), Err(WavError::NotWav));
+        assert_eq!(join::<Pcm>(&[], 0), Err(WavError::NotWav));
     }
 }
