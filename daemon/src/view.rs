@@ -111,6 +111,19 @@ pub enum AnswerKind {
     CardRefused,
 }
 
+impl AnswerKind {
+    /// The outcome as staff read it (資格確認結果).
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            AnswerKind::Confirmed => "有効",
+            AnswerKind::Invalid => "資格（無効）",
+            AnswerKind::NotFound => "資格情報なし",
+            AnswerKind::Multiple => "複数該当",
+            AnswerKind::CardRefused => "カードでは確認できず",
+        }
+    }
+}
+
 impl From<AnswerStatus> for AnswerKind {
     fn from(s: AnswerStatus) -> Self {
         match s {

@@ -142,14 +142,14 @@ fn history_of(views: Vec<CheckView>, today: NaiveDate) -> Vec<HistoryItem> {
 
 fn history_state(v: &CheckView) -> (&'static str, String) {
     if let Some(a) = &v.answer {
-        let (state, label) = match a.status {
-            AnswerKind::Confirmed => ("confirmed", "有効"),
-            AnswerKind::Invalid => ("invalid", "資格（無効）"),
-            AnswerKind::NotFound => ("not_found", "資格情報なし"),
-            AnswerKind::Multiple => ("multiple", "複数該当"),
-            AnswerKind::CardRefused => ("refused", "カードで確認できず"),
+        let state = match a.status {
+            AnswerKind::Confirmed => "confirmed",
+            AnswerKind::Invalid => "invalid",
+            AnswerKind::NotFound => "not_found",
+            AnswerKind::Multiple => "multiple",
+            AnswerKind::CardRefused => "refused",
         };
-        return (state, label.to_string());
+        return (state, a.status.label_ja().to_string());
     }
     if let Some(kind) = v.document.as_deref() {
         let label = kind

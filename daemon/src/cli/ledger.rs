@@ -287,12 +287,8 @@ fn show_text(c: &CheckView, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if let Some(a) = &c.answer {
         let label = match a.status {
-            AnswerKind::Confirmed => "有効",
             AnswerKind::Invalid if a.newer_exists => "資格（無効）・新しい資格あり",
-            AnswerKind::Invalid => "資格（無効）",
-            AnswerKind::NotFound => "資格情報なし",
-            AnswerKind::Multiple => "複数該当",
-            AnswerKind::CardRefused => "カードでは確認できず",
+            other => other.label_ja(),
         };
         writeln!(out, "資格確認結果: {label}")?;
     }
