@@ -64,11 +64,7 @@ async fn declare(
     Path(id): Path<String>,
     Body(request): Body<DeclarationRequest>,
 ) -> Result<Json<DeclarationSaved>, Problem> {
-    if !routes::plausible_id(&id) {
-        return Err(routes::check_not_found(&id));
-    }
-    let today = now_jst().date_naive();
-    let report = ops::declare(daemon.ledger(), &id, &request, today).await?;
+    let report = routes::declaration(&daemon, &id, &request).await?;
     tracing::info!(check = %report.check.id, "declaration saved from the reception page");
     Ok(Json(DeclarationSaved {
         message_ja: format!(
@@ -265,17 +261,7 @@ async fn record_document(
     State(daemon): State<Daemon>,
     Body(request): Body<DocumentRequest>,
 ) -> Result<Json<DocumentReport>, Problem> {
-    if let Some(id) = &request.check_id {
-        routes::ulid_id(id)?;
-    }
-    let report = ops::record_document(
-        daemon.ledger(),
-        &request,
-        daemon.config().facility,
-        daemon.settings(),
-        now_jst(),
-    )
-    .await?;
+    let report = routes::document(&daemon, &request).await?;
     tracing::info!(status = %report.status, rule = %report.rule, "document from the reception page");
     Ok(Json(report))
 }

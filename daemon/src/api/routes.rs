@@ -303,7 +303,7 @@ impl std::fmt::Debug for CheckStartRequest {
 }
 
 /// A client-made check id: a ULID, in its canonical form.
-pub(super) fn ulid_id(id: &str) -> Result<String, Problem> {
+fn ulid_id(id: &str) -> Result<String, Problem> {
     ulid::Ulid::from_string(id)
         .map(|u| u.to_string())
         .map_err(|_| {
@@ -503,14 +503,14 @@ async fn list_checks(
 
 /// Whether `id` can name a check at all (a ULID, or an id from an older device): anything
 /// else is "not found" without asking the store.
-pub(super) fn plausible_id(id: &str) -> bool {
+fn plausible_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub(super) fn check_not_found(id: &str) -> Problem {
+fn check_not_found(id: &str) -> Problem {
     Problem::not_found(format!("確認 {} は見つかりません。", id.escape_default()))
 }
 
@@ -557,13 +557,20 @@ async fn declare(
     Path(id): Path<String>,
     Body(request): Body<DeclarationRequest>,
 ) -> Result<Json<DeclarationReport>, Problem> {
-    if !plausible_id(&id) {
-        return Err(check_not_found(&id));
+    declaration(&app.daemon, &id, &request).await.map(Json)
+}
+
+/// Records a 申立書 for check `id`, for the token API and the reception page alike.
+pub(super) async fn declaration(
+    daemon: &Daemon,
+    id: &str,
+    request: &DeclarationRequest,
+) -> Result<DeclarationReport, Problem> {
+    if !plausible_id(id) {
+        return Err(check_not_found(id));
     }
     let today = now_jst().date_naive();
-    Ok(Json(
-        ops::declare(app.daemon.ledger(), &id, &request, today).await?,
-    ))
+    Ok(ops::declare(daemon.ledger(), id, request, today).await?)
 }
 
 /// Records insurance numbers the patient reported after the visit.
@@ -658,20 +665,26 @@ async fn record_document(
     State(app): State<App>,
     Body(request): Body<DocumentRequest>,
 ) -> Result<Json<DocumentReport>, Problem> {
-    let d = &app.daemon;
+    document(&app.daemon, &request).await.map(Json)
+}
+
+/// Records a document shown instead of the card (R7–R11), for the token API and the
+/// reception page alike.
+pub(super) async fn document(
+    daemon: &Daemon,
+    request: &DocumentRequest,
+) -> Result<DocumentReport, Problem> {
     if let Some(id) = &request.check_id {
         ulid_id(id)?;
     }
-    Ok(Json(
-        ops::record_document(
-            d.ledger(),
-            &request,
-            d.config().facility,
-            d.settings(),
-            now_jst(),
-        )
-        .await?,
-    ))
+    Ok(ops::record_document(
+        daemon.ledger(),
+        request,
+        daemon.config().facility,
+        daemon.settings(),
+        now_jst(),
+    )
+    .await?)
 }
 
 /// 507: a check's capture could not be written (logged here, told to staff in `detail_ja`).
