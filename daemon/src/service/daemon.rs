@@ -448,6 +448,7 @@ impl Daemon {
     pub fn status(&self) -> Status {
         let mut s = lock(&self.inner.status).clone();
         s.line = self.line();
+        s.readers = self.inner.seen_readers.borrow().clone();
         s.sync = match self.sync() {
             Some(sync) => Some(sync.status()),
             None => lock(&self.inner.sync_problem)
@@ -812,19 +813,17 @@ impl Daemon {
         readers: Vec<crate::card::reader::ReaderInfo>,
         problem: Option<String>,
     ) {
-        let mut s = lock(&self.inner.status);
-        for r in &readers {
-            let before = s.readers.iter().find(|b| b.name == r.name);
-            match (before.map(|b| b.card_present), r.card_present) {
-                (Some(false) | None, true) => tracing::info!(reader = %r.name, "card placed"),
-                (Some(true), false) => tracing::info!(reader = %r.name, "card removed"),
-                _ => {}
-            }
-        }
-        s.readers = readers.clone();
-        s.readers_problem = problem;
-        drop(s);
+        lock(&self.inner.status).readers_problem = problem;
+        // The one copy of the readers: the status reads it, the page's stream follows it.
         self.inner.seen_readers.send_if_modified(|seen| {
+            for r in &readers {
+                let before = seen.iter().find(|b| b.name == r.name);
+                match (before.map(|b| b.card_present), r.card_present) {
+                    (Some(false) | None, true) => tracing::info!(reader = %r.name, "card placed"),
+                    (Some(true), false) => tracing::info!(reader = %r.name, "card removed"),
+                    _ => {}
+                }
+            }
             let changed = *seen != readers;
             if changed {
                 *seen = readers;
