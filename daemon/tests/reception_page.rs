@@ -69,6 +69,17 @@ fn first_of_the_month_before_last() -> chrono::NaiveDate {
         .unwrap()
 }
 
+/// The line drops (the simulator refuses) and a visual check from the page is captured.
+fn capture_on_the_page(w: &World, b: &Browser) {
+    w.sim.faults().set_mode(FaultMode::Refuse);
+    assert_eq!(
+        visual_check(b, &["confirmed", "captured", "error", "refused"]),
+        "captured",
+        "{}",
+        b.text("#result")
+    );
+}
+
 /// The page signed in through `tsunagi open --print`, with the event stream open.
 fn signed_in(w: &World) -> (Browser, String) {
     let url = w.open_url();
@@ -548,13 +559,7 @@ fn the_line_drops_the_banner_shows_the_copay_and_the_pending_list_empties_by_its
     // A marker a reload would lose.
     b.js("window.__noReload = 'kept'; return true");
 
-    w.sim.faults().set_mode(FaultMode::Refuse);
-    assert_eq!(
-        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
-        "captured",
-        "{}",
-        b.text("#result")
-    );
+    capture_on_the_page(&w, &b);
     b.wait_until(
         "the capture in the pending list",
         "return document.querySelectorAll('#pending-rows tr').length === 1",
@@ -700,13 +705,7 @@ fn captured_offline_the_declaration_is_filled_with_the_keyboard_and_saved() {
         / 10;
 
     // The line drops: the capture shows the banner with the co-payment and the form.
-    w.sim.faults().set_mode(FaultMode::Refuse);
-    assert_eq!(
-        visual_check(&b, &["confirmed", "captured", "error", "refused"]),
-        "captured",
-        "{}",
-        b.text("#result")
-    );
+    capture_on_the_page(&w, &b);
     b.wait_until(
         "the 申立書 form after the capture",
         "return !document.getElementById('declaration-panel').hidden",
