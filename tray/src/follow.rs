@@ -523,9 +523,7 @@ fn reconcile_notice(result: &Result<ReconcileReport, String>) -> Notice {
 async fn open_page(url: &str) -> Result<(), Notice> {
     let failed = |why: String| Notice {
         summary: "受付画面を開けませんでした".to_string(),
-        // Not the address: it holds a sign-in code, and a notification may be kept in the
-        // desktop's history.
-        body: format!("{why}この端末で「tsunagi open」を実行して開いてください。"),
+        body: format!("{why}ブラウザで {url} を開いてください。"),
         indicator: Indicator::Degraded,
     };
     let child = tokio::process::Command::new("xdg-open")
