@@ -706,7 +706,8 @@ impl Store {
     /// Receives a batch of a peer's records of `month` (as [`Store::receive`] does each),
     /// written as one group with one fsync; one answer per body, in order. With `expected`
     /// (event id → digest, from the month document), a record whose id is not in it or
-    /// whose digest differs is refused. Signatures are verified on every core.
+    /// whose digest differs is refused. Signatures are verified on every core, in batches
+    /// ([`SignedEvent::verify_many`]).
     pub fn receive_many(
         &self,
         month: Month,
@@ -723,9 +724,22 @@ impl Store {
                 .chunks(per)
                 .map(|chunk| {
                     s.spawn(move || {
-                        chunk
+                        let opened: Vec<Result<(Record, SignedEvent), StoreError>> = chunk
                             .iter()
-                            .map(|b| self.verify_received(month, b, checks))
+                            .map(|b| self.open_received(month, b, checks))
+                            .collect();
+                        let signed: Vec<&SignedEvent> =
+                            opened.iter().flatten().map(|(_, s)| s).collect();
+                        let mut verified = SignedEvent::verify_many(&signed).into_iter();
+                        opened
+                            .into_iter()
+                            .map(|o| {
+                                let (record, signed) = o?;
+                                let event = verified.next().ok_or_else(|| {
+                                    StoreError::Task("a signature went unchecked".into())
+                                })??;
+                                self.accept_received(month, record, signed, event, checks)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -772,6 +786,19 @@ impl Store {
         body: &[u8],
         checks: &ReceiveChecks<'_>,
     ) -> Result<Prepared, StoreError> {
+        let (record, signed) = self.open_received(month, body, checks)?;
+        let event = signed.verify()?;
+        self.accept_received(month, record, signed, event, checks)
+    }
+
+    /// The first half of [`Store::verify_received`]: the record as the document names it,
+    /// opened with its month key; its signature is not checked yet.
+    fn open_received(
+        &self,
+        month: Month,
+        body: &[u8],
+        checks: &ReceiveChecks<'_>,
+    ) -> Result<(Record, SignedEvent), StoreError> {
         if self.inner.tombstones.contains(month) {
             return Err(StoreError::Purged(month));
         }
@@ -804,7 +831,19 @@ impl Store {
                 key: record.key_id,
             })?;
         let signed = unseal(month, &key, &record)?;
-        let event = signed.verify()?;
+        Ok((record, signed))
+    }
+
+    /// The second half of [`Store::verify_received`], once `signed`'s signature is
+    /// checked and its body is `event`: the signer, month, time and check id.
+    fn accept_received(
+        &self,
+        month: Month,
+        record: Record,
+        signed: SignedEvent,
+        event: Event,
+        checks: &ReceiveChecks<'_>,
+    ) -> Result<Prepared, StoreError> {
         if let Some(signers) = checks.signers {
             if !signers.contains(&event.device) {
                 return Err(StoreError::UnknownSigner(event.device));
