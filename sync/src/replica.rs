@@ -131,6 +131,9 @@ pub struct Session {
     budget: usize,
     /// Ids asked for and not yet received.
     wanted: BTreeMap<Month, BTreeSet<EventId>>,
+    /// At the last look for wanted ids that arrived some other way: the store's
+    /// [`Store::appended`] and this session's `records_in`.
+    looked: Option<(u64, u64)>,
     /// Months with records refused for want of a key or of a known signer: asked for
     /// again when keys or the devices document arrive.
     retry: BTreeSet<Month>,
@@ -165,6 +168,7 @@ impl Session {
             queued: HashMap::new(),
             budget: usize::MAX,
             wanted: BTreeMap::new(),
+            looked: None,
             retry: BTreeSet::new(),
             expected: HashMap::new(),
             scanned: HashSet::new(),
@@ -274,11 +278,21 @@ impl Session {
                 self.owed.insert(month, ids);
             }
         }
+        // Stop waiting for what arrived some other way (through another peer). That
+        // compares whole months, so it is done only when something besides this session's
+        // own records was appended since the last look: during a first sync this runs
+        // after every batch the peer sends, and a month of 50,000 ids each time made the
+        // sync quadratic.
+        let appended = store.appended();
+        let others = self.looked.is_none_or(|(total, own)| {
+            appended.saturating_sub(total) > self.stats.records_in.saturating_sub(own)
+        });
+        self.looked = Some((appended, self.stats.records_in));
         for (month, ids) in std::mem::take(&mut self.wanted) {
             if ids.is_empty() {
                 continue;
             }
-            if !months.contains(&month) {
+            if !months.contains(&month) || !others {
                 self.wanted.insert(month, ids);
                 continue;
             }

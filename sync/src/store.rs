@@ -60,7 +60,7 @@ mod segments;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use automerge::transaction::Transactable;
@@ -441,6 +441,9 @@ struct Inner {
     /// An index update failed: the next drain indexes the segments again from their
     /// watermarks.
     stale: AtomicBool,
+    /// Records appended since the store was opened (captures, writes and peers'
+    /// records): a reader that counted its own knows whether anyone else wrote.
+    appended: AtomicU64,
     health: Mutex<Vec<HealthNote>>,
     /// Declared last: dropped (stopped and joined) before the parts it uses.
     indexer: indexer::Indexer,
@@ -1004,6 +1007,9 @@ impl Store {
                     for &i in &members {
                         self.inner.known.add(month, &group[i].event.check_id);
                     }
+                    self.inner
+                        .appended
+                        .fetch_add(members.len() as u64, Ordering::SeqCst);
                     let captures = members
                         .iter()
                         .filter(|&&i| group[i].kind == Kind::Capture)
@@ -1653,6 +1659,13 @@ impl Store {
                 Ok(Named::default())
             }
         }
+    }
+
+    /// How many records this store appended since it was opened (each new record once,
+    /// whoever wrote it); it only grows. A session that counts the records it wrote
+    /// itself learns from it whether anything else arrived.
+    pub fn appended(&self) -> u64 {
+        self.inner.appended.load(Ordering::SeqCst)
     }
 
     /// The ids `month`'s document names that this device holds no record of.

@@ -843,6 +843,60 @@ fn bodies_in(messages: Vec<Message>) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Runs the sessions `sa` (on `a`) and `sb` (on `b`) until neither has anything to send;
+/// with `drop_records_to_a`, the records `b` sends `a` are lost on the way.
+fn run_pair(a: &Device, sa: &mut Session, b: &Device, sb: &mut Session, drop_records_to_a: bool) {
+    let mut to_b: VecDeque<Message> = sa.start(&a.store).unwrap().into();
+    let mut to_a: VecDeque<Message> = sb.start(&b.store).unwrap().into();
+    for _ in 0..10_000 {
+        if to_b.is_empty() && sa.has_unsent() {
+            to_b.extend(sa.send_more(&a.store).unwrap());
+        }
+        if to_a.is_empty() && sb.has_unsent() {
+            to_a.extend(sb.send_more(&b.store).unwrap());
+        }
+        if let Some(m) = to_b.pop_front() {
+            to_a.extend(sb.receive(&b.store, &m.encode()).unwrap().0);
+        } else if let Some(m) = to_a.pop_front() {
+            if drop_records_to_a && matches!(m, Message::Records { .. }) {
+                continue;
+            }
+            to_b.extend(sa.receive(&a.store, &m.encode()).unwrap().0);
+        } else {
+            return;
+        }
+    }
+    panic!("the sessions did not settle");
+}
+
+/// Records asked of one peer that arrive through another (a tablet's checks, asked of the
+/// hub and brought by the tablet itself) are no longer waited for: once they are in, the
+/// session that asked counts nothing behind, though the first peer never sent them.
+#[test]
+fn records_asked_of_one_peer_that_arrive_through_another_are_not_waited_for() {
+    let (tablet, hub, reception) = (device(), device(), device());
+    let m = month(11);
+    small_checks(&tablet, m, 3);
+    // A session with `peer`.
+    let with = |peer: &Device| Session::new(peer.store.device().id().clone(), Arc::new(PurgeToo));
+    // The hub holds the tablet's records.
+    let (mut th, mut ht) = (with(&hub), with(&tablet));
+    run_pair(&tablet, &mut th, &hub, &mut ht, false);
+    assert_eq!(hub.store.counts(m).unwrap().events, 3);
+    // The reception PC asks the hub for them; the hub's answer is lost.
+    let (mut rh, mut hr) = (with(&hub), with(&reception));
+    run_pair(&reception, &mut rh, &hub, &mut hr, true);
+    assert_eq!(reception.store.counts(m).unwrap().events, 0);
+    assert!(rh.behind_docs().contains(&SharedDoc::Month(m)));
+    // The tablet brings them itself; the session with the hub hears of the change.
+    let (mut rt, mut tr) = (with(&tablet), with(&reception));
+    run_pair(&reception, &mut rt, &tablet, &mut tr, false);
+    assert_eq!(reception.store.counts(m).unwrap().events, 3);
+    rh.local_change(&reception.store).unwrap();
+    assert_eq!(rh.behind_docs(), vec![]);
+    assert_eq!(rh.stats().records_in, 0);
+}
+
 /// A peer that asks for the same record again and again (and many copies of it in one
 /// message) gets it once per session: what it can make this device read and send is
 /// bounded by the month, not by its asking.

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use crate::device::{DeviceKey, DeviceKeyError};
@@ -248,6 +248,7 @@ fn recover(
             known: Default::default(),
             index_lock: Mutex::new(()),
             stale: AtomicBool::new(false),
+            appended: AtomicU64::new(0),
             health: Mutex::new(Vec::new()),
             indexer: Indexer::start(me.clone()),
         }),
