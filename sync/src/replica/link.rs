@@ -113,12 +113,13 @@ impl Link {
             out.drained.clone(),
         ));
         let mut local = self.changed.subscribe();
-        // The `changed` value this link last handled, and the value of its own last bump
-        // while nothing else bumped since: records from the peer need no answer to the same
-        // peer (it sent them; the others' links answer the bump), and answering them would
-        // re-derive what the peer lacks after every batch of a month being received.
+        // The `changed` value this link last handled, and how many bumps since were its
+        // own: records from the peer need no answer to the same peer (it sent them; the
+        // others' links answer the bump), and answering them would re-derive what the
+        // peer lacks after every batch of a month being received. Counted, not compared
+        // by value: the loop often receives several batches before it turns to `changed`.
         let mut seen = *local.borrow();
-        let mut own: Option<u64> = None;
+        let mut own: u64 = 0;
         let mut stopping = self.stopping.clone();
         // The session's counters after its last step: what an orderly close reports (the
         // session itself is inside the step that a closed connection interrupts).
@@ -153,14 +154,8 @@ impl Link {
                         last = session.stats();
                         out.queue(reply)?;
                         if session.stats().records_in > before {
-                            let mut bumped = 0;
-                            self.changed.send_modify(|n| {
-                                *n += 1;
-                                bumped = *n;
-                            });
-                            if bumped == seen + 1 {
-                                own = Some(bumped);
-                            }
+                            self.changed.send_modify(|n| *n += 1);
+                            own += 1;
                             (self.on_received)();
                         }
                     }
@@ -168,11 +163,12 @@ impl Link {
                         if changed.is_err() {
                             return Ok(session.stats());
                         }
-                        // Values only grow (every writer adds 1): a later bump by anyone
-                        // else makes `now` larger than this link's own.
+                        // Values only grow and every writer adds 1: any bump by anyone
+                        // else makes the rise larger than this link's own count.
                         let now = *local.borrow_and_update();
-                        let only_own = own.take() == Some(now);
+                        let only_own = now.wrapping_sub(seen) == own;
                         seen = now;
+                        own = 0;
                         if only_own {
                             continue;
                         }
