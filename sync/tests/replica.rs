@@ -1054,6 +1054,47 @@ fn device_entry(key: &ed25519_dalek::VerifyingKey) -> String {
     json!({"public_key": hex, "added_at": "2026-12-01T00:00:00Z"}).to_string()
 }
 
+/// Puts `n` entries for made-up events, each with an 8-byte digest.
+fn put_many(doc: &mut AutoCommit, n: usize) {
+    for _ in 0..n {
+        let id = tsunagi_sync::EventId(rand::random());
+        doc.put(ROOT, id.to_string(), ScalarValue::Bytes(vec![3; 8]))
+            .unwrap();
+    }
+}
+
+/// [`put_many`], and `key` put by two actors at once with two digests (a conflict).
+fn put_many_with_a_conflict(doc: &mut AutoCommit, n: usize, key: &str) {
+    put_many(doc, n);
+    let mut other = doc.fork();
+    doc.put(ROOT, key, ScalarValue::Bytes(vec![4; 8])).unwrap();
+    other
+        .put(ROOT, key, ScalarValue::Bytes(vec![5; 8]))
+        .unwrap();
+    doc.merge(&mut other).unwrap();
+    assert_eq!(doc.get_all(ROOT, key).unwrap().len(), 2);
+}
+
+/// A new device's month document starts empty, and a peer's first sync message brings
+/// every entry: two digests for one of them are refused there too, and nothing is kept.
+#[test]
+fn a_new_device_refuses_a_first_month_document_with_two_digests_for_an_event() {
+    let target = device();
+    let m = month(11);
+    let mut peer = AutoCommit::new();
+    let id = tsunagi_sync::EventId(rand::random()).to_string();
+    put_many_with_a_conflict(&mut peer, 200, &id);
+    let outcome = sync_into(&target.store, SharedDoc::Month(m), &mut peer);
+    assert!(refused(&outcome), "{outcome:?}");
+    assert_eq!(target.store.month_entries(m).unwrap(), vec![]);
+    // Without the conflict the same document is taken whole.
+    let mut peer = AutoCommit::new();
+    put_many(&mut peer, 200);
+    sync_into(&target.store, SharedDoc::Month(m), &mut peer).unwrap();
+    assert_eq!(target.store.month_entries(m).unwrap().len(), 200);
+    assert_eq!(target.store.missing_records(m).unwrap().len(), 200);
+}
+
 /// A paired device can write anything into its copy of a shared document; automerge would
 /// apply any well-formed change, and honest devices would relay it. Each change that
 /// breaks a document's shape is refused and kept neither in memory nor on disk; a good
@@ -1126,6 +1167,36 @@ fn document_changes_that_break_a_documents_shape_are_refused_and_not_kept() {
                 move |d| {
                     d.put_object(ROOT, theirs.as_str(), ObjType::Map).unwrap();
                 }
+            }),
+        ),
+        (
+            "an event id spelled in capitals (a second digest for the same event)",
+            Box::new({
+                let theirs = theirs.to_uppercase();
+                move |d| {
+                    d.put(ROOT, theirs.as_str(), ScalarValue::Bytes(vec![2; 8]))
+                        .unwrap()
+                }
+            }),
+        ),
+        // Many keys at once are read in one pass over the month (a new device's first
+        // sync): the same checks hold there.
+        (
+            "a digest changed among many new entries",
+            Box::new({
+                let own = key(&own);
+                move |d| {
+                    put_many(d, 100);
+                    d.put(ROOT, own.as_str(), ScalarValue::Bytes(vec![1; 8]))
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "two digests for one new entry among many",
+            Box::new({
+                let theirs = key(&theirs);
+                move |d| put_many_with_a_conflict(d, 100, &theirs)
             }),
         ),
     ];
