@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{legacy, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{
+    legacy, AutoCommit, ChangeHash, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef, ROOT,
+};
 
 use crate::device::DeviceId;
 use crate::event::{EventId, Month};
@@ -164,9 +166,24 @@ pub(crate) struct Entry {
 /// Every entry `doc` holds, read in one pass.
 fn entries_of(doc: &AutoCommit) -> HashMap<EventId, [u8; 8]> {
     doc.map_range(ROOT, ..)
-        .filter_map(|item| entry_in(&item.key, &item.value.into_value()))
-        .map(|e| (e.id, e.digest))
+        .filter_map(|item| {
+            // Read where it lies: a copy of each digest would be 50,000 allocations.
+            let ValueRef::Scalar(ScalarValueRef::Bytes(b)) = &item.value else {
+                return None;
+            };
+            let id = canonical_id(&item.key)?;
+            Some((id, <[u8; 8]>::try_from(b.as_ref()).ok()?))
+        })
         .collect()
+}
+
+/// The event `key` names, if it is spelled as this device spells event ids.
+fn canonical_id(key: &str) -> Option<EventId> {
+    // Lowercase hex digits only: `EventId`'s parser also takes capitals and a sign.
+    let spelled = key
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    spelled.then(|| key.parse::<EventId>().ok()).flatten()
 }
 
 /// What `doc` says of the event named `key`, if `key` names an event with a digest.
@@ -180,10 +197,7 @@ fn entry_of(doc: &AutoCommit, key: &str) -> Option<Entry> {
 /// The entry `key` holding `value` makes, if `key` names an event (in this device's
 /// spelling) and `value` is a digest.
 fn entry_in(key: &str, value: &Value<'_>) -> Option<Entry> {
-    let id = key.parse::<EventId>().ok()?;
-    if id.to_string() != key {
-        return None;
-    }
+    let id = canonical_id(key)?;
     match value {
         Value::Scalar(v) => match v.as_ref() {
             ScalarValue::Bytes(b) => Some(Entry {
@@ -228,13 +242,7 @@ impl Shape {
             (Shape::Month, ScalarValue::Bytes(b)) => {
                 // In the one spelling this device writes: another ("ABC…", "+a…") would
                 // name the same event a second time, with a digest of its own.
-                if key
-                    .parse::<EventId>()
-                    .map(|id| id.to_string())
-                    .ok()
-                    .as_deref()
-                    != Some(key)
-                {
+                if canonical_id(key).is_none() {
                     return Err(format!("key {key:?} is not an event id"));
                 }
                 if b.len() != 8 {
