@@ -1007,9 +1007,6 @@ impl Store {
                     for &i in &members {
                         self.inner.known.add(month, &group[i].event.check_id);
                     }
-                    self.inner
-                        .appended
-                        .fetch_add(members.len() as u64, Ordering::SeqCst);
                     let captures = members
                         .iter()
                         .filter(|&&i| group[i].kind == Kind::Capture)
@@ -1025,6 +1022,11 @@ impl Store {
                         });
                         pending.ids.len()
                     };
+                    // Counted once they are pending: a session that sees the count has
+                    // risen finds them in a read (which drains what is pending).
+                    self.inner
+                        .appended
+                        .fetch_add(members.len() as u64, Ordering::SeqCst);
                     self.inner.indexer.wake(waiting);
                     for &i in &members {
                         answers[i] = Some(Ok(Appended {
