@@ -111,6 +111,10 @@ struct MonthDoc {
     marks: Marks,
     changes_bytes: u64,
     snapshot_bytes: u64,
+    /// A peer's refused changes are in `doc` and the saved document could not be read
+    /// again to undo them: never used again (a save would keep them). The month is read
+    /// afresh at its next use.
+    defunct: bool,
 }
 
 impl MonthDoc {
@@ -471,6 +475,7 @@ impl MonthDocs {
             marks,
             changes_bytes: changes.len() as u64,
             snapshot_bytes,
+            defunct: false,
         })
     }
 
@@ -480,6 +485,50 @@ impl MonthDocs {
         }
         let loaded = Arc::new(Mutex::new(self.load(month)?));
         Ok(lock(&self.loaded).entry(month).or_insert(loaded).clone())
+    }
+
+    /// The document locked, unless it is defunct (see [`MonthDoc::defunct`]).
+    fn live<'a>(
+        &self,
+        month: Month,
+        doc: &'a Mutex<MonthDoc>,
+    ) -> Result<std::sync::MutexGuard<'a, MonthDoc>, DocError> {
+        let d = lock(doc);
+        if d.defunct {
+            return Err(DocError::Io {
+                path: self.root.join(month.to_string()).display().to_string(),
+                source: io::Error::other("the month document is being read again"),
+            });
+        }
+        Ok(d)
+    }
+
+    /// Undoes a peer's refused changes: `d` (held from `doc`) becomes the saved document
+    /// again. If that cannot be read now, `d` is made defunct and forgotten, so nothing
+    /// saves the refused changes and the next use reads the month afresh.
+    fn undo(
+        &self,
+        month: Month,
+        doc: &Arc<Mutex<MonthDoc>>,
+        d: &mut MonthDoc,
+    ) -> Result<(), DocError> {
+        match self.load(month) {
+            Ok(saved) => {
+                *d = saved;
+                Ok(())
+            }
+            Err(e) => {
+                d.defunct = true;
+                let mut loaded = lock(&self.loaded);
+                if loaded
+                    .get(&month)
+                    .is_some_and(|held| Arc::ptr_eq(held, doc))
+                {
+                    loaded.remove(&month);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Drops the loaded documents no one is using from memory (they load again on demand;
@@ -502,7 +551,7 @@ impl MonthDocs {
         records: &dyn Fn(u32, u64) -> io::Result<Vec<segment::Found>>,
     ) -> Result<usize, DocError> {
         let doc = self.get(month)?;
-        let mut d = lock(&doc);
+        let mut d = self.live(month, &doc)?;
         let mut added = 0;
         let mut moved = false;
         for (seg, end) in ends {
@@ -569,7 +618,7 @@ impl MonthDocs {
     /// The month's entries (event id → digest).
     pub(crate) fn entries(&self, month: Month) -> Result<Vec<Entry>, DocError> {
         let doc = self.get(month)?;
-        let d = lock(&doc);
+        let d = self.live(month, &doc)?;
         let mut entries: Vec<Entry> = d
             .named
             .iter()
@@ -583,7 +632,7 @@ impl MonthDocs {
     /// The whole month document (what a new peer receives).
     pub(crate) fn save_whole(&self, month: Month) -> Result<Vec<u8>, DocError> {
         let doc = self.get(month)?;
-        let mut d = lock(&doc);
+        let mut d = self.live(month, &doc)?;
         Ok(d.doc.save())
     }
 
@@ -592,7 +641,7 @@ impl MonthDocs {
     pub(crate) fn merge(&self, month: Month, bytes: &[u8]) -> Result<(), DocError> {
         load_strictly(bytes)?;
         let doc = self.get(month)?;
-        let mut d = lock(&doc);
+        let mut d = self.live(month, &doc)?;
         let before = d.doc.get_heads();
         let merged = match d.doc.load_incremental(bytes) {
             Ok(_) => check_gained(&mut d.doc, &before, Shape::Month),
@@ -603,7 +652,7 @@ impl MonthDocs {
                 d.note_named(&keys);
             }
             Err(why) => {
-                *d = self.load(month)?;
+                self.undo(month, &doc, &mut d)?;
                 return Err(DocError::Refused(why));
             }
         }
@@ -618,7 +667,7 @@ impl MonthDocs {
         state: &mut sync::State,
     ) -> Result<(Option<Vec<u8>>, Vec<ChangeHash>), DocError> {
         let doc = self.get(month)?;
-        let mut d = lock(&doc);
+        let mut d = self.live(month, &doc)?;
         let message = d.doc.sync().generate_sync_message(state);
         Ok((message.map(|m| m.encode()), d.doc.get_heads()))
     }
@@ -636,7 +685,7 @@ impl MonthDocs {
         let message =
             sync::Message::decode(message).map_err(|e| DocError::Refused(e.to_string()))?;
         let doc = self.get(month)?;
-        let mut d = lock(&doc);
+        let mut d = self.live(month, &doc)?;
         let before = d.doc.get_heads();
         let received = d.doc.sync().receive_sync_message(state, message);
         let applied = match received {
@@ -647,7 +696,7 @@ impl MonthDocs {
             Ok(keys) => keys,
             Err(why) => {
                 // What the message brought is only in memory: go back to what is saved.
-                *d = self.load(month)?;
+                self.undo(month, &doc, &mut d)?;
                 return Err(DocError::Refused(why));
             }
         };
@@ -673,7 +722,7 @@ impl MonthDocs {
     /// Whether the month document's changes outweigh its snapshot (automerge-repo's rule).
     pub(crate) fn needs_compaction(&self, month: Month) -> Result<bool, DocError> {
         let doc = self.get(month)?;
-        let d = lock(&doc);
+        let d = self.live(month, &doc)?;
         Ok(d.changes_bytes > d.snapshot_bytes.max(self.compact_bytes))
     }
 
@@ -681,7 +730,7 @@ impl MonthDocs {
     /// covers. Returns the snapshot's size.
     pub(crate) fn compact(&self, month: Month) -> Result<u64, DocError> {
         let doc = self.get(month)?;
-        let mut d = lock(&doc);
+        let mut d = self.live(month, &doc)?;
         d.doc.commit();
         let whole = d.doc.save();
         let framed = encode_marks(&d.marks, &whole);
@@ -874,5 +923,125 @@ impl SmallDocs {
         self.write(name, &mut copy)?;
         *doc = copy;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::vfs::sim::SimFs;
+    use crate::vfs::{LockGuard, VFile};
+
+    /// A simulated disk whose reads of existing files fail while `failing` is set.
+    #[derive(Debug)]
+    struct FailingReads {
+        fs: Arc<SimFs>,
+        failing: AtomicBool,
+    }
+
+    impl Vfs for FailingReads {
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VFile>> {
+            if self.failing.load(Ordering::SeqCst) && matches!(mode, OpenMode::Read) {
+                return Err(io::Error::other("injected read failure"));
+            }
+            self.fs.open(path, mode)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.fs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.fs.remove_file(path)
+        }
+        fn create_dir(&self, path: &Path) -> io::Result<()> {
+            self.fs.create_dir(path)
+        }
+        fn remove_dir(&self, path: &Path) -> io::Result<()> {
+            self.fs.remove_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            self.fs.sync_dir(path)
+        }
+        fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            self.fs.read_dir(path)
+        }
+        fn is_dir(&self, path: &Path) -> io::Result<Option<bool>> {
+            self.fs.is_dir(path)
+        }
+        fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+            self.fs.try_lock(path)
+        }
+    }
+
+    fn entry_doc(entries: &[(EventId, [u8; 8])]) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        for (id, digest) in entries {
+            doc.put(ROOT, id.to_string(), ScalarValue::Bytes(digest.to_vec()))
+                .unwrap();
+        }
+        doc
+    }
+
+    /// A peer's change is refused, and the saved document cannot be read to undo it: the
+    /// refused change is never saved or shown, and once the disk reads again the month is
+    /// what was saved before it.
+    #[test]
+    fn a_refused_change_that_cannot_be_undone_is_never_kept() {
+        let vfs = Arc::new(FailingReads {
+            fs: SimFs::new(),
+            failing: AtomicBool::new(false),
+        });
+        let docs = MonthDocs::new(vfs.clone(), Path::new("/months"), 1 << 20);
+        let month = Month::new(2026, 11).unwrap();
+        let good = (EventId([1; 16]), [7u8; 8]);
+        let mut peer = entry_doc(&[good]);
+        docs.merge(month, &peer.save()).unwrap();
+
+        // The same event with another digest, and a new one beside it.
+        let mut bad = peer.fork();
+        bad.put(ROOT, good.0.to_string(), ScalarValue::Bytes(vec![9; 8]))
+            .unwrap();
+        bad.put(
+            ROOT,
+            EventId([2; 16]).to_string(),
+            ScalarValue::Bytes(vec![3; 8]),
+        )
+        .unwrap();
+        vfs.failing.store(true, Ordering::SeqCst);
+        let refused = docs.merge(month, &bad.save());
+        assert!(matches!(refused, Err(DocError::Io { .. })), "{refused:?}");
+        vfs.failing.store(false, Ordering::SeqCst);
+
+        let expected = vec![Entry {
+            id: good.0,
+            digest: good.1,
+        }];
+        assert_eq!(docs.entries(month).unwrap(), expected);
+        // A good change is taken and saved; the refused one never reaches the disk.
+        let third = (EventId([3; 16]), [4u8; 8]);
+        peer.put(
+            ROOT,
+            third.0.to_string(),
+            ScalarValue::Bytes(third.1.to_vec()),
+        )
+        .unwrap();
+        docs.merge(month, &peer.save()).unwrap();
+        let again = MonthDocs::new(vfs, Path::new("/months"), 1 << 20);
+        let mut want = vec![
+            Entry {
+                id: good.0,
+                digest: good.1,
+            },
+            Entry {
+                id: third.0,
+                digest: third.1,
+            },
+        ];
+        want.sort_unstable_by_key(|e| e.id);
+        assert_eq!(again.entries(month).unwrap(), want);
+        assert_eq!(docs.entries(month).unwrap(), want);
     }
 }
