@@ -117,26 +117,6 @@ struct MonthDoc {
     defunct: bool,
 }
 
-impl MonthDoc {
-    /// Brings `named` up to date with the root keys a peer's changes touched; returns
-    /// their entries as the document now holds them.
-    fn note_named(&mut self, keys: &BTreeSet<String>) -> Vec<Entry> {
-        let entries: Vec<Entry> = match current(&self.doc, keys) {
-            Ok(now) => now
-                .into_iter()
-                .filter_map(|(key, values)| entry_in(key, values.first()?))
-                .collect(),
-            // Read a key at a time instead.
-            Err(_) => keys
-                .iter()
-                .filter_map(|k| entry_of(&self.doc, k.as_str()))
-                .collect(),
-        };
-        self.named.extend(entries.iter().map(|e| (e.id, e.digest)));
-        entries
-    }
-}
-
 /// The month documents.
 pub(crate) struct MonthDocs {
     vfs: Arc<dyn Vfs>,
@@ -188,14 +168,6 @@ fn canonical_id(key: &str) -> Option<EventId> {
         .bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     spelled.then(|| key.parse::<EventId>().ok()).flatten()
-}
-
-/// What `doc` says of the event named `key`, if `key` names an event with a digest.
-fn entry_of(doc: &AutoCommit, key: &str) -> Option<Entry> {
-    match doc.get(ROOT, key) {
-        Ok(Some((value, _))) => entry_in(key, &value),
-        _ => None,
-    }
 }
 
 /// The entry `key` holding `value` makes, if `key` names an event (in this device's
@@ -296,9 +268,8 @@ impl Shape {
 
 /// Checks what `doc` gained since `before` (a peer's changes, applied, not yet saved):
 /// every operation puts a scalar at the root that `shape` allows, or deletes a setting;
-/// none creates an object, and no entry now holds anything but what it held before (if
-/// it existed) — also not as one side of a conflict. Returns the root keys the changes
-/// touched.
+/// none creates an object. Returns the root keys the changes touched (a month document's
+/// are checked further by [`month_gained`]).
 fn check_gained(
     doc: &mut AutoCommit,
     before: &[ChangeHash],
@@ -323,9 +294,15 @@ fn check_gained(
             touched.insert(key.to_string());
         }
     }
-    if shape != Shape::Month {
-        return Ok(touched);
-    }
+    Ok(touched)
+}
+
+/// [`check_gained`] for a month document, and no entry now holds anything but what it
+/// held before (if it existed) — also not as one side of a conflict. Returns the
+/// entries the changes touched, as the document now holds them.
+fn month_gained(doc: &mut AutoCommit, before: &[ChangeHash]) -> Result<Vec<Entry>, String> {
+    let touched = check_gained(doc, before, Shape::Month)?;
+    let mut entries = Vec::with_capacity(touched.len());
     for (key, now) in current(doc, &touched)? {
         // A document that held nothing held no entry (a new device's first sync puts
         // every key of the month).
@@ -341,8 +318,9 @@ fn check_gained(
         if !agree || (was.is_some() && was != first) {
             return Err(format!("the digest of {key} changed"));
         }
+        entries.extend(first.as_ref().and_then(|v| entry_in(key, v)));
     }
-    Ok(touched)
+    Ok(entries)
 }
 
 /// Keys past which [`current`] reads the map in one pass rather than a key at a time.
@@ -644,13 +622,11 @@ impl MonthDocs {
         let mut d = self.live(month, &doc)?;
         let before = d.doc.get_heads();
         let merged = match d.doc.load_incremental(bytes) {
-            Ok(_) => check_gained(&mut d.doc, &before, Shape::Month),
+            Ok(_) => month_gained(&mut d.doc, &before),
             Err(e) => Err(e.to_string()),
         };
         match merged {
-            Ok(keys) => {
-                d.note_named(&keys);
-            }
+            Ok(entries) => d.named.extend(entries.iter().map(|e| (e.id, e.digest))),
             Err(why) => {
                 self.undo(month, &doc, &mut d)?;
                 return Err(DocError::Refused(why));
@@ -689,18 +665,18 @@ impl MonthDocs {
         let before = d.doc.get_heads();
         let received = d.doc.sync().receive_sync_message(state, message);
         let applied = match received {
-            Ok(()) => check_gained(&mut d.doc, &before, Shape::Month),
+            Ok(()) => month_gained(&mut d.doc, &before),
             Err(e) => Err(e.to_string()),
         };
-        let keys = match applied {
-            Ok(keys) => keys,
+        let entries = match applied {
+            Ok(entries) => entries,
             Err(why) => {
                 // What the message brought is only in memory: go back to what is saved.
                 self.undo(month, &doc, &mut d)?;
                 return Err(DocError::Refused(why));
             }
         };
-        let entries = d.note_named(&keys);
+        d.named.extend(entries.iter().map(|e| (e.id, e.digest)));
         if d.doc.get_heads() != d.saved {
             self.save(month, &mut d)?;
         }
