@@ -125,13 +125,7 @@ impl Link {
         // session itself is inside the step that a closed connection interrupts).
         let mut last = SessionStats::default();
         let result = async {
-            let room = out.room();
-            let (mut session, first) = self
-                .step(session, move |s, st| {
-                    s.set_send_budget(room);
-                    s.start(st)
-                })
-                .await?;
+            let (mut session, first) = self.step(session, &out, |s, st| s.start(st)).await?;
             last = session.stats();
             out.queue(first)?;
             loop {
@@ -143,10 +137,8 @@ impl Link {
                             None => return Ok(session.stats()),
                         };
                         let before = session.stats().records_in;
-                        let room = out.room();
                         let (s, reply) = self
-                            .step(session, move |s, st| {
-                                s.set_send_budget(room);
+                            .step(session, &out, move |s, st| {
                                 s.receive(st, &bytes).map(|(m, _)| m)
                             })
                             .await?;
@@ -172,13 +164,8 @@ impl Link {
                         if only_own {
                             continue;
                         }
-                        let room = out.room();
-                        let (s, reply) = self
-                            .step(session, move |s, st| {
-                                s.set_send_budget(room);
-                                s.local_change(st)
-                            })
-                            .await?;
+                        let (s, reply) =
+                            self.step(session, &out, |s, st| s.local_change(st)).await?;
                         session = s;
                         last = session.stats();
                         out.queue(reply)?;
@@ -186,16 +173,10 @@ impl Link {
                     // The writer drained the queue: records asked for and not yet handed
                     // out go now, as far as there is room.
                     _ = out.drained.notified(), if session.has_unsent() => {
-                        let room = out.room();
-                        if room == 0 {
+                        if out.room() == 0 {
                             continue;
                         }
-                        let (s, more) = self
-                            .step(session, move |s, st| {
-                                s.set_send_budget(room);
-                                s.send_more(st)
-                            })
-                            .await?;
+                        let (s, more) = self.step(session, &out, |s, st| s.send_more(st)).await?;
                         session = s;
                         last = session.stats();
                         out.queue(more)?;
@@ -236,14 +217,18 @@ impl Link {
         }
     }
 
-    /// Runs `f` on the session on the blocking pool (it reads and writes the store).
+    /// Runs `f` on the session on the blocking pool (it reads and writes the store), with
+    /// the room now left in the writer's queue `out` as its send budget.
     async fn step(
         &self,
         mut session: Session,
+        out: &Outbox,
         f: impl FnOnce(&mut Session, &Store) -> Result<Vec<Message>, SessionError> + Send + 'static,
     ) -> Result<(Session, Vec<Message>), LinkError> {
         let store = self.store.clone();
+        let room = out.room();
         let (session, out) = tokio::task::spawn_blocking(move || {
+            session.set_send_budget(room);
             let out = f(&mut session, &store);
             (session, out)
         })
