@@ -330,9 +330,16 @@ impl SignedEvent {
     /// forgery), and a paired device that holds its key can sign any event it likes
     /// anyway; what is accepted is still an event its key signed.
     pub fn verify_many(events: &[&SignedEvent]) -> Vec<Result<Event, EventError>> {
+        // A batch comes from a few devices: each key is decompressed once.
+        let mut decoded: std::collections::HashMap<[u8; 32], Option<VerifyingKey>> =
+            std::collections::HashMap::new();
         let keys: Option<Vec<VerifyingKey>> = events
             .iter()
-            .map(|e| VerifyingKey::from_bytes(&e.public_key).ok())
+            .map(|e| {
+                *decoded
+                    .entry(e.public_key)
+                    .or_insert_with(|| VerifyingKey::from_bytes(&e.public_key).ok())
+            })
             .collect();
         let batch_passed = match keys {
             Some(keys) if events.len() > 1 => {
