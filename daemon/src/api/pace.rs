@@ -7,12 +7,12 @@
 //! A read over the budget waits its turn (an async sleep costs nothing); one that would wait
 //! longer than [`MAX_WAIT`] is refused with 429 and `Retry-After`.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -81,11 +81,10 @@ impl Pacing {
 
 /// Reads wait their turn in the shared budget; reception requests (every POST) pass at once.
 pub async fn pace_reads(State(app): State<Arc<Pacing>>, request: Request, next: Next) -> Response {
-    use std::sync::atomic::Ordering;
     // A reconcile pass is not reception: it neither narrows the reads nor is counted.
-    if request.method() != axum::http::Method::GET && request.uri().path() != "/v1/reconcile" {
+    if request.method() != Method::GET && request.uri().path() != "/v1/reconcile" {
         /// Counts a reception request out when it ends, however it ends.
-        struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+        struct InFlight(Arc<AtomicUsize>);
         impl Drop for InFlight {
             fn drop(&mut self) {
                 self.0.fetch_sub(1, Ordering::SeqCst);
@@ -95,13 +94,13 @@ pub async fn pace_reads(State(app): State<Arc<Pacing>>, request: Request, next: 
         let _in_flight = InFlight(app.reception.clone());
         return next.run(request).await;
     }
-    if request.method() == axum::http::Method::GET {
+    if request.method() == Method::GET {
         let pacer = if app.reception.load(Ordering::SeqCst) > 0 {
             &app.reads_during_reception
         } else {
             &app.reads
         };
-        match pacer.turn(std::time::Instant::now()) {
+        match pacer.turn(Instant::now()) {
             Ok(wait) if wait.is_zero() => {}
             Ok(wait) => tokio::time::sleep(wait).await,
             Err(retry_after) => {
