@@ -15,7 +15,9 @@
 //!   be a confirmed answer, and removed (collected) before the next.
 //!
 //! Beside them, in the same loop, a baseline: a new file of the result's size written and
-//! fdatasynced on the same disk (what a whole, durable result costs; the API writes nothing).
+//! fdatasynced on the same disk (what a whole, durable result costs in a new file; the API
+//! writes nothing; the folder interface writes into a spare file it made ready ahead, see
+//! `folders/spares.rs`, and falls back to a new file).
 //!
 //! Printed: p50, p99 and max of each; the folder's p50 and p99 over the API's, whole, less
 //! each request's own watch latency (target ≤ 1.5×, plus the watch latency), and less the
@@ -110,9 +112,9 @@ fn folder_round_trip(
     (took, watched.unwrap_or_default(), text.len())
 }
 
-/// What a whole, durable result costs on this disk: a new file of `size` bytes written and
-/// fdatasynced (the folder interface does this before linking a result into `res`; the API
-/// writes nothing).
+/// What a whole, durable result costs on this disk in a new file: `size` bytes written and
+/// fdatasynced (the folder interface does this when it has no spare ready; the API writes
+/// nothing).
 fn durable_write(dir: &Path, size: usize) -> Duration {
     use std::io::Write;
     let path = dir.join("result.tmp");

@@ -196,6 +196,21 @@ impl Parsed {
     }
 }
 
+/// A result file made ready ahead by tsunagid (`.spare.tsunagi-<mark>-<n>.tmp`).
+fn is_spare(name: &str) -> bool {
+    name.starts_with(".spare.tsunagi-") && name.ends_with(".tmp")
+}
+
+/// The spares in `res`, leaving out those of `other_mark`.
+fn spares_in(root: &Path, other_mark: &str) -> Vec<String> {
+    std::fs::read_dir(root.join("res"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_spare(n) && !n.contains(other_mark))
+        .collect()
+}
+
 fn folders_status(d: &Tsunagid) -> Value {
     let (status, body) = d.get("/v1/status");
     assert_eq!(status, 200, "{body}");
@@ -310,11 +325,13 @@ fn requests_are_answered_in_res_field_by_field_in_either_encoding() {
     assert_eq!(r.get("MessageBody/QualificationValidity"), Some("4"));
     assert!(r.qualification("Name").is_none());
 
-    // Only the four results stay: no temporary file is left behind.
+    // Only the four results stay, beside the spares made ahead: no temporary file of a
+    // result is left behind.
     let res_entries = || -> Vec<String> {
         std::fs::read_dir(root.path().join("res"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !is_spare(n))
             .collect()
     };
     wait_for("only the four results in res", WAIT, || {
@@ -735,4 +752,88 @@ fn a_request_renamed_in_is_picked_up_at_once_where_the_folder_sends_events() {
         assert_eq!(r.get("MessageBody/QualificationValidity"), Some("1"));
     }
     drop(d);
+}
+
+#[test]
+fn results_go_into_files_made_ready_ahead_and_none_outlives_the_daemon() {
+    let sim = sim();
+    let root = tempfile::tempdir().unwrap();
+    let res = root.path().join("res");
+    std::fs::create_dir_all(&res).unwrap();
+    // An earlier run crashed with temporary files in res: the old one is removed at the
+    // start; a young one may be another writer's, and stays.
+    let old = res.join(".OQSsiquc01res_old.xml.tsunagi-0badcafe-1.tmp");
+    std::fs::File::create(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(600))
+        .unwrap();
+    let young = res.join(".spare.tsunagi-0badcafe-2.tmp");
+    std::fs::write(&young, b"").unwrap();
+
+    let d = daemon_on(&sim.base_url(), root.path(), "utf-8");
+    wait_for("spares made", WAIT, || {
+        spares_in(root.path(), "0badcafe").len() == 4
+    });
+    wait_for("the old leftover removed", WAIT, || !old.exists());
+    assert!(
+        young.exists(),
+        "a young temporary file is not taken for a leftover"
+    );
+
+    let (req, _) = request_of("valid-employee", "spare");
+    // A spare was made before the request: a file made for it after would be younger (file
+    // times run up to a tick behind the clock, hence the margin). Inode numbers cannot tell:
+    // a removed spare's number is given to the next new file.
+    std::thread::sleep(Duration::from_millis(200));
+    let asked_at = std::time::SystemTime::now();
+    drop_request(root.path(), "s1", request_xml(&req, "UTF-8").as_bytes());
+    let bytes = wait_file(&res_path(root.path(), "s1"), WAIT);
+    let r = Parsed::of(&bytes);
+    assert_eq!(r.get("MessageBody/QualificationValidity"), Some("1"));
+    assert_eq!(r.header("ArbitraryFileIdentifier"), Some("spare"));
+    let made = std::fs::metadata(res_path(root.path(), "s1"))
+        .unwrap()
+        .created()
+        .expect("file birth times (statx)");
+    assert!(
+        made < asked_at - Duration::from_millis(100),
+        "the result went into a spare made before the request: made {made:?}, asked {asked_at:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(res_path(root.path(), "s1"))
+            .unwrap()
+            .len(),
+        bytes.len() as u64,
+        "exactly the result, nothing of the spare's block after it"
+    );
+
+    // Another program clears what it does not know from res: results are still written.
+    for name in spares_in(root.path(), "0badcafe") {
+        let _ = std::fs::remove_file(res.join(name));
+    }
+    drop_request(root.path(), "s2", request_xml(&req, "UTF-8").as_bytes());
+    let r = Parsed::of(&wait_file(&res_path(root.path(), "s2"), WAIT));
+    assert_eq!(r.get("MessageBody/QualificationValidity"), Some("1"));
+    wait_for("spares made again", WAIT, || {
+        spares_in(root.path(), "0badcafe").len() == 4
+    });
+
+    assert!(d.stop().success());
+    assert!(
+        spares_in(root.path(), "0badcafe").is_empty(),
+        "no spare outlives the daemon"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&res)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            ".spare.tsunagi-0badcafe-2.tmp".to_string(),
+            "OQSsiquc01res_s1.xml".to_string(),
+            "OQSsiquc01res_s2.xml".to_string()
+        ]
+    );
 }

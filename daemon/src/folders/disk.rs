@@ -138,11 +138,12 @@ pub struct LookOut {
 
 /// What the look remembers between looks: requests that do not read whole, by id, with their
 /// size and time as last seen and since when (this process's clock, never the file server's),
-/// and names it ignores (logged once).
+/// names it ignores (logged once), and when temporary files left by a crash were last swept.
 #[derive(Debug, Default)]
 pub struct Tracker {
     unsettled: HashMap<String, (u64, Option<SystemTime>, Instant)>,
     ignored: HashSet<String>,
+    swept: Option<Instant>,
 }
 
 /// One look at the folders.
@@ -177,6 +178,12 @@ pub fn look(paths: &Paths, mut input: LookIn, tracker: &mut Tracker) -> LookOut 
     scan(paths, &input, tracker, &mut out);
     if let Some(age) = input.census {
         out.uncollected = Some(uncollected(paths, age));
+    }
+    // At the first look, and then as often as a leftover can turn old enough: a daemon
+    // restarted at once after a crash finds its predecessor's files still young.
+    if tracker.swept.is_none_or(|t| t.elapsed() >= LEFTOVER_AGE) {
+        tracker.swept = Some(Instant::now());
+        sweep_leftovers(paths);
     }
     out
 }
@@ -381,8 +388,9 @@ pub fn deliver(
     id: &str,
     bytes: &[u8],
     done: Done<'_>,
+    spare: &mut Option<files::Prepared>,
 ) -> std::io::Result<Delivered> {
-    if !files::write_new(&paths.dir("res"), &result_name(id), bytes)? {
+    if !files::write_new_into(&paths.dir("res"), &result_name(id), bytes, spare)? {
         return Ok(Delivered::Occupied);
     }
     let d = match done {
@@ -415,6 +423,24 @@ pub fn remove_request_if(paths: &Paths, id: &str, d: &Digest) -> std::io::Result
         Some(Ok(now)) if digest(&now) != *d => Ok(()),
         Some(Err(_)) if digest(&[]) != *d => Ok(()),
         Some(_) => files::remove(&path),
+    }
+}
+
+/// How old another process's temporary file in `res` or `face` must be to be taken for a
+/// leftover of a crash (a younger one may be written now).
+const LEFTOVER_AGE: Duration = Duration::from_secs(60);
+
+/// Removes temporary files a crash left in `res` and `face`.
+fn sweep_leftovers(paths: &Paths) {
+    for dir in ["res", "face"] {
+        let removed = files::sweep_leftovers(&paths.dir(dir), LEFTOVER_AGE);
+        if removed > 0 {
+            tracing::info!(
+                folder = dir,
+                removed,
+                "temporary files left by an earlier run removed"
+            );
+        }
     }
 }
 
@@ -500,7 +526,7 @@ mod tests {
         let body = b"<XmlMsg></XmlMsg>".to_vec();
         let d = digest(&body);
         std::fs::write(paths.request("x"), &body).unwrap();
-        let delivered = deliver(&paths, "x", b"result", Done::Request(&d)).unwrap();
+        let delivered = deliver(&paths, "x", b"result", Done::Request(&d), &mut None).unwrap();
         assert_eq!(delivered, Delivered::Written);
         assert!(!paths.request("x").exists(), "the request goes");
         assert!(!paths.marker("x").exists(), "and the note with it");
@@ -522,11 +548,11 @@ mod tests {
         assert!(!paths.marker("x").exists());
         // A second result is never written over the first.
         assert_eq!(
-            deliver(&paths, "y", b"one", Done::Request(&d)).unwrap(),
+            deliver(&paths, "y", b"one", Done::Request(&d), &mut None).unwrap(),
             Delivered::Written
         );
         assert_eq!(
-            deliver(&paths, "y", b"two", Done::Request(&d)).unwrap(),
+            deliver(&paths, "y", b"two", Done::Request(&d), &mut None).unwrap(),
             Delivered::Occupied
         );
         assert_eq!(
@@ -542,7 +568,14 @@ mod tests {
         look(&paths, input(), &mut tracker);
         let first = b"first".to_vec();
         std::fs::write(paths.request("z"), b"second").unwrap();
-        deliver(&paths, "z", b"result", Done::Request(&digest(&first))).unwrap();
+        deliver(
+            &paths,
+            "z",
+            b"result",
+            Done::Request(&digest(&first)),
+            &mut None,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(paths.request("z")).unwrap(), b"second");
     }
 

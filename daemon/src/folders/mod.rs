@@ -15,8 +15,10 @@
 //! its capture is durable with a journal entry naming it (`<data_dir>/folders/pending`), so
 //! every request is answered once it can be. A result file is never overwritten: a request
 //! whose result of the same id still waits uncollected is left in `req` until that result is
-//! collected, and counted in the status. Results are written to a temporary name and linked
-//! into place, so the receipt computer never reads half a file.
+//! collected, and counted in the status. Results are written to a temporary name, synced, and
+//! linked into place, so the receipt computer never reads half a file, nor one a power cut
+//! can take back. The temporary file is a spare made ready ahead when there is one
+//! (`spares.rs`), which makes the result's sync about half as long.
 //!
 //! `req` is watched (inotify) where its file system sends events, so a request is picked up
 //! as it is renamed in, and looked into every `poll_ms` besides: the terminal's folders are
@@ -24,6 +26,7 @@
 
 mod disk;
 pub mod files;
+mod spares;
 pub mod xml;
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use disk::{Candidate, Delivered, Digest, Done, JournalEntry, LookIn, Paths, Tracker};
+use spares::Spares;
 
 use crate::check::health::LineState;
 use crate::check::now_jst;
@@ -215,6 +219,8 @@ pub async fn run(daemon: Daemon, mut stop: tokio::sync::watch::Receiver<bool>) {
         me.finished(done);
     }
     me.publish();
+    let spares = me.spares.clone();
+    blocking(move || spares.close()).await;
 }
 
 /// A face file's name and bytes.
@@ -324,6 +330,8 @@ struct Folders {
     /// again at the next look).
     journal_read: bool,
     last_census: Option<Instant>,
+    /// Result files made ready ahead in `res`.
+    spares: Spares,
 }
 
 impl Folders {
@@ -350,6 +358,7 @@ impl Folders {
             looking: Arc::default(),
             journal_read: false,
             last_census: None,
+            spares: Spares::default(),
         }
     }
 
@@ -454,12 +463,25 @@ impl Folders {
         if let Some(n) = out.uncollected {
             self.status.uncollected = n;
         }
+        // Spares are made when no request is being answered (below, or as a job ends): a
+        // file system sync beside a result's would slow it.
+        let idle = out.candidates.is_empty() && self.jobs.is_empty();
         for c in out.candidates {
             self.start(c);
         }
         self.retry_unwritten();
         self.retry_pending().await;
         self.publish();
+        if idle {
+            self.fill_spares();
+        }
+    }
+
+    /// Makes spare result files when the folders are fine.
+    fn fill_spares(&self) {
+        if self.status.problem.is_none() {
+            self.spares.fill(self.paths.dir("res"));
+        }
     }
 
     /// Whether a job works on this request now.
@@ -487,6 +509,7 @@ impl Folders {
         let job = Job {
             daemon: self.daemon.clone(),
             paths: self.paths.clone(),
+            spares: self.spares.clone(),
             encoding: self.config.encoding,
         };
         self.spawn(c.id.clone(), job.run(c));
@@ -505,6 +528,9 @@ impl Folders {
             }
         };
         self.job_ids.remove(&task);
+        if self.jobs.is_empty() {
+            self.fill_spares();
+        }
         match outcome {
             Outcome::Answered { refused } => self.count(refused),
             Outcome::PendingAnswered { refused } => {
@@ -541,7 +567,7 @@ impl Folders {
             let Some(u) = self.unwritten.remove(&id) else {
                 continue;
             };
-            let paths = self.paths.clone();
+            let (paths, spares) = (self.paths.clone(), self.spares.clone());
             let key = id.clone();
             self.spawn(id, async move {
                 let (bytes, d, captured) = (u.bytes.clone(), u.digest, u.captured);
@@ -551,7 +577,7 @@ impl Folders {
                     } else {
                         Done::Request(&d)
                     };
-                    disk::deliver(&paths, &key, &bytes, done)
+                    spares.with(|spare| disk::deliver(&paths, &key, &bytes, done, spare))
                 })
                 .await;
                 match written {
@@ -635,9 +661,13 @@ impl Folders {
             answer.as_ref(),
         );
         let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
+        let spares = self.spares.clone();
         self.spawn(id, async move {
             let b = bytes.clone();
-            match in_job(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
+            let delivered = in_job(move || {
+                spares.with(|spare| disk::deliver(&paths, &key, &b, Done::Journal(&d), spare))
+            });
+            match delivered.await {
                 Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
                 // A result of this id is still there (not collected): written once it goes.
                 Some(Ok(Delivered::Occupied)) | Some(Err(_)) | None => {
@@ -707,6 +737,7 @@ impl Folders {
             let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
             let (daemon, encoding, request) =
                 (self.daemon.clone(), self.config.encoding, p.request.clone());
+            let spares = self.spares.clone();
             self.spawn(id, async move {
                 let answer = match client.query_by_insurance(&query).await {
                     Ok(a) => Ok(a),
@@ -716,7 +747,10 @@ impl Folders {
                 let refused = answer.is_err();
                 let bytes = result_bytes(&daemon, &request, encoding, answer.as_ref());
                 let b = bytes.clone();
-                match in_job(move || disk::deliver(&paths, &key, &b, Done::Journal(&d))).await {
+                let delivered = in_job(move || {
+                    spares.with(|spare| disk::deliver(&paths, &key, &b, Done::Journal(&d), spare))
+                });
+                match delivered.await {
                     Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
                     _ => Outcome::Unwritten(Box::new(Unwritten {
                         bytes,
@@ -771,6 +805,7 @@ async fn record(
 struct Job {
     daemon: Daemon,
     paths: Arc<Paths>,
+    spares: Spares,
     encoding: Encoding,
 }
 
@@ -803,11 +838,11 @@ impl Job {
             .file_id
             .clone()
             .unwrap_or_else(|| format!("tsunagi-folder-{}", c.id));
-        let reason = match self
+        let asked = self
             .daemon
             .ask_by_numbers(&query_of(&request, &file_id))
-            .await
-        {
+            .await;
+        let reason = match asked {
             Ok(answer) => {
                 let bytes = result_bytes(&self.daemon, &request, self.encoding, Ok(&answer));
                 return self.deliver(&c.id, bytes, c.digest, false).await;
@@ -844,7 +879,11 @@ impl Job {
 
     async fn deliver(&self, id: &str, bytes: Vec<u8>, digest: Digest, refused: bool) -> Outcome {
         let (paths, key, b) = (self.paths.clone(), id.to_string(), bytes.clone());
-        match in_job(move || disk::deliver(&paths, &key, &b, Done::Request(&digest))).await {
+        let spares = self.spares.clone();
+        let delivered = in_job(move || {
+            spares.with(|spare| disk::deliver(&paths, &key, &b, Done::Request(&digest), spare))
+        });
+        match delivered.await {
             Some(Ok(Delivered::Written)) => Outcome::Answered { refused },
             // A result of this id appeared meanwhile: the request waits for it to be collected.
             Some(Ok(Delivered::Occupied)) => Outcome::Later,
