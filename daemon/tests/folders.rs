@@ -771,16 +771,21 @@ fn results_go_into_files_made_ready_ahead_and_none_outlives_the_daemon() {
     std::fs::write(&young, b"").unwrap();
 
     let d = daemon_on(&sim.base_url(), root.path(), "utf-8");
-    wait_for("spares made", WAIT, || {
-        spares_in(root.path(), "0badcafe").len() == 4
-    });
     wait_for("the old leftover removed", WAIT, || !old.exists());
     assert!(
         young.exists(),
         "a young temporary file is not taken for a leftover"
     );
-
+    // Spares are made once requests come (an idle clinic's disk is left alone).
+    assert!(spares_in(root.path(), "0badcafe").is_empty());
     let (req, _) = request_of("valid-employee", "spare");
+    drop_request(root.path(), "s0", request_xml(&req, "UTF-8").as_bytes());
+    let r = Parsed::of(&wait_file(&res_path(root.path(), "s0"), WAIT));
+    assert_eq!(r.get("MessageBody/QualificationValidity"), Some("1"));
+    wait_for("spares made", WAIT, || {
+        spares_in(root.path(), "0badcafe").len() == 4
+    });
+
     // A spare was made before the request: a file made for it after would be younger (file
     // times run up to a tick behind the clock, hence the margin). Inode numbers cannot tell:
     // a removed spare's number is given to the next new file.
@@ -832,6 +837,7 @@ fn results_go_into_files_made_ready_ahead_and_none_outlives_the_daemon() {
         left,
         vec![
             ".spare.tsunagi-0badcafe-2.tmp".to_string(),
+            "OQSsiquc01res_s0.xml".to_string(),
             "OQSsiquc01res_s1.xml".to_string(),
             "OQSsiquc01res_s2.xml".to_string()
         ]

@@ -77,6 +77,7 @@ fn sync_dir(dir: &Path) {
 pub struct Prepared {
     file: std::fs::File,
     tmp: PathBuf,
+    made: std::time::Instant,
 }
 
 /// Prepares a file in `dir` for a result to come (see [`Prepared`]).
@@ -84,7 +85,11 @@ pub fn prepare(dir: &Path) -> std::io::Result<Prepared> {
     use std::os::unix::fs::MetadataExt;
     let tmp = tmp_path(dir, "spare");
     let file = std::fs::File::create(&tmp)?;
-    let prepared = Prepared { file, tmp };
+    let prepared = Prepared {
+        file,
+        tmp,
+        made: std::time::Instant::now(),
+    };
     // One block of the file system: a result that fits is made smaller within it, which
     // frees no block (freeing one costs as much as allocating).
     let block = prepared.file.metadata()?.blksize().clamp(512, 65536);
@@ -98,6 +103,12 @@ impl Prepared {
     /// Whether its file is still in its folder (another program may have removed it).
     pub fn is_there(&self) -> bool {
         std::fs::symlink_metadata(&self.tmp).is_ok()
+    }
+
+    /// How long ago it was made: a result written into it keeps that as its birth time
+    /// (what Windows shows as its creation time through a share).
+    pub fn age(&self) -> std::time::Duration {
+        self.made.elapsed()
     }
 }
 
@@ -267,7 +278,10 @@ mod tests {
                 std::fs::metadata(&spare.as_ref().unwrap().tmp)
                     .unwrap()
                     .len(),
-                std::fs::metadata(dir.path()).unwrap().blksize(),
+                std::fs::metadata(dir.path())
+                    .unwrap()
+                    .blksize()
+                    .clamp(512, 65536),
                 "one block, written"
             );
             assert!(write_new_into(dir.path(), name, &bytes, &mut spare).unwrap());
