@@ -767,8 +767,13 @@ fn results_go_into_files_made_ready_ahead_and_none_outlives_the_daemon() {
         .unwrap()
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(600))
         .unwrap();
+    // Young however long the test takes: dated ahead, as by a file server whose clock runs
+    // fast.
     let young = res.join(".spare.tsunagi-0badcafe-2.tmp");
-    std::fs::write(&young, b"").unwrap();
+    std::fs::File::create(&young)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
 
     let d = daemon_on(&sim.base_url(), root.path(), "utf-8");
     wait_for("the old leftover removed", WAIT, || !old.exists());

@@ -227,7 +227,8 @@ pub fn read_request(path: &Path, limit: u64) -> std::io::Result<Option<Result<Ve
     if meta.len() > limit {
         return Ok(Some(Err(meta.len())));
     }
-    let mut bytes = Vec::new();
+    // Sized by the file's length (at most `limit`), so it is read in one go.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
     f.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Ok(Some(Err(bytes.len() as u64)));
