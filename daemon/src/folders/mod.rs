@@ -477,6 +477,17 @@ impl Folders {
         }
     }
 
+    /// The writing of request `id`'s result, to run in a job.
+    fn delivery(&self, id: &str, digest: Digest, captured: bool) -> Delivery {
+        Delivery {
+            paths: self.paths.clone(),
+            spares: self.spares.clone(),
+            id: id.to_string(),
+            digest,
+            captured,
+        }
+    }
+
     /// Makes spare result files when the folders are fine.
     fn fill_spares(&self) {
         if self.status.problem.is_none() {
@@ -567,20 +578,9 @@ impl Folders {
             let Some(u) = self.unwritten.remove(&id) else {
                 continue;
             };
-            let (paths, spares) = (self.paths.clone(), self.spares.clone());
-            let key = id.clone();
+            let delivery = self.delivery(&id, u.digest, u.captured);
             self.spawn(id, async move {
-                let (bytes, d, captured) = (u.bytes.clone(), u.digest, u.captured);
-                let written = in_job(move || {
-                    let done = if captured {
-                        Done::Journal(&d)
-                    } else {
-                        Done::Request(&d)
-                    };
-                    spares.with(|spare| disk::deliver(&paths, &key, &bytes, done, spare))
-                })
-                .await;
-                match written {
+                match delivery.run(u.bytes.clone()).await {
                     Some(Ok(Delivered::Written)) if u.captured => {
                         Outcome::PendingAnswered { refused: u.refused }
                     }
@@ -660,14 +660,10 @@ impl Folders {
             self.config.encoding,
             answer.as_ref(),
         );
-        let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
-        let spares = self.spares.clone();
+        let d = p.digest;
+        let delivery = self.delivery(&id, d, true);
         self.spawn(id, async move {
-            let b = bytes.clone();
-            let delivered = in_job(move || {
-                spares.with(|spare| disk::deliver(&paths, &key, &b, Done::Journal(&d), spare))
-            });
-            match delivered.await {
+            match delivery.run(bytes.clone()).await {
                 Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
                 // A result of this id is still there (not collected): written once it goes.
                 Some(Ok(Delivered::Occupied)) | Some(Err(_)) | None => {
@@ -734,10 +730,10 @@ impl Folders {
             }
             let client = self.daemon.client().background();
             let query = query_of(&p.request, &format!("tsunagi-folder-{id}"));
-            let (paths, d, key) = (self.paths.clone(), p.digest, id.clone());
+            let d = p.digest;
             let (daemon, encoding, request) =
                 (self.daemon.clone(), self.config.encoding, p.request.clone());
-            let spares = self.spares.clone();
+            let delivery = self.delivery(&id, d, true);
             self.spawn(id, async move {
                 let answer = match client.query_by_insurance(&query).await {
                     Ok(a) => Ok(a),
@@ -746,11 +742,7 @@ impl Folders {
                 };
                 let refused = answer.is_err();
                 let bytes = result_bytes(&daemon, &request, encoding, answer.as_ref());
-                let b = bytes.clone();
-                let delivered = in_job(move || {
-                    spares.with(|spare| disk::deliver(&paths, &key, &b, Done::Journal(&d), spare))
-                });
-                match delivered.await {
+                match delivery.run(bytes.clone()).await {
                     Some(Ok(Delivered::Written)) => Outcome::PendingAnswered { refused },
                     _ => Outcome::Unwritten(Box::new(Unwritten {
                         bytes,
@@ -801,6 +793,34 @@ async fn record(
     }))
 }
 
+/// A result to write into `res` ([`disk::deliver`]), into a spare when one is ready.
+struct Delivery {
+    paths: Arc<Paths>,
+    spares: Spares,
+    id: String,
+    /// The request's digest.
+    digest: Digest,
+    /// For a captured request (its journal entry goes), else its request file goes.
+    captured: bool,
+}
+
+impl Delivery {
+    /// Writes `bytes` on the blocking pool; `None` if that work failed.
+    async fn run(self, bytes: Vec<u8>) -> Option<std::io::Result<Delivered>> {
+        in_job(move || {
+            let done = if self.captured {
+                Done::Journal(&self.digest)
+            } else {
+                Done::Request(&self.digest)
+            };
+            let paths = &self.paths;
+            self.spares
+                .with(|spare| disk::deliver(paths, &self.id, &bytes, done, spare))
+        })
+        .await
+    }
+}
+
 /// One request's answer, in its own task.
 struct Job {
     daemon: Daemon,
@@ -838,11 +858,11 @@ impl Job {
             .file_id
             .clone()
             .unwrap_or_else(|| format!("tsunagi-folder-{}", c.id));
-        let asked = self
+        let reason = match self
             .daemon
             .ask_by_numbers(&query_of(&request, &file_id))
-            .await;
-        let reason = match asked {
+            .await
+        {
             Ok(answer) => {
                 let bytes = result_bytes(&self.daemon, &request, self.encoding, Ok(&answer));
                 return self.deliver(&c.id, bytes, c.digest, false).await;
@@ -878,12 +898,14 @@ impl Job {
     }
 
     async fn deliver(&self, id: &str, bytes: Vec<u8>, digest: Digest, refused: bool) -> Outcome {
-        let (paths, key, b) = (self.paths.clone(), id.to_string(), bytes.clone());
-        let spares = self.spares.clone();
-        let delivered = in_job(move || {
-            spares.with(|spare| disk::deliver(&paths, &key, &b, Done::Request(&digest), spare))
-        });
-        match delivered.await {
+        let delivery = Delivery {
+            paths: self.paths.clone(),
+            spares: self.spares.clone(),
+            id: id.to_string(),
+            digest,
+            captured: false,
+        };
+        match delivery.run(bytes.clone()).await {
             Some(Ok(Delivered::Written)) => Outcome::Answered { refused },
             // A result of this id appeared meanwhile: the request waits for it to be collected.
             Some(Ok(Delivered::Occupied)) => Outcome::Later,
